@@ -1,0 +1,1 @@
+"""The public gateway: the streaming API, jobs and orchestration of the services."""

@@ -1,0 +1,41 @@
+"""Gateway settings, read once from the environment (documented in the README)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lipsync_common.server import env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    port_file: str = ""
+    preprocess_addr: str = "127.0.0.1:50052"
+    generator_addr: str = "127.0.0.1:50053"
+    results_dir: str = "var/results"     # jobs and their MP4s; survives restarts
+    tmp_dir: str = ""                    # uploads of streaming calls ("" = the system temp dir)
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_audio_s: float = 600.0
+    max_streams: int = 8                 # concurrent Lipsync calls; more get RESOURCE_EXHAUSTED
+    job_workers: int = 2                 # jobs run at once; the rest wait in the queue
+    max_queued_jobs: int = 100
+    grace_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> "GatewayConfig":
+        return cls(
+            host=env_str("GATEWAY_HOST", cls.host),
+            port=env_int("GATEWAY_PORT", cls.port),
+            port_file=env_str("GATEWAY_PORT_FILE", ""),
+            preprocess_addr=env_str("PREPROCESS_ADDR", cls.preprocess_addr),
+            generator_addr=env_str("GENERATOR_ADDR", cls.generator_addr),
+            results_dir=env_str("RESULTS_DIR", cls.results_dir),
+            tmp_dir=env_str("TMP_DIR", ""),
+            max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_audio_s=env_float("MAX_AUDIO_S", cls.max_audio_s),
+            max_streams=env_int("MAX_STREAMS", cls.max_streams),
+            job_workers=env_int("JOB_WORKERS", cls.job_workers),
+            max_queued_jobs=env_int("MAX_QUEUED_JOBS", cls.max_queued_jobs),
+            grace_s=env_float("GRACE_S", cls.grace_s),
+        )

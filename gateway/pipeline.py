@@ -1,0 +1,191 @@
+"""One lip-sync job: audio decode -> Preprocess.Prepare -> Generator.Generate -> Preprocess.Render.
+
+Crops flow from the generator through the gateway into the render stream as they are made, and MP4 chunks
+flow back to the caller as they are written, so the first bytes arrive long before the end.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+import grpc
+import numpy as np
+
+from lipsync.v1 import common_pb2, gateway_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+from lipsync_common import media
+from lipsync_common.server import CHUNK_BYTES, GRPC_OPTIONS
+from lipsync_common.tensors import to_tensor
+from gateway.config import GatewayConfig
+from gateway.upload import Failure, invalid
+
+AAC_RATES = {7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
+GEN_RATE = 16000
+Emit = Callable[[gateway_pb2.LipsyncResponse], Awaitable[None]]
+
+
+def _failure(service: str, addr: str, e: grpc.aio.AioRpcError) -> Failure:
+    if e.code() == grpc.StatusCode.UNAVAILABLE:
+        return Failure(e.code(), f"the {service} service is unavailable at {addr}: {e.details()}")
+    return Failure(e.code(), e.details() or f"{service} failed with {e.code().name}")
+
+
+def _progress(stage, done=0, total=0) -> gateway_pb2.LipsyncResponse:
+    return gateway_pb2.LipsyncResponse(progress=common_pb2.Progress(stage=stage, done=done, total=total))
+
+
+def load_audio(path: str, max_s: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """(audio for muxing [C, S] float32, its rate, 16 kHz mono for the generator)."""
+    try:
+        native, rate = media.decode_audio(path, max_s)
+        if native.shape[1] == 0:
+            raise invalid("the audio has zero length")
+        if rate not in AAC_RATES:
+            native, rate = media.decode_audio(path, max_s, sample_rate=48000)
+        mono, _ = media.decode_audio(path, max_s, sample_rate=GEN_RATE, mono=True)
+    except media.MediaError as e:
+        raise invalid(str(e)) from None
+    return native, rate, mono[0]
+
+
+class Pipeline:
+    def __init__(self, cfg: GatewayConfig):
+        self.cfg = cfg
+        self.pre_channel = grpc.aio.insecure_channel(cfg.preprocess_addr, options=GRPC_OPTIONS)
+        self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=GRPC_OPTIONS)
+        self.pre = preprocess_pb2_grpc.PreprocessStub(self.pre_channel)
+        self.gen = generator_pb2_grpc.GeneratorStub(self.gen_channel)
+
+    async def close(self) -> None:
+        await self.pre_channel.close()
+        await self.gen_channel.close()
+
+    async def prepare(self, options: common_pb2.LipsyncOptions, face_path: str, emit: Emit):
+        opts = preprocess_pb2.PrepareOptions(model_version=options.model_version, bbox_shift=options.bbox_shift)
+        if options.HasField("extra_margin"):
+            opts.extra_margin = options.extra_margin
+        if options.HasField("face_index"):
+            opts.face_index = options.face_index
+
+        async def requests():
+            yield preprocess_pb2.PrepareRequest(options=opts)
+            with open(face_path, "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(CHUNK_BYTES)
+                    last = len(data) < CHUNK_BYTES
+                    yield preprocess_pb2.PrepareRequest(media=common_pb2.Chunk(offset=offset, data=data, last=last))
+                    offset += len(data)
+                    if last:
+                        break
+
+        prepared = None
+        try:
+            async for resp in self.pre.Prepare(requests()):
+                if resp.WhichOneof("payload") == "progress":
+                    await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
+                else:
+                    prepared = resp.prepared
+        except grpc.aio.AioRpcError as e:
+            raise _failure("preprocess", self.cfg.preprocess_addr, e) from None
+        if prepared is None:
+            raise Failure(grpc.StatusCode.INTERNAL, "preprocess ended without a prepared source")
+        return prepared
+
+    async def run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
+                  emit: Emit) -> common_pb2.Summary:
+        timings: list[common_pb2.StageTiming] = []
+        t0 = time.perf_counter()
+        await emit(_progress(common_pb2.STAGE_AUDIO))
+        native, rate, mono = await asyncio.to_thread(load_audio, audio_path, self.cfg.max_audio_s)
+        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_AUDIO, seconds=time.perf_counter() - t0))
+
+        t0 = time.perf_counter()
+        prepared = await self.prepare(options, face_path, emit)
+        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_PREPROCESS, seconds=time.perf_counter() - t0))
+
+        fps = options.fps or prepared.fps or 25.0
+        frames = max(1, int(np.floor(len(mono) / GEN_RATE * fps + 1e-9))) if len(mono) else 0
+        if frames == 0:
+            raise invalid("the audio is too short for a single frame")
+        t0 = time.perf_counter()
+
+        def gen_requests():
+            yield generator_pb2.GenerateRequest(config=generator_pb2.GenerateConfig(
+                source_id=prepared.source_id, engine=options.engine, model_version=options.model_version,
+                fps=fps, audio_sample_rate=GEN_RATE))
+            step = CHUNK_BYTES // 4
+            for i in range(0, len(mono), step):
+                yield generator_pb2.GenerateRequest(audio=to_tensor(mono[i:i + step]))
+
+        render_cfg = preprocess_pb2.RenderConfig(
+            source_id=prepared.source_id, fps=fps, num_frames=frames, codec=options.codec,
+            audio_sample_rate=rate, audio_channels=native.shape[0])
+        if options.HasField("crf"):
+            render_cfg.crf = options.crf
+        gen_call = self.gen.Generate(gen_requests())
+        render_call = self.pre.Render()
+        state = {"gen_summary": None, "gen_s": 0.0, "error": None}
+
+        async def relay():
+            try:
+                await render_call.write(preprocess_pb2.RenderRequest(config=render_cfg))
+                pcm = (np.clip(native.T, -1, 1) * 32767).astype(np.int16)
+                step = CHUNK_BYTES // (2 * pcm.shape[1])
+                for i in range(0, len(pcm), step):
+                    await render_call.write(preprocess_pb2.RenderRequest(audio=to_tensor(pcm[i:i + step])))
+                async for resp in gen_call:
+                    if resp.WhichOneof("payload") == "crops":
+                        await render_call.write(preprocess_pb2.RenderRequest(crops=resp.crops))
+                        done = resp.crops.first_frame + resp.crops.images.shape[0]
+                        await emit(_progress(common_pb2.STAGE_GENERATE, done, frames))
+                    else:
+                        state["gen_summary"] = resp.summary
+                state["gen_s"] = time.perf_counter() - t0
+                await render_call.done_writing()
+            except grpc.aio.AioRpcError as e:
+                state["error"] = _failure("generator", self.cfg.generator_addr, e)
+                render_call.cancel()
+            except asyncio.CancelledError:
+                gen_call.cancel()
+                render_call.cancel()
+                raise
+
+        relay_task = asyncio.create_task(relay())
+        render_summary = None
+        offset = 0
+        try:
+            async for resp in render_call:
+                kind = resp.WhichOneof("payload")
+                if kind == "video":
+                    await emit(gateway_pb2.LipsyncResponse(video=common_pb2.Chunk(offset=offset, data=resp.video.data)))
+                    offset += len(resp.video.data)
+                elif kind == "progress":
+                    await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
+                else:
+                    render_summary = resp.summary
+            await relay_task
+        except grpc.aio.AioRpcError as e:
+            await asyncio.gather(relay_task, return_exceptions=True)
+            if state["error"] is not None:
+                raise state["error"] from None
+            raise _failure("preprocess", self.cfg.preprocess_addr, e) from None
+        finally:
+            if not relay_task.done():
+                relay_task.cancel()
+                gen_call.cancel()
+                render_call.cancel()
+        if state["error"] is not None:
+            raise state["error"]
+        gen_summary = state["gen_summary"]
+        if render_summary is None or gen_summary is None:
+            raise Failure(grpc.StatusCode.INTERNAL, "a service ended its stream without a summary")
+        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_GENERATE, seconds=state["gen_s"]))
+        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_RENDER, seconds=time.perf_counter() - t0))
+        summary = common_pb2.Summary(
+            frames=render_summary.frames, duration_s=render_summary.frames / fps, fps=fps,
+            width=render_summary.width, height=render_summary.height, engine=gen_summary.engine,
+            engine_description=gen_summary.engine_description, timings=timings, output_bytes=offset,
+            source_frames=prepared.num_frames, frames_without_face=prepared.num_frames - prepared.frames_with_face)
+        await emit(_progress(common_pb2.STAGE_DONE, summary.frames, summary.frames))
+        return summary

@@ -1,0 +1,143 @@
+"""Gateway gRPC edge: the public LipsyncGateway service (streaming and jobs)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+
+import grpc
+
+from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from lipsync_common import server as boot
+from lipsync_common.server import CHUNK_BYTES
+from gateway.config import GatewayConfig
+from gateway.jobs import JobStore
+from gateway.pipeline import Pipeline
+from gateway.upload import Failure, receive
+
+log = logging.getLogger("gateway")
+
+
+class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
+    def __init__(self, cfg: GatewayConfig):
+        self.cfg = cfg
+        self.pipeline = Pipeline(cfg)
+        self.jobs = JobStore(cfg.results_dir, self.pipeline, cfg.job_workers, cfg.max_queued_jobs)
+        self.streams = 0
+
+    async def Lipsync(self, request_iterator, context):
+        if self.streams >= self.cfg.max_streams:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{self.cfg.max_streams} lip-sync streams are running; retry shortly or use SubmitJob")
+        self.streams += 1
+        folder = tempfile.mkdtemp(prefix="lipsync-", dir=self.cfg.tmp_dir or None)
+        out: asyncio.Queue = asyncio.Queue(maxsize=64)
+        try:
+            try:
+                options, face, audio = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
+            except Failure as e:
+                await context.abort(e.code, e.message)
+
+            async def emit(msg):
+                await out.put(msg)
+
+            async def work():
+                try:
+                    summary = await self.pipeline.run(options, face, audio, emit)
+                    await out.put(gateway_pb2.LipsyncResponse(summary=summary))
+                finally:
+                    await out.put(None)
+
+            task = asyncio.create_task(work())
+            try:
+                while True:
+                    msg = await out.get()
+                    if msg is None:
+                        break
+                    yield msg
+                await task
+            except Failure as e:
+                await context.abort(e.code, e.message)
+            finally:
+                if not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+        finally:
+            self.streams -= 1
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def SubmitJob(self, request_iterator, context):
+        try:
+            job_id, folder = self.jobs.new_folder()
+        except Failure as e:
+            await context.abort(e.code, e.message)
+        try:
+            options, _, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
+        except Failure as e:
+            self.jobs.discard(job_id)
+            await context.abort(e.code, e.message)
+        except BaseException:
+            self.jobs.discard(job_id)
+            raise
+        return self.jobs.submit(job_id, options)
+
+    async def GetJob(self, request, context):
+        try:
+            return self.jobs.get(request.job_id)
+        except Failure as e:
+            await context.abort(e.code, e.message)
+
+    async def CancelJob(self, request, context):
+        try:
+            return self.jobs.cancel(request.job_id)
+        except Failure as e:
+            await context.abort(e.code, e.message)
+
+    async def DownloadResult(self, request, context):
+        try:
+            job = self.jobs.get(request.job_id)
+        except Failure as e:
+            await context.abort(e.code, e.message)
+        if job.state != gateway_pb2.JOB_STATE_SUCCEEDED:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"job {job.job_id} is {gateway_pb2.JobState.Name(job.state)}, not SUCCEEDED")
+        path = self.jobs.result_path(job.job_id)
+        if not os.path.isfile(path):
+            await context.abort(grpc.StatusCode.DATA_LOSS, f"the result of job {job.job_id} is missing")
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset = 0
+            while True:
+                data = f.read(CHUNK_BYTES)
+                last = offset + len(data) >= size
+                yield gateway_pb2.DownloadResultResponse(chunk=common_pb2.Chunk(offset=offset, data=data, last=last))
+                offset += len(data)
+                if last:
+                    break
+
+
+def main() -> None:
+    cfg = GatewayConfig.from_env()
+    boot.setup_logging("gateway")
+
+    async def run() -> None:
+        servicer = GatewayServicer(cfg)
+        await servicer.jobs.start()
+
+        async def on_stop() -> None:
+            await servicer.jobs.stop()
+            await servicer.pipeline.close()
+
+        name = gateway_pb2.DESCRIPTOR.services_by_name["LipsyncGateway"].full_name
+        await boot.serve(
+            name="gateway", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
+            service_names=[name], on_stop=on_stop,
+            add_servicers=lambda s: gateway_pb2_grpc.add_LipsyncGatewayServicer_to_server(servicer, s))
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

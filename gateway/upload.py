@@ -1,0 +1,84 @@
+"""Receive a client's upload (options, then face and audio chunks) into two files, validating as it goes."""
+from __future__ import annotations
+
+import os
+
+import grpc
+
+from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_common.chunks import ChunkError, ChunkWriter
+
+ENGINES = ("", "auto", "warp", "musetalk")
+VERSIONS = (common_pb2.MODEL_VERSION_UNSPECIFIED, common_pb2.MODEL_VERSION_V1, common_pb2.MODEL_VERSION_V15)
+CODECS = (common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB)
+
+
+class Failure(Exception):
+    """A job failure with the gRPC status it maps to."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> Failure:
+    return Failure(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def validate_options(o: common_pb2.LipsyncOptions) -> None:
+    if o.engine not in ENGINES:
+        raise invalid(f"unknown engine {o.engine!r}; choose auto, warp or musetalk")
+    if o.model_version not in VERSIONS:
+        raise invalid(f"unknown model_version {o.model_version}; use MODEL_VERSION_V1 or MODEL_VERSION_V15")
+    if not -100 <= o.bbox_shift <= 100:
+        raise invalid(f"bbox_shift {o.bbox_shift} is out of range [-100, 100]")
+    if o.HasField("extra_margin") and not 0 <= o.extra_margin <= 100:
+        raise invalid(f"extra_margin {o.extra_margin} is out of range [0, 100]")
+    if not (o.fps == 0 or 0 < o.fps <= 60) or o.fps != o.fps:
+        raise invalid(f"fps {o.fps} is out of range: use 0 (the source's rate) or a value in (0, 60]")
+    if o.codec not in CODECS:
+        raise invalid(f"unknown codec {o.codec}")
+    if o.HasField("crf") and not 0 <= o.crf <= 51:
+        raise invalid(f"crf {o.crf} is out of range [0, 51]")
+    if o.HasField("face_index") and not -1 <= o.face_index <= 16:
+        raise invalid(f"face_index {o.face_index} is out of range [-1, 16]")
+
+
+async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common_pb2.LipsyncOptions, str, str]:
+    """Read options + both uploads into folder/face and folder/audio; returns (options, face_path, audio_path).
+
+    Stops reading as soon as both uploads are complete. Raises Failure(INVALID_ARGUMENT) on any protocol error.
+    """
+    it = aiter(request_iterator)
+    first = await anext(it, None)
+    if first is None or first.WhichOneof("payload") != "options":
+        raise invalid("the first message must carry the options")
+    validate_options(first.options)
+    paths = {gateway_pb2.MEDIA_KIND_FACE: os.path.join(folder, "face"),
+             gateway_pb2.MEDIA_KIND_AUDIO: os.path.join(folder, "audio")}
+    names = {gateway_pb2.MEDIA_KIND_FACE: "face media", gateway_pb2.MEDIA_KIND_AUDIO: "audio"}
+    files = {k: open(p, "wb") for k, p in paths.items()}
+    try:
+        writers = {k: ChunkWriter(names[k], f, max_bytes) for k, f in files.items()}
+        while not all(w.done for w in writers.values()):
+            req = await anext(it, None)
+            if req is None:
+                missing = " and ".join(w.name for w in writers.values() if not w.done)
+                raise invalid(f"the stream ended before the {missing} upload was complete (send a chunk with last=true)")
+            if req.WhichOneof("payload") != "media":
+                raise invalid("options may be sent only once, as the first message")
+            kind = req.media.kind
+            if kind not in writers:
+                raise invalid(f"unknown media kind {kind}; use MEDIA_KIND_FACE or MEDIA_KIND_AUDIO")
+            try:
+                writers[kind].add(req.media.chunk.offset, req.media.chunk.data, req.media.chunk.last)
+            except ChunkError as e:
+                raise invalid(str(e)) from None
+        for kind, w in writers.items():
+            if w.size == 0:
+                raise invalid(f"the {w.name} is empty (0 bytes)")
+    finally:
+        for f in files.values():
+            f.close()
+    return first.options, paths[gateway_pb2.MEDIA_KIND_FACE], paths[gateway_pb2.MEDIA_KIND_AUDIO]

@@ -1,0 +1,70 @@
+from lipsync.v1 import common_pb2 as _common_pb2
+from lipsync.v1 import preprocess_pb2 as _preprocess_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GenerateConfig(_message.Message):
+    __slots__ = ("source_id", "engine", "model_version", "fps", "audio_sample_rate")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    engine: str
+    model_version: _common_pb2.ModelVersion
+    fps: float
+    audio_sample_rate: int
+    def __init__(self, source_id: _Optional[str] = ..., engine: _Optional[str] = ..., model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., fps: _Optional[float] = ..., audio_sample_rate: _Optional[int] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: GenerateConfig
+    audio: _common_pb2.Tensor
+    def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class GenerateSummary(_message.Message):
+    __slots__ = ("frames", "engine", "engine_description")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    engine: str
+    engine_description: str
+    def __init__(self, frames: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("crops", "summary")
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    crops: _preprocess_pb2.CropBatch
+    summary: GenerateSummary
+    def __init__(self, crops: _Optional[_Union[_preprocess_pb2.CropBatch, _Mapping]] = ..., summary: _Optional[_Union[GenerateSummary, _Mapping]] = ...) -> None: ...
+
+class ListEnginesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EngineInfo(_message.Message):
+    __slots__ = ("name", "description", "available", "unavailable_reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    available: bool
+    unavailable_reason: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., available: bool = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
+
+class ListEnginesResponse(_message.Message):
+    __slots__ = ("engines",)
+    ENGINES_FIELD_NUMBER: _ClassVar[int]
+    engines: _containers.RepeatedCompositeFieldContainer[EngineInfo]
+    def __init__(self, engines: _Optional[_Iterable[_Union[EngineInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,116 @@
+from lipsync.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PrepareOptions(_message.Message):
+    __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    model_version: _common_pb2.ModelVersion
+    bbox_shift: int
+    extra_margin: int
+    face_index: int
+    def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("options", "media")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    options: PrepareOptions
+    media: _common_pb2.Chunk
+    def __init__(self, options: _Optional[_Union[PrepareOptions, _Mapping]] = ..., media: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
+
+class PreparedSource(_message.Message):
+    __slots__ = ("source_id", "num_frames", "fps", "width", "height", "is_image", "frames_with_face", "bbox_shift_range", "cached")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IS_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_WITH_FACE_FIELD_NUMBER: _ClassVar[int]
+    BBOX_SHIFT_RANGE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    is_image: bool
+    frames_with_face: int
+    bbox_shift_range: _common_pb2.BboxShiftRange
+    cached: bool
+    def __init__(self, source_id: _Optional[str] = ..., num_frames: _Optional[int] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., is_image: bool = ..., frames_with_face: _Optional[int] = ..., bbox_shift_range: _Optional[_Union[_common_pb2.BboxShiftRange, _Mapping]] = ..., cached: bool = ...) -> None: ...
+
+class PrepareResponse(_message.Message):
+    __slots__ = ("progress", "prepared")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
+    progress: _common_pb2.Progress
+    prepared: PreparedSource
+    def __init__(self, progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., prepared: _Optional[_Union[PreparedSource, _Mapping]] = ...) -> None: ...
+
+class RenderConfig(_message.Message):
+    __slots__ = ("source_id", "fps", "num_frames", "codec", "crf", "audio_sample_rate", "audio_channels")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    CRF_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    fps: float
+    num_frames: int
+    codec: _common_pb2.VideoCodec
+    crf: int
+    audio_sample_rate: int
+    audio_channels: int
+    def __init__(self, source_id: _Optional[str] = ..., fps: _Optional[float] = ..., num_frames: _Optional[int] = ..., codec: _Optional[_Union[_common_pb2.VideoCodec, str]] = ..., crf: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., audio_channels: _Optional[int] = ...) -> None: ...
+
+class CropBatch(_message.Message):
+    __slots__ = ("first_frame", "images")
+    FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    first_frame: int
+    images: _common_pb2.Tensor
+    def __init__(self, first_frame: _Optional[int] = ..., images: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class RenderRequest(_message.Message):
+    __slots__ = ("config", "audio", "crops")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    config: RenderConfig
+    audio: _common_pb2.Tensor
+    crops: CropBatch
+    def __init__(self, config: _Optional[_Union[RenderConfig, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., crops: _Optional[_Union[CropBatch, _Mapping]] = ...) -> None: ...
+
+class RenderSummary(_message.Message):
+    __slots__ = ("frames", "width", "height", "bytes", "duration_s")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    width: int
+    height: int
+    bytes: int
+    duration_s: float
+    def __init__(self, frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bytes: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
+class RenderResponse(_message.Message):
+    __slots__ = ("video", "progress", "summary")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    video: _common_pb2.Chunk
+    progress: _common_pb2.Progress
+    summary: RenderSummary
+    def __init__(self, video: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., summary: _Optional[_Union[RenderSummary, _Mapping]] = ...) -> None: ...

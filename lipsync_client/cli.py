@@ -1,0 +1,117 @@
+"""`lipsync` command line: run a lip-sync job against the gateway, or manage asynchronous jobs."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_client.client import LipsyncClient, LipsyncError
+
+VERSIONS = {"v1": common_pb2.MODEL_VERSION_V1, "v15": common_pb2.MODEL_VERSION_V15}
+
+
+def _options(args) -> common_pb2.LipsyncOptions:
+    o = common_pb2.LipsyncOptions(engine=args.engine, model_version=VERSIONS[args.version],
+                                  bbox_shift=args.bbox_shift, fps=args.fps)
+    if args.extra_margin is not None:
+        o.extra_margin = args.extra_margin
+    if args.crf is not None:
+        o.crf = args.crf
+    if args.lossless:
+        o.codec = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
+    return o
+
+
+class Bar:
+    """One-line progress bar on stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet or not sys.stderr.isatty() and os.environ.get("LIPSYNC_PROGRESS") != "1"
+        self.last = ""
+
+    def __call__(self, p: common_pb2.Progress) -> None:
+        if self.quiet:
+            return
+        stage = common_pb2.Stage.Name(p.stage).removeprefix("STAGE_").lower()
+        if p.total:
+            filled = int(30 * p.done / p.total)
+            line = f"{stage:<10} [{'#' * filled}{'.' * (30 - filled)}] {p.done}/{p.total}"
+        else:
+            line = f"{stage:<10} {p.done or ''}"
+        if line != self.last:
+            sys.stderr.write("\r" + line.ljust(60))
+            sys.stderr.flush()
+            self.last = line
+
+    def done(self) -> None:
+        if not self.quiet and self.last:
+            sys.stderr.write("\n")
+
+
+def _add_media(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
+    src.add_argument("--image", help="one face image (png, jpg...)")
+    p.add_argument("--audio", required=True, help="speech audio (wav, mp3, m4a, flac, ogg)")
+    p.add_argument("--engine", default="auto", choices=["auto", "warp", "musetalk"])
+    p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
+    p.add_argument("--bbox-shift", type=int, default=0)
+    p.add_argument("--extra-margin", type=int, default=None)
+    p.add_argument("--fps", type=float, default=0.0, help="output fps (0 = the source's)")
+    p.add_argument("--crf", type=int, default=None, help="x264 quality, 0-51 (default 18)")
+    p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large; for checks)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
+    parser.add_argument("--target", default=os.environ.get("LIPSYNC_TARGET", "127.0.0.1:50051"),
+                        help="gateway address (env LIPSYNC_TARGET)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="lip-sync and write the MP4 (streams the result as it is made)")
+    _add_media(run)
+    run.add_argument("--out", required=True)
+    run.add_argument("--quiet", action="store_true")
+    submit = sub.add_parser("submit", help="submit an asynchronous job; prints its id")
+    _add_media(submit)
+    for name in ("status", "cancel"):
+        sub.add_parser(name).add_argument("job_id")
+    dl = sub.add_parser("download", help="download a finished job's MP4")
+    dl.add_argument("job_id")
+    dl.add_argument("--out", required=True)
+    dl.add_argument("--wait", action="store_true", help="wait until the job ends")
+    args = parser.parse_args(argv)
+
+    with LipsyncClient(args.target) as client:
+        try:
+            if args.cmd == "run":
+                bar = Bar(args.quiet)
+                t0 = time.perf_counter()
+                s = client.lipsync(args.video or args.image, args.audio, args.out, _options(args), on_progress=bar)
+                bar.done()
+                print(f"wrote {args.out}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
+                      f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
+            elif args.cmd == "submit":
+                print(client.submit_job(args.video or args.image, args.audio, _options(args)).job_id)
+            elif args.cmd == "status":
+                job = client.get_job(args.job_id)
+                print(gateway_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_"), job.error)
+            elif args.cmd == "cancel":
+                print(gateway_pb2.JobState.Name(client.cancel_job(args.job_id).state).removeprefix("JOB_STATE_"))
+            elif args.cmd == "download":
+                while args.wait and client.get_job(args.job_id).state in (
+                        gateway_pb2.JOB_STATE_QUEUED, gateway_pb2.JOB_STATE_RUNNING):
+                    time.sleep(0.5)
+                print(f"wrote {args.out}: {client.download_result(args.job_id, args.out)} bytes")
+        except LipsyncError as e:
+            print(f"lipsync: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"lipsync: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Blocking client for lipsync.v1.LipsyncGateway.
+
+    from lipsync_client import LipsyncClient
+    summary = LipsyncClient("127.0.0.1:50051").lipsync("face.mp4", "speech.wav", "out.mp4")
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import grpc
+
+from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+OPTIONS = [("grpc.max_send_message_length", 4 * 1024 * 1024),
+           ("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+
+
+class LipsyncError(RuntimeError):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def upload_requests(face_path: str, audio_path: str,
+                    options: common_pb2.LipsyncOptions) -> Iterator[gateway_pb2.LipsyncRequest]:
+    yield gateway_pb2.LipsyncRequest(options=options)
+    for kind, path in ((gateway_pb2.MEDIA_KIND_FACE, face_path), (gateway_pb2.MEDIA_KIND_AUDIO, audio_path)):
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset = 0
+            while True:
+                data = f.read(CHUNK_BYTES)
+                last = offset + len(data) >= size
+                yield gateway_pb2.LipsyncRequest(media=gateway_pb2.MediaChunk(
+                    kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
+                offset += len(data)
+                if last:
+                    break
+
+
+def _write_stream(out_path: str, chunks: Iterator[bytes]) -> int:
+    part = out_path + ".part"
+    total = 0
+    try:
+        with open(part, "wb") as f:
+            for data in chunks:
+                f.write(data)
+                total += len(data)
+        os.replace(part, out_path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+    return total
+
+
+class LipsyncClient:
+    def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = None):
+        self.channel = grpc.insecure_channel(target, options=OPTIONS)
+        self.stub = gateway_pb2_grpc.LipsyncGatewayStub(self.channel)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def lipsync(self, face_path: str, audio_path: str, out_path: str,
+                options: common_pb2.LipsyncOptions | None = None,
+                on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Summary:
+        """Stream the inputs, write the MP4 to out_path as it arrives, return the summary."""
+        result: dict = {}
+
+        def video() -> Iterator[bytes]:
+            for resp in self.stub.Lipsync(upload_requests(face_path, audio_path, options or common_pb2.LipsyncOptions()),
+                                          timeout=self.timeout):
+                kind = resp.WhichOneof("payload")
+                if kind == "video":
+                    yield resp.video.data
+                elif kind == "progress" and on_progress is not None:
+                    on_progress(resp.progress)
+                elif kind == "summary":
+                    result["summary"] = resp.summary
+
+        try:
+            _write_stream(out_path, video())
+        except grpc.RpcError as e:
+            raise LipsyncError(e.code(), e.details()) from None
+        return result["summary"]
+
+    def submit_job(self, face_path: str, audio_path: str,
+                   options: common_pb2.LipsyncOptions | None = None) -> gateway_pb2.Job:
+        return self._call(self.stub.SubmitJob,
+                          upload_requests(face_path, audio_path, options or common_pb2.LipsyncOptions()))
+
+    def get_job(self, job_id: str) -> gateway_pb2.Job:
+        return self._call(self.stub.GetJob, gateway_pb2.GetJobRequest(job_id=job_id))
+
+    def cancel_job(self, job_id: str) -> gateway_pb2.Job:
+        return self._call(self.stub.CancelJob, gateway_pb2.CancelJobRequest(job_id=job_id))
+
+    def download_result(self, job_id: str, out_path: str) -> int:
+        try:
+            return _write_stream(out_path, (r.chunk.data for r in self.stub.DownloadResult(
+                gateway_pb2.DownloadResultRequest(job_id=job_id), timeout=self.timeout)))
+        except grpc.RpcError as e:
+            raise LipsyncError(e.code(), e.details()) from None
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise LipsyncError(e.code(), e.details()) from None

@@ -1,0 +1,1 @@
+"""Small pieces shared by the lipsync services: media I/O, tensors, chunked bytes, server bootstrap."""

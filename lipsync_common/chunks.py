@@ -1,0 +1,44 @@
+"""Reassemble a byte stream sent as lipsync.v1.Chunk messages, rejecting gaps and reordering."""
+from __future__ import annotations
+
+from typing import BinaryIO
+
+
+class ChunkError(ValueError):
+    """Chunks that do not form one contiguous stream."""
+
+
+class ChunkWriter:
+    """Appends chunks to a file object; checks offsets, the `last` flag and a size cap."""
+
+    def __init__(self, name: str, out: BinaryIO, max_bytes: int):
+        self.name = name
+        self.out = out
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.done = False
+
+    def add(self, offset: int, data: bytes, last: bool) -> None:
+        if self.done:
+            raise ChunkError(f"{self.name}: chunk at offset {offset} after the last chunk")
+        if offset != self.size:
+            raise ChunkError(
+                f"{self.name}: chunk at offset {offset} but {self.size} bytes received so far "
+                "(chunks missing or out of order)")
+        if self.size + len(data) > self.max_bytes:
+            raise ChunkError(f"{self.name}: larger than the limit of {self.max_bytes} bytes")
+        self.out.write(data)
+        self.size += len(data)
+        if last:
+            self.done = True
+            self.out.flush()
+
+
+def iter_chunks(data: bytes, chunk_size: int):
+    """(offset, piece, last) for a bytes object; one empty last chunk for empty data."""
+    if not data:
+        yield 0, b"", True
+        return
+    for off in range(0, len(data), chunk_size):
+        piece = data[off:off + chunk_size]
+        yield off, piece, off + len(piece) >= len(data)

@@ -1,0 +1,138 @@
+"""Bootstrap shared by every service: grpc.aio server, health, reflection, limits, graceful stop, JSON logs."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+# Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
+
+GRPC_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                 "msg": record.getMessage()}
+        entry.update(getattr(record, "fields", {}) or {})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(service: str) -> logging.Logger:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    return logging.getLogger(service)
+
+
+def log_event(logger: logging.Logger, msg: str, **fields) -> None:
+    logger.info(msg, extra={"fields": fields})
+
+
+async def serve(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    service_names: Sequence[str],
+    add_servicers: Callable[[grpc.aio.Server], None],
+    warmup: Callable[[], None] | None = None,
+    grace_s: float = 20.0,
+    port_file: str = "",
+    on_stop: Callable[[], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run one service until SIGTERM/SIGINT.
+
+    Health is NOT_SERVING until `warmup` (model loading) has finished; on a stop signal health goes back to
+    NOT_SERVING first, new calls are refused and running ones get `grace_s` seconds to finish.
+    """
+    log = logging.getLogger(name)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_servicers(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"could not bind {host}:{port}")
+
+    async def set_all(status) -> None:
+        for svc in list(service_names) + [""]:
+            await health_servicer.set(svc, status)
+
+    await set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    log_event(log, "listening", host=host, port=bound)
+    if port_file:
+        tmp = port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(bound))
+        os.replace(tmp, port_file)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    t0 = time.perf_counter()
+    if warmup is not None:
+        await asyncio.to_thread(warmup)
+    await set_all(health_pb2.HealthCheckResponse.SERVING)
+    log_event(log, "serving", warmup_s=round(time.perf_counter() - t0, 3))
+
+    await stop.wait()
+    log_event(log, "draining", grace_s=grace_s)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_s)
+    if on_stop is not None:
+        result = on_stop()
+        if asyncio.iscoroutine(result):
+            await result
+    log_event(log, "stopped")
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"environment variable {name} must be a number, got {raw!r}") from None

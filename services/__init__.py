@@ -1,0 +1,1 @@
+"""The lipsync back-end services."""

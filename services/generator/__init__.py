@@ -1,0 +1,1 @@
+"""Mouth-region generation service."""

@@ -1,0 +1,31 @@
+"""Generator settings, read once from the environment (documented in the README)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lipsync_common.server import env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    host: str = "127.0.0.1"
+    port: int = 50053
+    port_file: str = ""
+    cache_dir: str = "var/cache"     # the prepared-source cache written by preprocess (shared)
+    models_dir: str = "models"       # MuseTalk weights in the official layout
+    batch_size: int = 8              # crops per streamed message (8 x 192 KB, well under 4 MB)
+    max_audio_s: float = 600.0
+    grace_s: float = 20.0
+
+    @classmethod
+    def from_env(cls) -> "GeneratorConfig":
+        return cls(
+            host=env_str("GENERATOR_HOST", cls.host),
+            port=env_int("GENERATOR_PORT", cls.port),
+            port_file=env_str("GENERATOR_PORT_FILE", ""),
+            cache_dir=env_str("CACHE_DIR", cls.cache_dir),
+            models_dir=env_str("MODELS_DIR", cls.models_dir),
+            batch_size=env_int("GENERATOR_BATCH", cls.batch_size),
+            max_audio_s=env_float("MAX_AUDIO_S", cls.max_audio_s),
+            grace_s=env_float("GRACE_S", cls.grace_s),
+        )

@@ -1,0 +1,1 @@
+"""Generator engines behind one interface (see base.py)."""

@@ -1,0 +1,123 @@
+"""Generator gRPC edge: engine selection, validation, streaming crops in frame order."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+
+from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2
+from lipsync_common import server as boot
+from lipsync_common.source_cache import SourceCache, SourceNotFound
+from lipsync_common.tensors import TensorError, from_tensor, to_tensor
+from services.generator.audio_features import SAMPLE_RATE, num_frames
+from services.generator.config import GeneratorConfig
+from services.generator.engines.base import EngineUnavailable
+from services.generator.engines.musetalk import MuseTalkEngine
+from services.generator.engines.warp import WarpEngine
+
+log = logging.getLogger("generator")
+VERSIONS = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v15", common_pb2.MODEL_VERSION_V15: "v15",
+            common_pb2.MODEL_VERSION_V1: "v1"}
+
+
+class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
+    def __init__(self, cfg: GeneratorConfig):
+        self.cfg = cfg
+        self.cache = SourceCache(cfg.cache_dir)
+        self.engines = {"warp": WarpEngine(), "musetalk": MuseTalkEngine(cfg.models_dir)}
+
+    def warmup(self) -> None:
+        for engine in self.engines.values():
+            if engine.available()[0]:
+                engine.load()
+
+    def pick(self, name: str):
+        if name in ("", "auto"):
+            return self.engines["musetalk"] if self.engines["musetalk"].available()[0] else self.engines["warp"]
+        if name not in self.engines:
+            raise ValueError(f"unknown engine {name!r}; choose one of: auto, {', '.join(self.engines)}")
+        return self.engines[name]
+
+    async def ListEngines(self, request, context):
+        infos = []
+        for engine in self.engines.values():
+            ok, why = engine.available()
+            infos.append(generator_pb2.EngineInfo(name=engine.name, description=engine.description,
+                                                  available=ok, unavailable_reason=why))
+        return generator_pb2.ListEnginesResponse(engines=infos)
+
+    async def Generate(self, request_iterator, context):
+        it = aiter(request_iterator)
+        first = await anext(it, None)
+        if first is None or first.WhichOneof("payload") != "config":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
+        cfg = first.config
+        try:
+            engine = self.pick(cfg.engine)
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if cfg.model_version not in VERSIONS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
+        version = VERSIONS[cfg.model_version]
+        if isinstance(engine, MuseTalkEngine):
+            try:
+                engine.check(version)
+            except EngineUnavailable as e:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        if not 0 < cfg.fps <= 120:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
+        if cfg.audio_sample_rate != SAMPLE_RATE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"audio_sample_rate must be {SAMPLE_RATE} (mono float32 PCM)")
+        try:
+            source = self.cache.get(cfg.source_id)
+        except SourceNotFound as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+
+        parts, total, limit = [], 0, int(self.cfg.max_audio_s * SAMPLE_RATE)
+        async for req in it:
+            if req.WhichOneof("payload") != "audio":
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the config may be sent only once, first")
+            try:
+                part = from_tensor(req.audio, dtype=np.float32, ndim=1, finite=True)
+            except TensorError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"audio: {e}")
+            total += len(part)
+            if total > limit:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"audio is longer than the limit of {self.cfg.max_audio_s:.0f} s")
+            parts.append(part)
+        audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        frames = num_frames(len(audio), SAMPLE_RATE, cfg.fps)
+        if frames == 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
+
+        batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size)
+        done = 0
+        while True:
+            batch = await asyncio.to_thread(next, batches, None)
+            if batch is None:
+                break
+            yield generator_pb2.GenerateResponse(crops=preprocess_pb2.CropBatch(first_frame=done,
+                                                                                images=to_tensor(batch)))
+            done += len(batch)
+        boot.log_event(log, "generated", source_id=cfg.source_id, engine=engine.name, frames=done)
+        yield generator_pb2.GenerateResponse(summary=generator_pb2.GenerateSummary(
+            frames=done, engine=engine.name, engine_description=engine.description))
+
+
+def main() -> None:
+    cfg = GeneratorConfig.from_env()
+    boot.setup_logging("generator")
+    servicer = GeneratorServicer(cfg)
+    name = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
+    asyncio.run(boot.serve(
+        name="generator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
+        service_names=[name], warmup=servicer.warmup,
+        add_servicers=lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)))
+
+
+if __name__ == "__main__":
+    main()

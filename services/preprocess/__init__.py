@@ -1,0 +1,1 @@
+"""Face preparation and compositing service."""

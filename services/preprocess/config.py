@@ -1,0 +1,33 @@
+"""Preprocess settings, read once from the environment (documented in the README)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lipsync_common.server import env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    host: str = "127.0.0.1"
+    port: int = 50052
+    port_file: str = ""                  # write the bound port here (useful with port 0)
+    cache_dir: str = "var/cache"         # the shared prepared-source cache
+    tmp_dir: str = ""                    # uploads in flight ("" = the system temp dir)
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_pixels: int = 3840 * 2160
+    max_frames: int = 18000              # 10 minutes at 30 fps
+    grace_s: float = 20.0
+
+    @classmethod
+    def from_env(cls) -> "PreprocessConfig":
+        return cls(
+            host=env_str("PREPROCESS_HOST", cls.host),
+            port=env_int("PREPROCESS_PORT", cls.port),
+            port_file=env_str("PREPROCESS_PORT_FILE", ""),
+            cache_dir=env_str("CACHE_DIR", cls.cache_dir),
+            tmp_dir=env_str("TMP_DIR", ""),
+            max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_pixels=env_int("MAX_PIXELS", cls.max_pixels),
+            max_frames=env_int("MAX_SOURCE_FRAMES", cls.max_frames),
+            grace_s=env_float("GRACE_S", cls.grace_s),
+        )

@@ -1,0 +1,86 @@
+"""Prepare a face source: decode, landmarks, MuseTalk crop boxes, crops and masks, into the source cache."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from lipsync_common import media
+from lipsync_common.source_cache import SourceCache, SourceMeta
+from services.preprocess import crops as C
+from services.preprocess.landmarks import NUM_POINTS, Landmarker, to_68
+
+PIPELINE_VERSION = "prep-1"  # bump when a change alters what is stored for the same input
+
+
+class NoFaceError(ValueError):
+    """No face in any frame of the source."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    model_version: str = "v15"   # "v1" or "v15"
+    bbox_shift: int = 0
+    extra_margin: int = 10       # used for v15 only
+    face_index: int = -1         # -1 = the largest face
+
+    def effective(self) -> dict:
+        return {"model_version": self.model_version, "bbox_shift": self.bbox_shift,
+                "extra_margin": self.extra_margin if self.model_version == "v15" else 0,
+                "face_index": self.face_index, "pipeline": PIPELINE_VERSION}
+
+
+def source_id(media_sha256: str, opts: PrepareOptions) -> str:
+    key = media_sha256 + json.dumps(opts.effective(), sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: SourceCache,
+            landmarker: Landmarker, max_pixels: int, max_frames: int,
+            progress: Callable[[int, int], None] | None = None) -> tuple[SourceMeta, bool]:
+    """Returns (meta, was_cached). Raises media.MediaError for unusable media, NoFaceError without a face."""
+    sid = source_id(media_sha256, opts)
+    if cache.has(sid):
+        return cache.get(sid).meta, True
+    info, frames = media.read_face_media(media_path, max_pixels=max_pixels, max_frames=max_frames)
+    eff = opts.effective()
+    writer = cache.writer(sid, info.width, info.height)
+    lm68_found: list[np.ndarray] = []
+    n = 0
+    empty_crop = np.zeros((C.CROP, C.CROP, 3), np.uint8)
+    empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
+    no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
+    try:
+        with landmarker.session(static=info.is_image) as session:
+            for frame in frames:
+                pts = session.process(frame, opts.face_index)
+                box = None
+                if pts is not None:
+                    lm68 = to_68(pts)
+                    try:
+                        box = C.crop_box(lm68, info.width, info.height, eff["bbox_shift"], eff["extra_margin"])
+                    except ValueError:
+                        box = None  # face at the very edge: pass the frame through
+                if box is None:
+                    writer.add(frame, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
+                else:
+                    lm68_found.append(lm68)
+                    mesh_crop = C.to_crop_coords(pts, box)
+                    writer.add(frame, box, C.crop_face(frame, box), C.lower_face_mask(mesh_crop), mesh_crop, True)
+                n += 1
+                if progress is not None:
+                    progress(n, info.frames_hint)
+        if not lm68_found:
+            raise NoFaceError(f"no face was found in any of the {n} frame(s) of the face media")
+        meta = SourceMeta(
+            source_id=sid, num_frames=n, fps=info.fps, width=info.width, height=info.height,
+            is_image=info.is_image, frames_with_face=len(lm68_found),
+            bbox_shift_range=C.bbox_shift_range(np.stack(lm68_found)), options=eff)
+        writer.commit(meta)
+    except BaseException:
+        writer.abort()
+        raise
+    return meta, False

@@ -1,0 +1,79 @@
+"""Paste generated crops back into the source frames and encode the MP4 (with the audio) as it goes."""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from lipsync_common import media
+from lipsync_common.source_cache import SourceEntry, source_frame
+
+
+class RenderError(ValueError):
+    pass
+
+
+def frame_mask(entry: SourceEntry, idx: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The blend alpha of source frame idx in frame pixels: (box, uint8 [h, w]); None without a face."""
+    if not entry.has_face[idx]:
+        return None
+    x1, y1, x2, y2 = (int(v) for v in entry.boxes[idx])
+    return (x1, y1, x2, y2), cv2.resize(np.asarray(entry.masks[idx]), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+
+
+def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], alpha: np.ndarray) -> np.ndarray:
+    """Blend a 256x256 crop into a copy of frame inside box; where alpha is 0 the source pixel is kept exactly."""
+    x1, y1, x2, y2 = box
+    out = np.array(frame, copy=True)
+    ys, xs = np.nonzero(alpha)
+    if len(ys) == 0:
+        return out
+    r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop_full = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    a = alpha[r0:r1, c0:c1, None].astype(np.uint16)
+    region = out[y1 + r0:y1 + r1, x1 + c0:x1 + c1]
+    gen = crop_full[r0:r1, c0:c1].astype(np.uint16)
+    region[:] = ((gen * a + region.astype(np.uint16) * (255 - a) + 127) // 255).astype(np.uint8)
+    return out
+
+
+class Renderer:
+    """Receives crops for output frames in order, composites and encodes each as soon as it arrives."""
+
+    def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
+                 lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0):
+        self.entry = entry
+        self.fps = fps
+        self.num_frames = num_frames
+        self.next_frame = 0
+        m = entry.meta
+        self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
+                                      audio=audio, audio_rate=audio_rate)
+        self._masks: dict[int, tuple] = {}
+
+    def add(self, first_frame: int, crops: np.ndarray) -> None:
+        if first_frame != self.next_frame:
+            raise RenderError(f"crops for frame {first_frame} arrived, expected frame {self.next_frame}")
+        if self.next_frame + len(crops) > self.num_frames:
+            raise RenderError(f"more crops than the {self.num_frames} frames configured")
+        m = self.entry.meta
+        for crop in crops:
+            idx = source_frame(self.next_frame, m.num_frames, m.fps, self.fps)
+            frame = self.entry.frames[idx]
+            if idx not in self._masks:
+                self._masks[idx] = frame_mask(self.entry, idx)
+            bm = self._masks[idx]
+            self.writer.write(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1]))
+            self.next_frame += 1
+
+    def finish(self) -> None:
+        if self.next_frame != self.num_frames:
+            raise RenderError(f"only {self.next_frame} of {self.num_frames} frames received")
+        self.writer.close()
+
+    def abort(self) -> None:
+        try:
+            self.writer.container.close()
+        except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
+            pass

@@ -1,0 +1,1 @@
+"""Developer tooling: run the local stack, benchmarks."""

@@ -1,0 +1,150 @@
+"""Run the three services locally on 127.0.0.1 as separate processes (what `make up` / `make down` do).
+
+    python -m tools.stack up      # start (fixed ports 50051-50053 unless *_PORT are set), wait until SERVING
+    python -m tools.stack down    # SIGTERM, wait for the drain
+Tests use `Stack.start(folder)` with ephemeral ports.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVICES = [("preprocess", "services.preprocess.server"), ("generator", "services.generator.server"),
+            ("gateway", "gateway.server")]
+
+
+def wait_serving(addr: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.time() + timeout
+    with grpc.insecure_channel(addr) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.time() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"service at {addr} exited with code {proc.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"service at {addr} not SERVING after {timeout:.0f} s")
+
+
+def _read_port(path: str, proc: subprocess.Popen, timeout: float) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            return int(open(path).read())
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with code {proc.returncode} before binding (see its log)")
+        time.sleep(0.05)
+    raise TimeoutError(f"no port written to {path}")
+
+
+@dataclass
+class Stack:
+    folder: str
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    addrs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
+              detach: bool = False, timeout: float = 120.0) -> "Stack":
+        ports = ports or {}
+        stack = cls(folder)
+        run, logs = os.path.join(folder, "run"), os.path.join(folder, "log")
+        os.makedirs(run, exist_ok=True)
+        os.makedirs(logs, exist_ok=True)
+        base = dict(os.environ)
+        base.update({"CACHE_DIR": os.path.join(folder, "cache"), "RESULTS_DIR": os.path.join(folder, "results"),
+                     "PYTHONUNBUFFERED": "1"})
+        base["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "gen"), base.get("PYTHONPATH", "")])
+        base.update(env or {})
+        try:
+            for name, module in SERVICES:
+                upper = name.upper()
+                port_file = os.path.join(run, f"{name}.port")
+                if os.path.exists(port_file):
+                    os.remove(port_file)
+                penv = dict(base)
+                penv[f"{upper}_PORT"] = str(ports.get(name, 0))
+                penv[f"{upper}_PORT_FILE"] = port_file
+                if name == "gateway":
+                    penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
+                    penv["GENERATOR_ADDR"] = stack.addrs["generator"]
+                with open(os.path.join(logs, f"{name}.log"), "ab") as log:
+                    proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=penv, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=detach)
+                stack.procs[name] = proc
+                with open(os.path.join(run, f"{name}.pid"), "w") as f:
+                    f.write(str(proc.pid))
+                stack.addrs[name] = f"127.0.0.1:{_read_port(port_file, proc, timeout)}"
+            for name, proc in stack.procs.items():
+                wait_serving(stack.addrs[name], timeout, proc)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _down(folder: str) -> None:
+    run = os.path.join(folder, "run")
+    pids = []
+    for name, _ in reversed(SERVICES):
+        path = os.path.join(run, f"{name}.pid")
+        if os.path.exists(path):
+            pid = int(open(path).read())
+            try:
+                os.kill(pid, signal.SIGTERM)
+                pids.append(pid)
+            except ProcessLookupError:
+                pass
+            os.remove(path)
+    deadline = time.time() + 40
+    for pid in pids:
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    print(f"stopped {len(pids)} service(s)")
+
+
+def main() -> None:
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "up"
+    folder = os.environ.get("VAR_DIR", os.path.join(ROOT, "var"))
+    if cmd == "up":
+        _down(folder)
+        ports = {"gateway": int(os.environ.get("GATEWAY_PORT", 50051)),
+                 "preprocess": int(os.environ.get("PREPROCESS_PORT", 50052)),
+                 "generator": int(os.environ.get("GENERATOR_PORT", 50053))}
+        stack = Stack.start(folder, ports=ports, detach=True)
+        for name, addr in stack.addrs.items():
+            print(f"{name:<11} {addr}  (log: {os.path.join(folder, 'log', name + '.log')})")
+    elif cmd == "down":
+        _down(folder)
+    else:
+        raise SystemExit("usage: python -m tools.stack up|down")
+
+
+if __name__ == "__main__":
+    main()
