@@ -6,7 +6,8 @@ from lipsync.v1 import gateway_pb2 as lipsync_dot_v1_dot_gateway__pb2
 
 
 class LipsyncGatewayStub(object):
-    """Missing associated documentation comment in .proto file."""
+    """The public lip-sync API.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +43,8 @@ class LipsyncGatewayStub(object):
 
 
 class LipsyncGatewayServicer(object):
-    """Missing associated documentation comment in .proto file."""
+    """The public lip-sync API.
+    """
 
     def Lipsync(self, request_iterator, context):
         """Streaming form. The client sends `options` first, then the chunks of the
@@ -120,7 +122,8 @@ def add_LipsyncGatewayServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LipsyncGateway(object):
-    """Missing associated documentation comment in .proto file."""
+    """The public lip-sync API.
+    """
 
     @staticmethod
     def Lipsync(request_iterator,

@@ -6,7 +6,8 @@ from lipsync.v1 import generator_pb2 as lipsync_dot_v1_dot_generator__pb2
 
 
 class GeneratorStub(object):
-    """Missing associated documentation comment in .proto file."""
+    """Generates mouth-region crops; internal, called by the gateway.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -27,7 +28,8 @@ class GeneratorStub(object):
 
 
 class GeneratorServicer(object):
-    """Missing associated documentation comment in .proto file."""
+    """Generates mouth-region crops; internal, called by the gateway.
+    """
 
     def Generate(self, request_iterator, context):
         """Generate one 256x256 crop per output frame for a prepared source and an
@@ -66,7 +68,8 @@ def add_GeneratorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Generator(object):
-    """Missing associated documentation comment in .proto file."""
+    """Generates mouth-region crops; internal, called by the gateway.
+    """
 
     @staticmethod
     def Generate(request_iterator,

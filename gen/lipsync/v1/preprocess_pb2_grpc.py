@@ -6,7 +6,8 @@ from lipsync.v1 import preprocess_pb2 as lipsync_dot_v1_dot_preprocess__pb2
 
 
 class PreprocessStub(object):
-    """Missing associated documentation comment in .proto file."""
+    """Face preparation and compositing; internal, called by the gateway.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -27,7 +28,8 @@ class PreprocessStub(object):
 
 
 class PreprocessServicer(object):
-    """Missing associated documentation comment in .proto file."""
+    """Face preparation and compositing; internal, called by the gateway.
+    """
 
     def Prepare(self, request_iterator, context):
         """Prepare a face source: decode, detect the face and landmarks in every
@@ -70,7 +72,8 @@ def add_PreprocessServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Preprocess(object):
-    """Missing associated documentation comment in .proto file."""
+    """Face preparation and compositing; internal, called by the gateway.
+    """
 
     @staticmethod
     def Prepare(request_iterator,
