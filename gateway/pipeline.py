@@ -101,6 +101,7 @@ class Pipeline:
         timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_AUDIO, seconds=time.perf_counter() - t0))
 
         t0 = time.perf_counter()
+        await emit(_progress(common_pb2.STAGE_PREPROCESS))
         prepared = await self.prepare(options, face_path, emit)
         timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_PREPROCESS, seconds=time.perf_counter() - t0))
 

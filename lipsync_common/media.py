@@ -156,14 +156,18 @@ class Mp4Writer:
                  lossless_rgb: bool = False, crf: int = 18,
                  audio: np.ndarray | None = None, audio_rate: int = 0):
         self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
-                                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+                                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                                           # keep AAC's negative priming timestamp as it is: shifting
+                                           # timestamps to zero delays every video frame but the first
+                                           "avoid_negative_ts": "disabled"})
         rate = fractions.Fraction(fps).limit_denominator(1001)
         self.video = self.container.add_stream("libx264rgb" if lossless_rgb else "libx264", rate=rate)
         self.video.width, self.video.height = width, height
         self.video.pix_fmt = "rgb24" if lossless_rgb else "yuv420p"
         self.video.time_base = 1 / rate
         gop = max(1, round(fps))  # a keyframe, so a fragment, every second
-        opts = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        # no B-frames: frame 0 gets pts 0 (no edit-list shift against the audio) and latency stays low
+        opts = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
         if lossless_rgb:
             opts["qp"] = "0"
         else:
@@ -201,7 +205,8 @@ class Mp4Writer:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
         self.frames += 1
-        self._mux_audio_until(self.frames / self.rate)
+        # audio runs half a second ahead so that every fragment holds both streams
+        self._mux_audio_until(self.frames / self.rate + 0.5)
         for packet in self.video.encode(frame):
             self.container.mux(packet)
 

@@ -50,6 +50,7 @@ def face_video(path: str, n: int = 30, fps: float = 25, size: tuple[int, int] = 
         y = (h - 512) // 2 if h >= 512 else 0
         src = img[: min(512, h), : min(512, w)]
         canvas[y:y + src.shape[0], x:x + src.shape[1]] = src
+        canvas[:16, :16] = 8 * (i % 30)   # a frame marker in the corner
         frames.append(canvas)
     return write_video(path, frames, fps)
 

@@ -1,0 +1,43 @@
+import os
+
+import grpc
+import pytest
+
+from lipsync.v1 import gateway_pb2_grpc
+from lipsync_client import LipsyncClient
+from tools.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The three services as separate processes on 127.0.0.1 (ephemeral ports), as `make up` runs them."""
+    folder = tmp_path_factory.mktemp("stack")
+    tmp = folder / "tmp"
+    tmp.mkdir()
+    s = Stack.start(str(folder), env={"TMP_DIR": str(tmp), "MODELS_DIR": str(folder / "models")})
+    s.tmp = str(tmp)
+    yield s
+    s.stop()
+    for name, proc in s.procs.items():
+        assert proc.returncode == 0, f"{name} did not stop cleanly (code {proc.returncode})"
+
+
+@pytest.fixture
+def client(stack):
+    with LipsyncClient(stack.addrs["gateway"]) as c:
+        yield c
+
+
+@pytest.fixture
+def gateway_stub(stack):
+    with grpc.insecure_channel(stack.addrs["gateway"]) as ch:
+        yield gateway_pb2_grpc.LipsyncGatewayStub(ch)
+
+
+@pytest.fixture
+def assert_healthy(stack):
+    """After the test: every service still runs and no temporary upload is left."""
+    yield
+    for name, proc in stack.procs.items():
+        assert proc.poll() is None, f"{name} crashed"
+    assert os.listdir(stack.tmp) == [], f"temp files left: {os.listdir(stack.tmp)}"

@@ -1,0 +1,130 @@
+"""The whole flow through real services: upload -> prepare -> generate -> render -> MP4 on disk."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+from lipsync.v1 import common_pb2
+from lipsync_common.source_cache import SourceCache, source_frame
+from services.preprocess import landmarks as L
+from services.preprocess.landmarks import Landmarker
+from services.preprocess.prepare import PrepareOptions, source_id
+from services.preprocess.render import frame_mask
+from tests import helpers
+
+LOSSLESS = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
+
+
+def audio_levels(path: str, fps: float, frames: int) -> np.ndarray:
+    from lipsync_common.media import decode_audio
+    a, sr = decode_audio(path, 600, sample_rate=16000, mono=True)
+    step = sr / fps
+    return np.array([np.sqrt(np.mean(a[0, int(t * step):int((t + 1) * step)] ** 2) + 1e-12) for t in range(frames)])
+
+
+def check_outside_mask(stack, face_path, source_frames, out_frames, opts, src_fps, out_fps):
+    cache = SourceCache(os.path.join(stack.folder, "cache"))
+    sid = source_id(hashlib.sha256(open(face_path, "rb").read()).hexdigest(), opts)
+    entry = cache.get(sid)
+    changed_inside = 0
+    for t, out in enumerate(out_frames):
+        idx = source_frame(t, len(source_frames), src_fps, out_fps)
+        src = source_frames[idx]
+        bm = frame_mask(entry, idx)
+        outside = np.ones(src.shape[:2], bool)
+        if bm is not None:
+            (x1, y1, x2, y2), alpha = bm
+            outside[y1:y2, x1:x2] = alpha == 0
+            changed_inside += int(not np.array_equal(out[~outside], src[~outside]))
+        assert np.array_equal(out[outside], src[outside]), f"frame {t}: a pixel outside the mask changed"
+    return changed_inside
+
+
+def lip_gaps(frames):
+    lm = Landmarker()
+    gaps = []
+    with lm.session(static=False) as s:
+        for f in frames:
+            pts = s.process(f)
+            gaps.append(np.nan if pts is None else float(pts[L.LOWER_INNER, 1] - pts[L.UPPER_INNER, 1]))
+    return np.array(gaps)
+
+
+def test_demo_sample_image(stack, client, tmp_path, assert_healthy):
+    face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())
+    out = str(tmp_path / "out.mp4")
+    events = []
+    s = client.lipsync(face, helpers.DEMO_SPEECH, out, common_pb2.LipsyncOptions(codec=LOSSLESS),
+                       on_progress=events.append)
+    frames, fps, has_audio, audio_s = helpers.decode_video(out)
+    # duration follows the audio (8.21 s at 25 fps -> 205 frames), an image becomes a video
+    assert s.frames == len(frames) == 205 and fps == 25 and s.engine == "warp"
+    assert has_audio and abs(audio_s - 8.214) < 0.15   # AAC pads up to two 1024-sample frames (16 kHz)
+    assert frames[0].shape == (512, 512, 3) and (s.width, s.height) == (512, 512)
+    assert {e.stage for e in events} >= {common_pb2.STAGE_PREPROCESS, common_pb2.STAGE_GENERATE,
+                                         common_pb2.STAGE_RENDER, common_pb2.STAGE_DONE}
+    assert {t.stage for t in s.timings} == {common_pb2.STAGE_AUDIO, common_pb2.STAGE_PREPROCESS,
+                                           common_pb2.STAGE_GENERATE, common_pb2.STAGE_RENDER}
+    changed = check_outside_mask(stack, face, [helpers.face_image()], frames, PrepareOptions(), 0, 25)
+    assert changed > 100
+
+    # the mouth moves with speech and rests in silence
+    level = audio_levels(helpers.DEMO_SPEECH, 25, len(frames))
+    quiet = np.r_[True, True, level < 1e-3, True, True]
+    silent = np.all([quiet[k:k + len(level)] for k in range(5)], axis=0)   # silent, and so are 2 neighbours
+    voiced = level > 0.03
+    assert silent.sum() > 15 and voiced.sum() > 60
+    mouth = [f[110:190, 170:290].astype(int) for f in frames]   # around the astronaut's mouth
+    rest = mouth[int(np.flatnonzero(silent)[0])]
+    moved = np.array([np.abs(m - rest).mean() for m in mouth])
+    assert moved[silent].max() == 0, "every silent frame shows the same closed mouth"
+    assert moved[voiced].mean() > 2.0
+    gaps = lip_gaps(frames)
+    assert np.nanmean(gaps[voiced]) > np.nanmean(gaps[silent]) + 4
+    assert np.corrcoef(np.nan_to_num(gaps), level)[0, 1] > 0.4
+
+
+def test_stream_sends_video_before_the_job_ends(stack, gateway_stub, tmp_path, assert_healthy):
+    from lipsync_client.client import upload_requests
+    face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())
+    kinds = []
+    for resp in gateway_stub.Lipsync(upload_requests(face, helpers.DEMO_SPEECH, common_pb2.LipsyncOptions())):
+        kind = resp.WhichOneof("payload")
+        kinds.append((kind, resp.progress.stage if kind == "progress" else None))
+    first_video = kinds.index(("video", None))
+    later_generate = [k for k in kinds[first_video:] if k == ("progress", common_pb2.STAGE_GENERATE)]
+    assert later_generate, "the first MP4 bytes must arrive while frames are still being generated"
+    assert kinds[-1][0] == "summary"
+
+
+@pytest.mark.skipif(not os.path.isdir(helpers.SHARED), reason="../shared/data is not present")
+def test_yongen_video_with_its_audio_at_30fps(stack, client, tmp_path, assert_healthy):
+    video = os.path.join(helpers.SHARED, "yongen.mp4")
+    audio = os.path.join(helpers.SHARED, "yongen.wav")
+    out = str(tmp_path / "yongen.mp4")
+    s = client.lipsync(video, audio, out, common_pb2.LipsyncOptions(fps=30, codec=LOSSLESS))
+    frames, fps, has_audio, audio_s = helpers.decode_video(out)
+    source, src_fps, _, _ = helpers.decode_video(video)
+    assert fps == 30 and s.fps == 30 and len(frames) == s.frames == 240   # 8.0 s of audio at 30 fps
+    assert has_audio and abs(audio_s - 8.0) < 0.05     # 48 kHz: AAC padding is under 43 ms
+    assert frames[0].shape == source[0].shape == (1216, 704, 3)
+    check_outside_mask(stack, video, source, frames, PrepareOptions(), src_fps, 30)
+    level = audio_levels(audio, 30, len(frames))
+    gaps = lip_gaps(frames)
+    ok = ~np.isnan(gaps)
+    assert ok.mean() > 0.9
+    assert np.corrcoef(gaps[ok], level[ok])[0, 1] > 0.3
+
+
+def test_audio_longer_than_video_cycles_forward_then_backward(stack, client, tmp_path, assert_healthy):
+    video = helpers.face_video(str(tmp_path / "v.mp4"), n=10, fps=25)
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(1.0, True)]))
+    out = str(tmp_path / "o.mp4")
+    client.lipsync(video, audio, out, common_pb2.LipsyncOptions(codec=LOSSLESS))
+    frames, _, _, _ = helpers.decode_video(out)
+    source, _, _, _ = helpers.decode_video(video)
+    assert len(frames) == 25
+    # the marker in the corner (outside any mask) shows which source frame was used: 0..9, 9..0, 0..4
+    order = [next(i for i, s in enumerate(source) if np.array_equal(f[:16, :16], s[:16, :16])) for f in frames]
+    assert order == list(range(10)) + list(range(9, -1, -1)) + list(range(5))
