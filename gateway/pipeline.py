@@ -166,10 +166,12 @@ class Pipeline:
                 else:
                     render_summary = resp.summary
             await relay_task
-        except grpc.aio.AioRpcError as e:
-            await asyncio.gather(relay_task, return_exceptions=True)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+            # the relay cancels the render call when the generator fails: report the generator's error
             if state["error"] is not None:
                 raise state["error"] from None
+            if isinstance(e, asyncio.CancelledError):
+                raise
             raise _failure("preprocess", self.cfg.preprocess_addr, e) from None
         finally:
             if not relay_task.done():

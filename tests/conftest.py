@@ -1,4 +1,5 @@
 import os
+import time
 
 import grpc
 import pytest
@@ -38,6 +39,9 @@ def gateway_stub(stack):
 def assert_healthy(stack):
     """After the test: every service still runs and no temporary upload is left."""
     yield
+    deadline = time.time() + 10   # a cancelled call cleans up asynchronously
+    while os.listdir(stack.tmp) and time.time() < deadline:
+        time.sleep(0.1)
     for name, proc in stack.procs.items():
         assert proc.poll() is None, f"{name} crashed"
     assert os.listdir(stack.tmp) == [], f"temp files left: {os.listdir(stack.tmp)}"

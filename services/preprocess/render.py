@@ -1,6 +1,7 @@
 """Paste generated crops back into the source frames and encode the MP4 (with the audio) as it goes."""
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import cv2
@@ -51,8 +52,18 @@ class Renderer:
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate)
         self._masks: dict[int, tuple] = {}
+        # add/finish run in worker threads; abort may come from a cancelled call at any moment and
+        # must never close the encoder under a running add
+        self._lock = threading.Lock()
+        self._closed = False
 
     def add(self, first_frame: int, crops: np.ndarray) -> None:
+        with self._lock:
+            if self._closed:
+                raise RenderError("the render was stopped")
+            self._add(first_frame, crops)
+
+    def _add(self, first_frame: int, crops: np.ndarray) -> None:
         if first_frame != self.next_frame:
             raise RenderError(f"crops for frame {first_frame} arrived, expected frame {self.next_frame}")
         if self.next_frame + len(crops) > self.num_frames:
@@ -68,12 +79,18 @@ class Renderer:
             self.next_frame += 1
 
     def finish(self) -> None:
-        if self.next_frame != self.num_frames:
-            raise RenderError(f"only {self.next_frame} of {self.num_frames} frames received")
-        self.writer.close()
+        with self._lock:
+            if self.next_frame != self.num_frames:
+                raise RenderError(f"only {self.next_frame} of {self.num_frames} frames received")
+            self._closed = True
+            self.writer.close()
 
     def abort(self) -> None:
-        try:
-            self.writer.container.close()
-        except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
-            pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.writer.container.close()
+            except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
+                pass

@@ -191,7 +191,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 duration_s=renderer_done.next_frame / cfg.fps))
         finally:
             if renderer is not None:
-                renderer.abort()
+                # in a thread: it waits for a running add() before closing the encoder
+                await asyncio.shield(asyncio.to_thread(renderer.abort))
 
 
 def main() -> None:

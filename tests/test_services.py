@@ -1,0 +1,91 @@
+"""Each service on its own: health, reflection, and the internal APIs' validation."""
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+from lipsync_common.tensors import to_tensor
+
+SERVICES = {"gateway": "lipsync.v1.LipsyncGateway", "preprocess": "lipsync.v1.Preprocess",
+            "generator": "lipsync.v1.Generator"}
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_health_and_reflection(stack, name):
+    with grpc.insecure_channel(stack.addrs[name]) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for svc in ("", SERVICES[name]):
+            assert health.Check(health_pb2.HealthCheckRequest(service=svc)).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        resp = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {SERVICES[name], "grpc.health.v1.Health"} <= names
+
+
+def test_list_engines_is_honest(stack):
+    with grpc.insecure_channel(stack.addrs["generator"]) as ch:
+        engines = {e.name: e for e in generator_pb2_grpc.GeneratorStub(ch).ListEngines(
+            generator_pb2.ListEnginesRequest()).engines}
+    assert engines["warp"].available and "weight-free" in engines["warp"].description
+    assert not engines["musetalk"].available and "missing" in engines["musetalk"].unavailable_reason
+
+
+def gen_call(stack, config, audio_parts):
+    reqs = [generator_pb2.GenerateRequest(config=config)] + [generator_pb2.GenerateRequest(audio=a) for a in audio_parts]
+    with grpc.insecure_channel(stack.addrs["generator"]) as ch, pytest.raises(grpc.RpcError) as e:
+        list(generator_pb2_grpc.GeneratorStub(ch).Generate(iter(reqs)))
+    return e.value
+
+
+def test_generator_validation(stack):
+    cfg = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="warp", fps=25, audio_sample_rate=16000)
+    ok_audio = [to_tensor(np.zeros(1600, np.float32))]
+    e = gen_call(stack, cfg, ok_audio)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "call Prepare first" in e.details()
+    bad_rate = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="warp", fps=25, audio_sample_rate=44100)
+    assert gen_call(stack, bad_rate, ok_audio).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture
+def prepared(stack, tmp_path):
+    from tests import helpers
+    face = open(helpers.write_png(str(tmp_path / "f.png"), helpers.face_image()), "rb").read()
+    with grpc.insecure_channel(stack.addrs["preprocess"]) as ch:
+        stub = preprocess_pb2_grpc.PreprocessStub(ch)
+        reqs = [preprocess_pb2.PrepareRequest(options=preprocess_pb2.PrepareOptions()),
+                preprocess_pb2.PrepareRequest(media=common_pb2.Chunk(offset=0, data=face, last=True))]
+        return [r.prepared for r in stub.Prepare(iter(reqs)) if r.WhichOneof("payload") == "prepared"][0]
+
+
+def test_generator_rejects_non_finite_and_malformed_audio(stack, prepared):
+    cfg = generator_pb2.GenerateConfig(source_id=prepared.source_id, engine="warp", fps=25, audio_sample_rate=16000)
+    e = gen_call(stack, cfg, [to_tensor(np.array([0.0, np.inf], np.float32))])
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "NaN or infinite" in e.details()
+    e = gen_call(stack, cfg, [common_pb2.Tensor(dtype=common_pb2.DATA_TYPE_FLOAT32, shape=[10], data=b"x")])
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "needs 40 bytes" in e.details()
+    e = gen_call(stack, cfg, [])
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "zero length" in e.details()
+
+
+def test_render_needs_a_prepared_source_and_ordered_crops(stack, prepared):
+    with grpc.insecure_channel(stack.addrs["preprocess"]) as ch:
+        stub = preprocess_pb2_grpc.PreprocessStub(ch)
+        cfg = preprocess_pb2.RenderConfig(source_id="cd" * 16, fps=25, num_frames=2, audio_sample_rate=16000,
+                                          audio_channels=1)
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Render(iter([preprocess_pb2.RenderRequest(config=cfg)])))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        cfg.source_id = prepared.source_id
+        crops = to_tensor(np.zeros((1, 256, 256, 3), np.uint8))
+        reqs = [preprocess_pb2.RenderRequest(config=cfg),
+                preprocess_pb2.RenderRequest(crops=preprocess_pb2.CropBatch(first_frame=1, images=crops))]
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Render(iter(reqs)))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expected frame 0" in e.value.details()
+        reqs[1].crops.first_frame = 0
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Render(iter(reqs)))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "only 1 of 2 frames" in e.value.details()
