@@ -24,10 +24,10 @@ GEN_RATE = 16000
 Emit = Callable[[gateway_pb2.LipsyncResponse], Awaitable[None]]
 
 
-def _failure(service: str, addr: str, e: grpc.aio.AioRpcError) -> Failure:
-    if e.code() == grpc.StatusCode.UNAVAILABLE:
-        return Failure(e.code(), f"the {service} service is unavailable at {addr}: {e.details()}")
-    return Failure(e.code(), e.details() or f"{service} failed with {e.code().name}")
+def _failure(service: str, addr: str, code: grpc.StatusCode, details: str | None) -> Failure:
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Failure(code, f"the {service} service is unavailable at {addr}: {details}")
+    return Failure(code, details or f"{service} failed with {code.name}")
 
 
 def _progress(stage, done=0, total=0) -> gateway_pb2.LipsyncResponse:
@@ -87,7 +87,7 @@ class Pipeline:
                 else:
                     prepared = resp.prepared
         except grpc.aio.AioRpcError as e:
-            raise _failure("preprocess", self.cfg.preprocess_addr, e) from None
+            raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
         if prepared is None:
             raise Failure(grpc.StatusCode.INTERNAL, "preprocess ended without a prepared source")
         return prepared
@@ -129,6 +129,10 @@ class Pipeline:
         state = {"gen_summary": None, "gen_s": 0.0, "error": None}
 
         async def relay():
+            """Config and audio to the renderer, then every crop batch from the generator as it comes.
+
+            A generator failure is recorded and ends the render call; a render failure (a write that fails)
+            just stops the relay: the render stream itself then reports it."""
             try:
                 await render_call.write(preprocess_pb2.RenderRequest(config=render_cfg))
                 pcm = (np.clip(native.T, -1, 1) * 32767).astype(np.int16)
@@ -144,13 +148,18 @@ class Pipeline:
                         state["gen_summary"] = resp.summary
                 state["gen_s"] = time.perf_counter() - t0
                 await render_call.done_writing()
-            except grpc.aio.AioRpcError as e:
-                state["error"] = _failure("generator", self.cfg.generator_addr, e)
-                render_call.cancel()
             except asyncio.CancelledError:
                 gen_call.cancel()
                 render_call.cancel()
                 raise
+            except Exception:  # noqa: BLE001 - any failure ends both calls; the cause is reported below
+                if gen_call.done():
+                    code = await gen_call.code()
+                    if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+                        state["error"] = _failure("generator", self.cfg.generator_addr, code,
+                                                  await gen_call.details())
+                gen_call.cancel()
+                render_call.cancel()
 
         relay_task = asyncio.create_task(relay())
         render_summary = None
@@ -167,12 +176,14 @@ class Pipeline:
                     render_summary = resp.summary
             await relay_task
         except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
-            # the relay cancels the render call when the generator fails: report the generator's error
+            # the relay ends the render call when the generator fails: let it finish, then report the cause
+            if not relay_task.done() and not isinstance(e, asyncio.CancelledError):
+                await asyncio.wait({relay_task}, timeout=5)
             if state["error"] is not None:
                 raise state["error"] from None
             if isinstance(e, asyncio.CancelledError):
                 raise
-            raise _failure("preprocess", self.cfg.preprocess_addr, e) from None
+            raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
         finally:
             if not relay_task.done():
                 relay_task.cancel()

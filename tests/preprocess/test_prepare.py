@@ -85,3 +85,33 @@ def test_frames_without_a_face_are_kept_and_flagged(tmp_path, landmarker):
     entry = cache.get(meta.source_id)
     assert meta.num_frames == 3 and meta.frames_with_face == 2
     assert list(entry.has_face) == [True, False, True] and entry.masks[1].max() == 0
+
+
+def scene(width=1280, height=720, faces=((256, 200, 150),)):
+    """Portraits of the given (size, x, y) on a grey canvas."""
+    import cv2
+    canvas = np.full((height, width, 3), 100, np.uint8)
+    for size, x, y in faces:
+        canvas[y:y + size, x:x + size] = cv2.resize(helpers.face_image(), (size, size), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def test_small_face_in_a_large_frame(landmarker):
+    frame = scene(faces=((220, 900, 400),))
+    with landmarker.session() as s:
+        pts = s.process(frame)
+        again = s.process(frame)          # tracked in the next frame
+    assert pts is not None and again is not None
+    assert 900 < pts[:, 0].min() and pts[:, 0].max() < 1120 and 400 < pts[:, 1].min()
+    assert np.abs(again - pts).max() < 3
+
+
+def test_largest_face_by_default_or_the_one_asked_for(landmarker):
+    frame = scene(faces=((300, 100, 200), (200, 800, 300)))
+    with landmarker.session(static=True) as s:
+        largest = s.process(frame)
+    with landmarker.session(static=True) as s:
+        second = s.process(frame, face_index=1)
+    with landmarker.session(static=True) as s:
+        third = s.process(frame, face_index=2)
+    assert largest[:, 0].max() < 400 and second[:, 0].min() > 800 and third is None

@@ -1,0 +1,73 @@
+"""`make bench`: the embedded default end to end through the gateway at 720p; appends to bench/RESULTS.md.
+
+Source: a 1280x720, 25 fps, 10 s talking-head stand-in (the scikit-image portrait on a moving canvas, H.264);
+audio: 10 s of speech-like sound. Each run goes through the real services over gRPC on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from lipsync.v1 import common_pb2
+from lipsync_client import LipsyncClient
+from tests import helpers
+from tools.stack import ROOT, Stack
+
+STAGES = {common_pb2.STAGE_AUDIO: "audio", common_pb2.STAGE_PREPROCESS: "preprocess",
+          common_pb2.STAGE_GENERATE: "generate", common_pb2.STAGE_RENDER: "generate+render"}
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        video = helpers.face_video(os.path.join(tmp, "src720.mp4"), n=250, fps=25, size=(1280, 720))
+        audio = helpers.write_wav(os.path.join(tmp, "speech.wav"),
+                                  helpers.speech_like([(4.0, True), (0.5, False), (5.5, True)]))
+        stack = Stack.start(os.path.join(tmp, "stack"))
+        rows = []
+        try:
+            with LipsyncClient(stack.addrs["gateway"]) as client:
+                for label in ("new source (preprocess included)", "cached source (repeat request)"):
+                    first = {}
+                    t0 = time.perf_counter()
+
+                    def on_progress(p, first=first, t0=t0):
+                        first.setdefault("t", time.perf_counter() - t0)
+
+                    s = client.lipsync(video, audio, os.path.join(tmp, "out.mp4"), common_pb2.LipsyncOptions(engine="warp"),
+                                       on_progress=on_progress)
+                    wall = time.perf_counter() - t0
+                    stages = ", ".join(f"{STAGES[t.stage]} {t.seconds:.2f} s" for t in s.timings)
+                    rows.append(f"| {label} | {s.frames} | {wall:.2f} | {s.frames / wall:.1f} | {stages} |")
+                    print(rows[-1], flush=True)
+        finally:
+            stack.stop()
+    header = (f"\n## {datetime.date.today().isoformat()} - embedded default (warp), 720p end to end through the gateway\n\n"
+              f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+              f"1280x720 H.264 source, 250 frames at 25 fps; 10 s audio; output H.264 crf 18 + AAC.\n\n"
+              "| run | frames | wall s | frames/s | per stage (generate and render overlap) |\n|---|---|---|---|---|\n")
+    path = os.path.join(ROOT, "bench", "RESULTS.md")
+    new = not os.path.exists(path)
+    with open(path, "a") as f:
+        if new:
+            f.write("# Benchmarks\n\nWritten by `make bench`; newest at the bottom.\n")
+        f.write(header + "\n".join(rows) + "\n")
+    print(f"appended to {os.path.relpath(path, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
