@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import logging
 import os
 import shutil
@@ -28,8 +29,9 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         self.streams = 0
 
     async def Lipsync(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
         if self.streams >= self.cfg.max_streams:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+            await fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"{self.cfg.max_streams} lip-sync streams are running; retry shortly or use SubmitJob")
         self.streams += 1
         folder = tempfile.mkdtemp(prefix="lipsync-", dir=self.cfg.tmp_dir or None)
@@ -38,7 +40,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             try:
                 options, face, audio = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
             except Failure as e:
-                await context.abort(e.code, e.message)
+                await fail(e.code, e.message)
 
             async def emit(msg):
                 await out.put(msg)
@@ -59,7 +61,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                     yield msg
                 await task
             except Failure as e:
-                await context.abort(e.code, e.message)
+                await fail(e.code, e.message)
             finally:
                 if not task.done():
                     task.cancel()
@@ -69,15 +71,16 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             shutil.rmtree(folder, ignore_errors=True)
 
     async def SubmitJob(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
         try:
             job_id, folder = self.jobs.new_folder()
         except Failure as e:
-            await context.abort(e.code, e.message)
+            await fail(e.code, e.message)
         try:
             options, _, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
         except Failure as e:
             self.jobs.discard(job_id)
-            await context.abort(e.code, e.message)
+            await fail(e.code, e.message)
         except BaseException:
             self.jobs.discard(job_id)
             raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import logging
 
 import grpc
@@ -49,50 +50,51 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         return generator_pb2.ListEnginesResponse(engines=infos)
 
     async def Generate(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
         cfg = first.config
         try:
             engine = self.pick(cfg.engine)
         except ValueError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if cfg.model_version not in VERSIONS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
         version = VERSIONS[cfg.model_version]
         if isinstance(engine, MuseTalkEngine):
             try:
                 engine.check(version)
             except EngineUnavailable as e:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         if not 0 < cfg.fps <= 120:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
         if cfg.audio_sample_rate != SAMPLE_RATE:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+            await fail(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"audio_sample_rate must be {SAMPLE_RATE} (mono float32 PCM)")
         try:
             source = self.cache.get(cfg.source_id)
         except SourceNotFound as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
 
         parts, total, limit = [], 0, int(self.cfg.max_audio_s * SAMPLE_RATE)
         async for req in it:
             if req.WhichOneof("payload") != "audio":
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the config may be sent only once, first")
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the config may be sent only once, first")
             try:
                 part = from_tensor(req.audio, dtype=np.float32, ndim=1, finite=True)
             except TensorError as e:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"audio: {e}")
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, f"audio: {e}")
             total += len(part)
             if total > limit:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                await fail(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"audio is longer than the limit of {self.cfg.max_audio_s:.0f} s")
             parts.append(part)
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         frames = num_frames(len(audio), SAMPLE_RATE, cfg.fps)
         if frames == 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
 
         batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size)
         done = 0

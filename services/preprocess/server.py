@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import hashlib
 import logging
 import os
@@ -53,13 +54,14 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             s.process(np.zeros((64, 64, 3), np.uint8))
 
     async def Prepare(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "options":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the options")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the options")
         try:
             opts = prepare_options(first.options)
         except ValueError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         fd, path = tempfile.mkstemp(prefix="prep-", dir=self.cfg.tmp_dir or None)
         try:
             sha = hashlib.sha256()
@@ -67,17 +69,17 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 writer = ChunkWriter("face media", f, self.cfg.max_upload_bytes)
                 async for req in request_iterator:
                     if req.WhichOneof("payload") != "media":
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "options may be sent only once, first")
+                        await fail(grpc.StatusCode.INVALID_ARGUMENT, "options may be sent only once, first")
                     try:
                         writer.add(req.media.offset, req.media.data, req.media.last)
                     except ChunkError as e:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                        await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
                     sha.update(req.media.data)
             if not writer.done:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                await fail(grpc.StatusCode.INVALID_ARGUMENT,
                                     "the face media stream ended before its last chunk (last=true)")
             if writer.size == 0:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the face media is empty (0 bytes)")
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the face media is empty (0 bytes)")
             loop = asyncio.get_running_loop()
             events: asyncio.Queue = asyncio.Queue()
 
@@ -101,9 +103,9 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 try:
                     meta, cached = task.result()
                 except media.MediaError as e:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
                 except NoFaceError as e:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                    await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             boot.log_event(log, "prepared", source_id=meta.source_id, frames=meta.num_frames, cached=cached)
             yield preprocess_pb2.PrepareResponse(prepared=preprocess_pb2.PreparedSource(
                 source_id=meta.source_id, num_frames=meta.num_frames, fps=meta.fps, width=meta.width,
@@ -116,26 +118,27 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 os.remove(path)
 
     async def Render(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the render config")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the render config")
         cfg = first.config
         try:
             entry = self.cache.get(cfg.source_id)
         except SourceNotFound as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         if not 0 < cfg.fps <= 120:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
         if not 0 < cfg.num_frames <= 10 * self.cfg.max_frames:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"num_frames {cfg.num_frames} is out of range")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"num_frames {cfg.num_frames} is out of range")
         if cfg.codec not in CODECS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown codec {cfg.codec}")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown codec {cfg.codec}")
         crf = cfg.crf if cfg.HasField("crf") else 18
         if not 0 <= crf <= 51:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"crf {crf} is out of range [0, 51]")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"crf {crf} is out of range [0, 51]")
         if cfg.audio_channels not in (1, 2) or not 8000 <= cfg.audio_sample_rate <= 96000:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "audio must be 1 or 2 channels at 8-96 kHz")
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "audio must be 1 or 2 channels at 8-96 kHz")
 
         audio_parts: list[np.ndarray] = []
         pending: list[bytes] = []
@@ -176,13 +179,13 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                     else:
                         raise ValueError("the config may be sent only once, first")
                 except (TensorError, RenderError, ValueError) as e:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             if renderer is None:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
             try:
                 await asyncio.to_thread(renderer.finish)
             except RenderError as e:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             for msg in chunks():
                 yield msg
             renderer_done, renderer = renderer, None

@@ -16,7 +16,7 @@ import numpy as np
 
 from lipsync_common.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import mouth_drive
-from services.preprocess import landmarks as L
+from lipsync_common import face_points as L
 
 MAX_GAP = 0.45      # widest opening, as a share of mouth width
 LIFT = 0.15         # upper lip lift, as a share of the opening
