@@ -24,6 +24,12 @@ class LipsyncError(RuntimeError):
         self.message = message
 
 
+def _check_inputs(*paths: str) -> None:
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {path}")
+
+
 def upload_requests(face_path: str, audio_path: str,
                     options: common_pb2.LipsyncOptions) -> Iterator[gateway_pb2.LipsyncRequest]:
     yield gateway_pb2.LipsyncRequest(options=options)
@@ -75,6 +81,7 @@ class LipsyncClient:
                 options: common_pb2.LipsyncOptions | None = None,
                 on_progress: Callable[[common_pb2.Progress], None] | None = None) -> common_pb2.Summary:
         """Stream the inputs, write the MP4 to out_path as it arrives, return the summary."""
+        _check_inputs(face_path, audio_path)
         result: dict = {}
 
         def video() -> Iterator[bytes]:
@@ -96,6 +103,7 @@ class LipsyncClient:
 
     def submit_job(self, face_path: str, audio_path: str,
                    options: common_pb2.LipsyncOptions | None = None) -> gateway_pb2.Job:
+        _check_inputs(face_path, audio_path)
         return self._call(self.stub.SubmitJob,
                           upload_requests(face_path, audio_path, options or common_pb2.LipsyncOptions()))
 

@@ -149,3 +149,17 @@ def test_client_cancel_mid_stream_then_next_request_works(gateway_stub, client, 
     assert e.value.code() == grpc.StatusCode.CANCELLED
     s = client.lipsync(media["face"], media["speech"], str(tmp_path / "after.mp4"))
     assert s.frames == 32
+
+
+def test_cli_reports_a_missing_file_and_a_server_error(stack, media, tmp_path, capsys):
+    from lipsync_client import cli
+    code = cli.main(["--target", stack.addrs["gateway"], "run", "--image", str(tmp_path / "nope.png"),
+                     "--audio", media["speech"], "--out", str(tmp_path / "o.mp4")])
+    assert code == 1 and "no such file" in capsys.readouterr().err
+    code = cli.main(["--target", stack.addrs["gateway"], "run", "--video", media["noface"],
+                     "--audio", media["speech"], "--out", str(tmp_path / "o.mp4"), "--quiet"])
+    assert code == 1 and "FAILED_PRECONDITION: no face" in capsys.readouterr().err
+    code = cli.main(["--target", stack.addrs["gateway"], "run", "--image", media["face"],
+                     "--audio", media["speech"], "--out", str(tmp_path / "o.mp4"), "--fps", "30", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "39 frames" in out and "at 30 fps" in out and "engine warp" in out

@@ -128,3 +128,16 @@ def test_audio_longer_than_video_cycles_forward_then_backward(stack, client, tmp
     # the marker in the corner (outside any mask) shows which source frame was used: 0..9, 9..0, 0..4
     order = [next(i for i, s in enumerate(source) if np.array_equal(f[:16, :16], s[:16, :16])) for f in frames]
     assert order == list(range(10)) + list(range(9, -1, -1)) + list(range(5))
+
+
+@pytest.mark.parametrize("codec, fmt, ext, rate", [("aac", "ipod", "m4a", 44100), ("libmp3lame", "mp3", "mp3", 22050),
+                                                   ("pcm_s16le", "wav", "wav", 8000)])
+def test_common_audio_formats_and_rates(client, tmp_path, codec, fmt, ext, rate, assert_healthy):
+    face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())
+    x = helpers.speech_like([(0.5, False), (1.5, True)], sr=rate)
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), x, rate) if codec == "pcm_s16le" else \
+        helpers.encode_audio(str(tmp_path / f"a.{ext}"), x, rate, codec, fmt)
+    out = str(tmp_path / "o.mp4")
+    s = client.lipsync(face, audio, out)
+    frames, fps, has_audio, audio_s = helpers.decode_video(out)
+    assert abs(s.frames - 50) <= 2 and len(frames) == s.frames and has_audio and abs(audio_s - 2.0) < 0.2
