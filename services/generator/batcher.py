@@ -1,0 +1,97 @@
+"""Batching across concurrent requests for one accelerator: load once, run many, keep each request's order.
+
+Requests put their items in one FIFO queue; a single worker thread takes up to `max_batch` items (waiting at
+most `max_wait_s` after the first for more to arrive), runs them as one batch, and hands each result back to
+its request. A request's items enter the queue in order and the queue is FIFO, so its results come back in
+order; a cancelled request's items are skipped without running.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+_DONE = object()
+
+
+@dataclass
+class _Request:
+    results: "queue.Queue[Any]" = field(default_factory=queue.Queue)
+    cancelled: bool = False
+
+
+class Batcher:
+    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], max_batch: int = 32,
+                 max_wait_s: float = 0.004, name: str = "batcher"):
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.queue: "queue.Queue[tuple[_Request, Any]]" = queue.Queue()
+        self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, items: Iterator[Any] | Sequence[Any], window: int | None = None) -> Iterator[Any]:
+        """Queue a request's items; iterate the returned generator for its results, in order.
+
+        At most `window` items (default 2 x max_batch) of a request wait in the queue at once, so concurrent
+        requests share the batches instead of queueing behind each other. Closing the generator early (or an
+        exception in the consumer) cancels the rest of the request."""
+        return self._results(_Request(), iter(items), window or 2 * self.max_batch)
+
+    def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
+        pending = 0
+        try:
+            for item in items:
+                self.queue.put((req, item))
+                pending += 1
+                if pending < window:
+                    continue
+                yield self._get(req)
+                pending -= 1
+            for _ in range(pending):
+                yield self._get(req)
+        finally:
+            req.cancelled = True
+
+    @staticmethod
+    def _get(req: _Request) -> Any:
+        result = req.results.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _take(self) -> list[tuple[_Request, Any]]:
+        first = self.queue.get()
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            timeout = deadline - time.monotonic()
+            try:
+                batch.append(self.queue.get(timeout=max(timeout, 0)) if timeout > 0 else self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _loop(self) -> None:
+        while not self._stop:
+            batch = [(req, item) for req, item in self._take() if req is not None and not req.cancelled]
+            if not batch:
+                continue
+            self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            try:
+                outputs = self.run_batch([item for _, item in batch])
+            except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
+                for req, _ in batch:
+                    req.results.put(e)
+                continue
+            for (req, _), out in zip(batch, outputs):
+                req.results.put(out)
+
+    def close(self) -> None:
+        self._stop = True
+        self.queue.put((None, None))
+        self._thread.join(timeout=5)
