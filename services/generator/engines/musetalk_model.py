@@ -1,0 +1,172 @@
+"""MuseTalk in one file: the official checkpoints, their audio window, one UNet step, VAE decode.
+
+Follows MuseTalk's inference (v1.0 and v1.5 share it at upstream HEAD):
+- crops are 256x256 RGB; the VAE sees x/255 with the lower half (rows 128-255) zeroed for the masked copy,
+  then normalised to [-1, 1]; latents = scaling_factor x posterior; UNet input = [masked | reference] (8 ch).
+- audio: 16 kHz mono, split in 30 s segments, whisper-tiny log-mel per segment, every encoder hidden state
+  (5 x 384 at 50 Hz) stacked; frame i takes ten 50 Hz steps starting at floor(i x 50 / int(fps)) of the
+  features padded with 2 x ceil(50 / int(fps)) zero steps in front (and enough behind) -> 50 x 384 tokens,
+  plus a sinusoidal positional encoding.
+- one UNet pass at timestep 0, decode, (x / 2 + 0.5).clamp(0, 1).
+
+The one deliberate difference: MuseTalk encodes with `latent_dist.sample()` (random, unseeded). We default to
+the posterior's mode (deterministic, what MuseTalk's own training uses); `latent="sample"` with a seed gives
+MuseTalk's behaviour reproducibly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+AUDIO_FPS = 50          # whisper encoder steps per second
+SEGMENT_S = 30          # whisper's window
+PAD_LEFT = PAD_RIGHT = 2
+
+
+@dataclass(frozen=True)
+class MuseTalkFiles:
+    unet_weights: str
+    unet_config: str
+    vae_dir: str
+    whisper_dir: str
+
+    @classmethod
+    def layout(cls, models_dir: str, version: str) -> "MuseTalkFiles":
+        sub, weights = ("musetalkV15", "unet.pth") if version == "v15" else ("musetalk", "pytorch_model.bin")
+        return cls(os.path.join(models_dir, sub, weights), os.path.join(models_dir, sub, "musetalk.json"),
+                   os.path.join(models_dir, "sd-vae"), os.path.join(models_dir, "whisper"))
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal encoding added to the 50 audio tokens (MuseTalk's, d_model 384)."""
+
+    def __init__(self, d_model: int = 384, max_len: int = 5000):
+        super().__init__()
+        pe = torch.zeros(max_len, d_model)
+        position = torch.arange(0, max_len, dtype=torch.float).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe.unsqueeze(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[:, : x.shape[1], :].to(x.device, x.dtype)
+
+
+def load_unet(files: MuseTalkFiles):
+    from diffusers import UNet2DConditionModel
+
+    with open(files.unet_config) as f:
+        config = json.load(f)
+    unet = UNet2DConditionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
+    unet.load_state_dict(torch.load(files.unet_weights, map_location="cpu", weights_only=True))
+    return unet.eval().requires_grad_(False)
+
+
+def load_vae(files: MuseTalkFiles):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(files.vae_dir).eval().requires_grad_(False)
+
+
+def load_whisper(files: MuseTalkFiles):
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    extractor = WhisperFeatureExtractor.from_pretrained(files.whisper_dir)
+    encoder = WhisperModel.from_pretrained(files.whisper_dir).encoder.eval().requires_grad_(False)
+    return extractor, encoder
+
+
+def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_frames: int | None = None,
+                    left: int = PAD_LEFT, right: int = PAD_RIGHT) -> torch.Tensor:
+    """(1, T50, 5, 384) encoder states -> (frames, 50, 384) audio tokens, MuseTalk's window per frame.
+
+    num_frames defaults to MuseTalk's floor(seconds x int(fps)); more frames may be asked for (a fractional
+    fps), and get the same window rule with zeros past the end.
+    """
+    fps_i = int(fps)
+    step = AUDIO_FPS / fps_i
+    per_frame = 2 * (left + right + 1)
+    if num_frames is None:
+        num_frames = math.floor(num_samples / SAMPLE_RATE * fps_i)
+    actual = math.floor(num_samples / SAMPLE_RATE * AUDIO_FPS)
+    feats = features[:, :actual]
+    pad = math.ceil(step)
+    last = math.floor(max(num_frames - 1, 0) * step) + per_frame     # the furthest step any frame reads
+    behind = max(pad * 3 * right, last - pad * left - feats.shape[1])
+    zeros = feats.new_zeros
+    feats = torch.cat([zeros((1, pad * left) + feats.shape[2:]), feats, zeros((1, behind) + feats.shape[2:])], 1)
+    index = torch.tensor([math.floor(i * step) for i in range(num_frames)], dtype=torch.long)
+    windows = feats[0][index[:, None] + torch.arange(per_frame)[None, :]]     # (frames, 10, 5, 384)
+    return windows.reshape(num_frames, per_frame * windows.shape[2], windows.shape[3])
+
+
+class MuseTalk:
+    """Loaded once; `encode_crops`, `audio_tokens` and `generate` run many times."""
+
+    def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 latent: str = "mode", seed: int = 0):
+        if latent not in ("mode", "sample"):
+            raise ValueError("latent must be 'mode' or 'sample'")
+        self.device, self.dtype, self.latent = torch.device(device), dtype, latent
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.unet = load_unet(files).to(self.device, dtype)
+        self.vae = load_vae(files).to(self.device, dtype)
+        self.extractor, self.whisper = load_whisper(files)
+        self.whisper = self.whisper.to(self.device, dtype)
+        self.pe = PositionalEncoding().to(self.device)
+        self.scaling = float(self.vae.config.scaling_factor)
+        self.timestep = torch.tensor([0], device=self.device)
+        mask = torch.zeros(256, 256)
+        mask[:128] = 1
+        self.mask = mask.to(self.device)
+
+    @torch.no_grad()
+    def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 RGB [N, 256, 256, 3] -> [N, 8, 32, 32] latents: masked crop, then the full crop.
+
+        One crop at a time and with MuseTalk's arithmetic (float64 /255, then (x - 0.5) / 0.5), so the latents
+        match theirs to the last bits the kernels allow; this runs once per source (the result is cached)."""
+        out = []
+        for crop in crops:
+            x = torch.from_numpy(np.ascontiguousarray(crop).transpose(2, 0, 1) / 255.0).float().to(self.device)
+            pair = []
+            for image in (x * (self.mask > 0.5), x):
+                dist = self.vae.encode(((image - 0.5) / 0.5).unsqueeze(0).to(self.dtype)).latent_dist
+                z = dist.mode() if self.latent == "mode" else dist.sample(generator=self.generator)
+                pair.append(self.scaling * z)
+            out.append(torch.cat(pair, dim=1))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def audio_features(self, audio: np.ndarray) -> torch.Tensor:
+        """16 kHz mono float32 -> (1, T50, 5, 384): every whisper encoder state, 30 s segment by segment."""
+        seg = SEGMENT_S * SAMPLE_RATE
+        parts = []
+        for start in range(0, max(len(audio), 1), seg):
+            mel = self.extractor(audio[start:start + seg], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+            states = self.whisper(mel.to(self.device, self.dtype), output_hidden_states=True).hidden_states
+            parts.append(torch.stack(states, dim=2))
+        return torch.cat(parts, dim=1)
+
+    def audio_tokens(self, audio: np.ndarray, fps: float, num_frames: int | None = None) -> torch.Tensor:
+        return whisper_windows(self.audio_features(audio), len(audio), fps, num_frames)
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, 8, 32, 32] latents + [B, 50, 384] audio tokens -> decoded crops, float [B, 256, 256, 3] in 0..1."""
+        audio = self.pe(tokens.to(self.device, self.dtype))
+        pred = self.unet(latents.to(self.device, self.dtype), self.timestep, encoder_hidden_states=audio).sample
+        image = self.vae.decode((pred / self.scaling).to(self.dtype)).sample
+        return (image.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def to_uint8(images: torch.Tensor) -> np.ndarray:
+        return (images * 255).round().to(torch.uint8).cpu().numpy()

@@ -1,0 +1,131 @@
+"""The MuseTalk path against a literal re-statement of MuseTalk's own inference code, on tiny random weights
+saved in the official layout. (Random weights: this checks the plumbing and arithmetic, not lip-sync.)"""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles, PositionalEncoding, whisper_windows
+from tests.generator.tiny_musetalk import write_tiny_models
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    write_tiny_models(str(d))
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def model(models_dir):
+    return MuseTalk(MuseTalkFiles.layout(models_dir, "v15"))
+
+
+# --- MuseTalk's inference, restated step by step (BGR frames as cv2 reads them) -------------------------------
+
+def ref_latents(vae, bgr_crop):
+    mask = torch.zeros((256, 256))
+    mask[:128, :] = 1
+
+    def prep(half):
+        img = cv2.cvtColor(bgr_crop, cv2.COLOR_BGR2RGB)
+        x = np.asarray([img]) / 255.
+        x = torch.squeeze(torch.FloatTensor(np.transpose(x, (3, 0, 1, 2))))
+        if half:
+            x = x * (mask > 0.5)
+        x = (x - 0.5) / 0.5
+        return x.unsqueeze(0)
+
+    enc = [0.18215 * vae.encode(prep(h)).latent_dist.mode() for h in (True, False)]
+    return torch.cat(enc, dim=1)
+
+
+def ref_whisper_chunks(extractor, whisper, audio, fps):
+    segs = [audio[i:i + 480000] for i in range(0, len(audio), 480000)]
+    feats = [torch.stack(whisper(extractor(s, return_tensors="pt", sampling_rate=16000).input_features,
+                                 output_hidden_states=True).hidden_states, dim=2) for s in segs]
+    wf = torch.cat(feats, dim=1)
+    fps = int(fps)
+    mult = 50 / fps
+    num_frames = math.floor((len(audio) / 16000) * fps)
+    actual = math.floor((len(audio) / 16000) * 50)
+    wf = wf[:, :actual, ...]
+    pad = math.ceil(mult)
+    wf = torch.cat([torch.zeros_like(wf[:, :pad * 2]), wf, torch.zeros_like(wf[:, :pad * 3 * 2])], 1)
+    clips = []
+    for i in range(num_frames):
+        idx = math.floor(i * mult)
+        clip = wf[:, idx: idx + 10]
+        assert clip.shape[1] == 10
+        clips.append(clip)
+    out = torch.cat(clips, dim=0)
+    return out.reshape(out.shape[0], 50, 384)   # rearrange 'b c h w -> b (c h) w'
+
+
+def ref_decode_float(vae, latents):
+    image = vae.decode((1 / 0.18215) * latents).sample
+    return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)   # before *255, round, RGB->BGR
+
+
+@pytest.mark.parametrize("fps", [25, 30, 24])
+@torch.no_grad()
+def test_frames_equal_musetalks_pipeline(model, fps):
+    rng = np.random.default_rng(fps)
+    crops_rgb = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(int(16000 * 1.37))).astype(np.float32)
+
+    ours_lat = model.encode_crops(crops_rgb)
+    ref_lat = torch.cat([ref_latents(model.vae, c[..., ::-1].copy()) for c in crops_rgb])
+    assert torch.allclose(ours_lat, ref_lat, atol=1e-5)
+
+    ours_tok = model.audio_tokens(audio, fps)
+    ref_tok = ref_whisper_chunks(model.extractor, model.whisper, audio, fps)
+    assert ours_tok.shape == ref_tok.shape == (math.floor(1.37 * fps), 50, 384)
+    assert torch.allclose(ours_tok, ref_tok, atol=1e-6)
+
+    pe = PositionalEncoding(d_model=384)
+    frames = [0, len(ref_tok) // 2, len(ref_tok) - 1]          # start, middle and end of the clip
+    lat = ref_lat[[i % 3 for i in range(3)]]
+    ref_pred = model.unet(lat, torch.tensor([0]), encoder_hidden_states=pe(ref_tok[frames])).sample
+    ref_img = ref_decode_float(model.vae, ref_pred)
+    ours = model.generate(ours_lat, ours_tok[frames])
+    assert (ours - ref_img).abs().max().item() <= 1e-4
+    ref_bgr = (ref_img.numpy() * 255).round().astype("uint8")[..., ::-1]
+    diff = np.abs(model.to_uint8(ours).astype(int) - ref_bgr[..., ::-1])   # rounding at x.5 may flip a level
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+@torch.no_grad()
+def test_audio_over_30_seconds_is_encoded_segment_by_segment(model):
+    audio = (0.05 * np.random.default_rng(3).standard_normal(16000 * 31 + 1234)).astype(np.float32)
+    ours = model.audio_tokens(audio, 25)
+    ref = ref_whisper_chunks(model.extractor, model.whisper, audio, 25)
+    assert ours.shape == ref.shape == (math.floor((16000 * 31 + 1234) / 16000 * 25), 50, 384)
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_window_edges_are_zero_padded():
+    # 50 Hz steps numbered 1..T in every element, so a window shows which steps it took (0 = padding)
+    T = 100                                     # 2 s of audio
+    feats = torch.arange(1, T + 1, dtype=torch.float32)[None, :, None, None].expand(1, T, 5, 384).clone()
+    w = whisper_windows(feats, 32000, 25)
+    assert w.shape == (50, 50, 384)
+    steps = w[:, ::5, 0]                        # one token per 50 Hz step
+    assert steps[0].tolist() == [0, 0, 0, 0, 1, 2, 3, 4, 5, 6]            # frame 0: 4 zero steps in front
+    assert steps[10].tolist() == list(range(17, 27))                      # frame i: steps 2i-4 .. 2i+5
+    assert steps[49].tolist() == [95, 96, 97, 98, 99, 100, 0, 0, 0, 0]    # last frame: zeros behind
+    w30 = whisper_windows(feats, 32000, 30)
+    assert w30.shape[0] == 60 and w30[0, ::5, 0].tolist() == [0] * 4 + [1, 2, 3, 4, 5, 6]
+    # a fractional rate: MuseTalk uses int(fps) for the window; extra frames read zeros past the end
+    w_frac = whisper_windows(feats, 32000, 29.97, num_frames=59)
+    assert w_frac.shape[0] == 59 and w_frac[58, ::5, 0].tolist()[-1] == 0
+
+
+def test_latent_sample_option_is_seeded(models_dir):
+    crops = np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
+    a = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), latent="sample", seed=7).encode_crops(crops)
+    b = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), latent="sample", seed=7).encode_crops(crops)
+    c = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), latent="mode").encode_crops(crops)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
