@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 
 import grpc
 import numpy as np
+import soxr
 
 from lipsync.v1 import common_pb2, gateway_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
 from lipsync_common import media
@@ -35,17 +36,21 @@ def _progress(stage, done=0, total=0) -> gateway_pb2.LipsyncResponse:
 
 
 def load_audio(path: str, max_s: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """(audio for muxing [C, S] float32, its rate, 16 kHz mono for the generator)."""
+    """(audio for muxing [C, S] float32, its rate, 16 kHz mono for the generator).
+
+    The 16 kHz track is made as librosa.load(sr=16000) makes it for MuseTalk: channels averaged, then the
+    soxr "HQ" resampler, so the musetalk engine sees the samples MuseTalk's own code would."""
     try:
         native, rate = media.decode_audio(path, max_s)
         if native.shape[1] == 0:
             raise invalid("the audio has zero length")
+        mono = native.mean(axis=0)
+        mono16 = mono if rate == GEN_RATE else soxr.resample(mono, rate, GEN_RATE, quality="soxr_hq")
         if rate not in AAC_RATES:
             native, rate = media.decode_audio(path, max_s, sample_rate=48000)
-        mono, _ = media.decode_audio(path, max_s, sample_rate=GEN_RATE, mono=True)
     except media.MediaError as e:
         raise invalid(str(e)) from None
-    return native, rate, mono[0]
+    return native, rate, np.ascontiguousarray(mono16, dtype=np.float32)
 
 
 class Pipeline:

@@ -86,7 +86,7 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
 
 def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
                  mono: bool = False) -> tuple[np.ndarray, int]:
-    """Decode audio to float32 [channels, samples] in [-1, 1] at `sample_rate` (native when None).
+    """Decode audio to float32 [channels, samples] (full scale = 1.0) at `sample_rate` (native when None).
 
     At most two channels are kept (more are downmixed to stereo).
     """
@@ -124,8 +124,7 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
         container.close()
     if not parts:
         return np.zeros((channels, 0), np.float32), rate
-    audio = np.concatenate(parts, axis=1).astype(np.float32)
-    return np.clip(audio, -1.0, 1.0), rate
+    return np.concatenate(parts, axis=1).astype(np.float32), rate
 
 
 class _Sink(io.RawIOBase):

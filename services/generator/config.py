@@ -16,6 +16,11 @@ class GeneratorConfig:
     batch_size: int = 8              # crops per streamed message (8 x 192 KB, well under 4 MB)
     max_audio_s: float = 600.0
     grace_s: float = 20.0
+    device: str = ""                 # musetalk: "" = cuda when available, else cpu
+    dtype: str = ""                  # musetalk: "" = float16 on cuda, float32 on cpu
+    max_batch: int = 32              # musetalk: frames per GPU pass, across requests
+    max_wait_ms: float = 4.0         # musetalk: how long a batch waits for more frames
+    latent: str = "mode"             # musetalk: VAE posterior "mode" (deterministic) or "sample"
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -28,4 +33,9 @@ class GeneratorConfig:
             batch_size=env_int("GENERATOR_BATCH", cls.batch_size),
             max_audio_s=env_float("MAX_AUDIO_S", cls.max_audio_s),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            device=env_str("MUSETALK_DEVICE", ""),
+            dtype=env_str("MUSETALK_DTYPE", ""),
+            max_batch=env_int("MUSETALK_MAX_BATCH", cls.max_batch),
+            max_wait_ms=env_float("MUSETALK_MAX_WAIT_MS", cls.max_wait_ms),
+            latent=env_str("MUSETALK_LATENT", cls.latent),
         )

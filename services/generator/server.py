@@ -15,7 +15,7 @@ from lipsync_common.tensors import TensorError, from_tensor, to_tensor
 from services.generator.audio_features import SAMPLE_RATE, num_frames
 from services.generator.config import GeneratorConfig
 from services.generator.engines.base import EngineUnavailable
-from services.generator.engines.musetalk import MuseTalkEngine
+from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
 from services.generator.engines.warp import WarpEngine
 
 log = logging.getLogger("generator")
@@ -27,16 +27,19 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(self, cfg: GeneratorConfig):
         self.cfg = cfg
         self.cache = SourceCache(cfg.cache_dir)
-        self.engines = {"warp": WarpEngine(), "musetalk": MuseTalkEngine(cfg.models_dir)}
+        self.engines = {"warp": WarpEngine(), "musetalk": MuseTalkEngine(cfg.models_dir, MuseTalkSettings(
+            device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+            latent=cfg.latent))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():
             if engine.available()[0]:
                 engine.load()
 
-    def pick(self, name: str):
+    def pick(self, name: str, version: str = "v15"):
         if name in ("", "auto"):
-            return self.engines["musetalk"] if self.engines["musetalk"].available()[0] else self.engines["warp"]
+            musetalk = self.engines["musetalk"]
+            return musetalk if version in musetalk.models else self.engines["warp"]
         if name not in self.engines:
             raise ValueError(f"unknown engine {name!r}; choose one of: auto, {', '.join(self.engines)}")
         return self.engines[name]
@@ -56,13 +59,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if first is None or first.WhichOneof("payload") != "config":
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
         cfg = first.config
-        try:
-            engine = self.pick(cfg.engine)
-        except ValueError as e:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if cfg.model_version not in VERSIONS:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
         version = VERSIONS[cfg.model_version]
+        try:
+            engine = self.pick(cfg.engine, version)
+        except ValueError as e:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if isinstance(engine, MuseTalkEngine):
             try:
                 engine.check(version)
@@ -96,10 +99,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if frames == 0:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
 
-        batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size)
+        kwargs = {"version": version} if isinstance(engine, MuseTalkEngine) else {}
+        try:
+            batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size, **kwargs)
+        except EngineUnavailable as e:
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         done = 0
         while True:
-            batch = await asyncio.to_thread(next, batches, None)
+            try:
+                batch = await asyncio.to_thread(next, batches, None)
+            except EngineUnavailable as e:
+                await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             if batch is None:
                 break
             yield generator_pb2.GenerateResponse(crops=preprocess_pb2.CropBatch(first_frame=done,

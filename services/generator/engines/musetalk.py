@@ -1,17 +1,21 @@
-"""MuseTalk engine: the official checkpoints in the official layout under MODELS_DIR.
+"""MuseTalk engine: the official checkpoints in the official layout under MODELS_DIR, batched across requests.
 
-This build checks the weight files and reports exactly which are missing; the network code (UNet, SD-VAE,
-whisper features, batched GPU generation) is the next step of the roadmap and is not in this build, so the
-engine reports itself unavailable rather than pretending.
+Model math lives in musetalk_model.py; this file is the lifecycle (check files, load once, warm up, generate
+many, close), the per-source latent cache and the cross-request batcher.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from lipsync_common.source_cache import SourceEntry
+from lipsync_common.source_cache import CROP, SourceEntry, source_frame
+from services.generator.audio_features import num_frames
+from services.generator.batcher import Batcher
 from services.generator.engines.base import EngineUnavailable
 
 # Files in the official MuseTalk layout (a file may have alternatives, e.g. .bin or .safetensors).
@@ -36,22 +40,46 @@ def missing_files(models_dir: str, version: str) -> list[str]:
     return missing
 
 
+@dataclass(frozen=True)
+class MuseTalkSettings:
+    device: str = ""            # "" = cuda when available, else cpu
+    dtype: str = ""             # "" = float16 on cuda, float32 on cpu; or "float32", "float16", "bfloat16"
+    max_batch: int = 32         # frames per UNet + VAE pass, across requests
+    max_wait_ms: float = 4.0    # how long a batch waits for more frames
+    latent: str = "mode"        # "mode" (deterministic) or "sample" (MuseTalk's random draw, seeded)
+    seed: int = 0
+
+
 class MuseTalkEngine:
     name = "musetalk"
     description = "MuseTalk latent inpainting (UNet + SD-VAE + whisper-tiny), official checkpoints"
 
-    def __init__(self, models_dir: str):
+    def __init__(self, models_dir: str, settings: MuseTalkSettings | None = None):
         self.models_dir = models_dir
+        self.settings = settings or MuseTalkSettings()
+        self.models: dict = {}
+        self.batchers: dict[str, Batcher] = {}
+        self._audio_lock = threading.Lock()
 
     def check(self, version: str) -> None:
         missing = missing_files(self.models_dir, version)
         if missing:
+            hint = ""
+            if os.path.isfile(os.path.join(self.models_dir, "whisper", "tiny.pt")):
+                hint = (" (whisper/tiny.pt is the openai-whisper format; MuseTalk's current inference, for v1 and "
+                        "v1.5 alike, uses the Hugging Face whisper-tiny files: config.json, pytorch_model.bin, "
+                        "preprocessor_config.json)")
             raise EngineUnavailable(
                 f"musetalk {version} weights not found in MODELS_DIR={os.path.abspath(self.models_dir)}: missing "
-                + ", ".join(missing) + ". Run `make weights` (or put the official files there), or use engine 'warp'.")
-        raise EngineUnavailable("the musetalk engine's network code is not in this build yet; use engine 'warp'")
+                + ", ".join(missing) + hint + ". Run `make weights` (or put the official files there), "
+                "or use engine 'warp'.")
+
+    def versions(self) -> list[str]:
+        return [v for v in VERSION_FILES if not missing_files(self.models_dir, v)]
 
     def available(self) -> tuple[bool, str]:
+        if self.versions():
+            return True, ""
         try:
             self.check("v15")
         except EngineUnavailable as e:
@@ -59,12 +87,86 @@ class MuseTalkEngine:
         return True, ""
 
     def load(self) -> None:
-        pass  # nothing to load until the weights and the network code are present
+        import torch
+
+        from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
+
+        s = self.settings
+        device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, s.dtype) if s.dtype else (torch.float16 if device.startswith("cuda") else torch.float32)
+        for version in self.versions():
+            model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
+                             latent=s.latent, seed=s.seed)
+            self.models[version] = model
+            self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items), s.max_batch,
+                                             s.max_wait_ms / 1000, name=f"musetalk-{version}")
+            # warm up: one frame through every network
+            latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))
+            model.generate(latents, model.audio_tokens(np.zeros(16000, np.float32), 25, 1))
+
+    @staticmethod
+    def _run(model, items: list) -> list[np.ndarray]:
+        import torch
+
+        real = [i for i, item in enumerate(items) if item is not None]
+        out = [np.zeros((CROP, CROP, 3), np.uint8)] * len(items)
+        if real:
+            latents = torch.stack([items[i][0] for i in real])
+            tokens = torch.stack([items[i][1] for i in real])
+            crops = model.to_uint8(model.generate(latents, tokens))
+            for k, i in enumerate(real):
+                out[i] = crops[k]
+        return out
+
+    def _latents(self, source: SourceEntry, model, version: str):
+        """Reference latents of every source frame, computed once per source (kept in the source cache)."""
+        import torch
+
+        vae_file = next(os.path.join(self.models_dir, p) for p in COMMON_FILES[1]
+                        if os.path.isfile(os.path.join(self.models_dir, p)))
+        st = os.stat(vae_file)
+        key = hashlib.sha256(f"{vae_file}:{st.st_size}:{st.st_mtime_ns}:{self.settings.latent}:"
+                             f"{self.settings.seed}:{model.dtype}".encode()).hexdigest()[:16]
+        path = os.path.join(source.path, f"latents-{key}.pt")
+        if os.path.isfile(path):
+            return torch.load(path, map_location=model.device, weights_only=True)
+        faces = np.flatnonzero(source.has_face)
+        latents = torch.zeros((source.meta.num_frames, 8, CROP // 8, CROP // 8), dtype=model.dtype, device=model.device)
+        for start in range(0, len(faces), 16):
+            idx = faces[start:start + 16]
+            latents[idx] = model.encode_crops(np.asarray(source.crops[idx])).to(model.dtype)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        torch.save(latents.cpu(), tmp)
+        os.replace(tmp, path)
+        return latents
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
                  batch_size: int, version: str = "v15") -> Iterator[np.ndarray]:
         self.check(version)
-        return iter(())
+        if version not in self.models:
+            raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
+                                    "restart the generator")
+        model = self.models[version]
+        latents = self._latents(source, model, version)
+        frames = num_frames(len(audio), sample_rate, fps)
+        with self._audio_lock:
+            tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
+        m = source.meta
+
+        def items():
+            for t in range(frames):
+                idx = source_frame(t, m.num_frames, m.fps, fps)
+                yield (latents[idx], tokens[t]) if source.has_face[idx] else None
+
+        batch: list[np.ndarray] = []
+        for crop in self.batchers[version].submit(items()):
+            batch.append(crop)
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     def close(self) -> None:
-        pass
+        for b in self.batchers.values():
+            b.close()
