@@ -21,6 +21,7 @@ class GeneratorConfig:
     max_batch: int = 32              # musetalk: frames per GPU pass, across requests
     max_wait_ms: float = 4.0         # musetalk: how long a batch waits for more frames
     latent: str = "mode"             # musetalk: VAE posterior "mode" (deterministic) or "sample"
+    compile: bool | None = None      # musetalk: torch.compile; unset = on for cuda, off for cpu
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -38,4 +39,5 @@ class GeneratorConfig:
             max_batch=env_int("MUSETALK_MAX_BATCH", cls.max_batch),
             max_wait_ms=env_float("MUSETALK_MAX_WAIT_MS", cls.max_wait_ms),
             latent=env_str("MUSETALK_LATENT", cls.latent),
+            compile=None if env_str("MUSETALK_COMPILE", "") == "" else env_str("MUSETALK_COMPILE", "") == "1",
         )

@@ -29,7 +29,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.cache = SourceCache(cfg.cache_dir)
         self.engines = {"warp": WarpEngine(), "musetalk": MuseTalkEngine(cfg.models_dir, MuseTalkSettings(
             device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-            latent=cfg.latent))}
+            latent=cfg.latent, compile=cfg.compile))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

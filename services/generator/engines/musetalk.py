@@ -48,6 +48,14 @@ class MuseTalkSettings:
     max_wait_ms: float = 4.0    # how long a batch waits for more frames
     latent: str = "mode"        # "mode" (deterministic) or "sample" (MuseTalk's random draw, seeded)
     seed: int = 0
+    compile: bool | None = None  # channels_last + torch.compile; None = on for cuda, off for cpu
+
+
+def buckets(max_batch: int) -> list[int]:
+    """Batch sizes the networks run at: powers of two from 8 up to max_batch. A batch is padded up to the next
+    one, so a compiled model sees a few fixed shapes instead of recompiling for every size."""
+    sizes = [b for b in (8, 16, 32, 64, 128, 256) if b < max_batch]
+    return sizes + [max_batch]
 
 
 class MuseTalkEngine:
@@ -94,18 +102,22 @@ class MuseTalkEngine:
         s = self.settings
         device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, s.dtype) if s.dtype else (torch.float16 if device.startswith("cuda") else torch.float32)
+        compile_ = device.startswith("cuda") if s.compile is None else s.compile
+        sizes = buckets(s.max_batch)
         for version in self.versions():
             model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
-                             latent=s.latent, seed=s.seed)
+                             latent=s.latent, seed=s.seed, compile=compile_)
             self.models[version] = model
-            self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items), s.max_batch,
+            self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items, sizes), s.max_batch,
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")
-            # warm up: one frame through every network
+            # warm up every network at every batch size it will see (compiles them when compile is on)
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))
-            model.generate(latents, model.audio_tokens(np.zeros(16000, np.float32), 25, 1))
+            tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)
+            for size in sizes:
+                model.generate(latents.expand(size, -1, -1, -1), tokens.expand(size, -1, -1))
 
     @staticmethod
-    def _run(model, items: list) -> list[np.ndarray]:
+    def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:
         import torch
 
         real = [i for i, item in enumerate(items) if item is not None]
@@ -113,6 +125,10 @@ class MuseTalkEngine:
         if real:
             latents = torch.stack([items[i][0] for i in real])
             tokens = torch.stack([items[i][1] for i in real])
+            size = next((b for b in sizes if b >= len(real)), len(real))
+            if size > len(real):   # pad to the bucket: fixed shapes for the compiled networks
+                latents = torch.cat([latents, latents[-1:].expand(size - len(real), -1, -1, -1)])
+                tokens = torch.cat([tokens, tokens[-1:].expand(size - len(real), -1, -1)])
             crops = model.to_uint8(model.generate(latents, tokens))
             for k, i in enumerate(real):
                 out[i] = crops[k]

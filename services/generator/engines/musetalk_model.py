@@ -112,7 +112,7 @@ class MuseTalk:
     """Loaded once; `encode_crops`, `audio_tokens` and `generate` run many times."""
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 latent: str = "mode", seed: int = 0):
+                 latent: str = "mode", seed: int = 0, compile: bool = False):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -127,6 +127,14 @@ class MuseTalk:
         mask = torch.zeros(256, 256)
         mask[:128] = 1
         self.mask = mask.to(self.device)
+        self._unet = lambda x, c: self.unet(x, self.timestep, encoder_hidden_states=c).sample
+        self._decode = lambda z: self.vae.decode(z).sample
+        if compile:
+            # channels_last + inductor: about 1.7x eager on an H100 at batch 32-64 (see BENCHMARKS.md)
+            self.unet.to(memory_format=torch.channels_last)
+            self.vae.to(memory_format=torch.channels_last)
+            self._unet = torch.compile(self._unet, dynamic=False)
+            self._decode = torch.compile(self._decode, dynamic=False)
 
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
@@ -163,8 +171,8 @@ class MuseTalk:
     def generate(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """[B, 8, 32, 32] latents + [B, 50, 384] audio tokens -> decoded crops, float [B, 256, 256, 3] in 0..1."""
         audio = self.pe(tokens.to(self.device, self.dtype))
-        pred = self.unet(latents.to(self.device, self.dtype), self.timestep, encoder_hidden_states=audio).sample
-        image = self.vae.decode((pred / self.scaling).to(self.dtype)).sample
+        pred = self._unet(latents.to(self.device, self.dtype), audio)
+        image = self._decode((pred / self.scaling).to(self.dtype))
         return (image.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
 
     @staticmethod

@@ -1,0 +1,170 @@
+"""`make bench-gpu` (run it on the GPU machine): MuseTalk's networks at full size with random weights.
+
+One run reports: the fp16 matmul peak; eager diffusers fp16 UNet + VAE decode at batch 8/32/64 (the baseline);
+the engine's path (MuseTalk.generate: PE + UNet + decode + clamp) eager and compiled (channels_last +
+torch.compile) at batch 16/32/64; and the engine through its cross-request batcher with 4 concurrent requests.
+frames/s, share of the measured peak, peak GPU memory. Writes JSON and Markdown to $OUT (or bench/).
+Random weights: these are speed figures only.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import torch
+
+UNET_JSON = {"_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
+             "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False, "cross_attention_dim": 384,
+             "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], "downsample_padding": 1,
+             "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2,
+             "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4,
+             "sample_size": 64, "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3}
+VAE_CFG = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
+               block_out_channels=[128, 256, 512, 512], sample_size=256, down_block_types=["DownEncoderBlock2D"] * 4,
+               up_block_types=["UpDecoderBlock2D"] * 4)
+GFLOP_PER_FRAME = 177.8 + 622.2   # UNet + VAE decode at 256x256 (../shared/bench/RESULTS.md)
+
+
+def cuda_ms(fn, iters=12, warm=3):
+    for _ in range(warm):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return sorted(times)[len(times) // 2]
+
+
+def write_full_size_models(root: str) -> None:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    os.makedirs(os.path.join(root, "musetalkV15"), exist_ok=True)
+    unet = UNet2DConditionModel(**{k: v for k, v in UNET_JSON.items() if not k.startswith("_")})
+    torch.save(unet.state_dict(), os.path.join(root, "musetalkV15", "unet.pth"))
+    with open(os.path.join(root, "musetalkV15", "musetalk.json"), "w") as f:
+        json.dump(UNET_JSON, f)
+    AutoencoderKL(**VAE_CFG).save_pretrained(os.path.join(root, "sd-vae"))
+    cfg = WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
+                        decoder_layers=4, decoder_attention_heads=6, decoder_ffn_dim=1536, num_mel_bins=80)
+    WhisperModel(cfg).save_pretrained(os.path.join(root, "whisper"))
+    WhisperFeatureExtractor().save_pretrained(os.path.join(root, "whisper"))
+
+
+def main() -> int:
+    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
+
+    torch.backends.cudnn.benchmark = True
+    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    dev = torch.cuda.get_device_name(0)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    peak = 2 * 8192 ** 3 / (cuda_ms(lambda: a @ a, 10, 3) / 1e3) / 1e12
+    del a
+    print(f"{dev}, torch {torch.__version__}, fp16 matmul peak {peak:.0f} TFLOP/s", flush=True)
+    rows = []
+
+    def row(setting, bs, ms, mem):
+        fps = bs / ms * 1e3
+        r = dict(setting=setting, batch=bs, ms=round(ms, 2), fps=round(fps, 1),
+                 peak_share=round(fps * GFLOP_PER_FRAME * 1e9 / (peak * 1e12), 3), mem_gb=round(mem / 2**30, 2))
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+
+    models = tempfile.mkdtemp()
+    t0 = time.time()
+    write_full_size_models(models)
+    print(f"wrote full-size random weights in the official layout in {time.time() - t0:.0f} s", flush=True)
+    files = MuseTalkFiles.layout(models, "v15")
+
+    eager = MuseTalk(files, device="cuda", dtype=torch.float16)
+    for bs in (8, 32, 64):   # the baseline: plain diffusers calls
+        x = torch.randn(bs, 8, 32, 32, device="cuda", dtype=torch.float16)
+        c = torch.randn(bs, 50, 384, device="cuda", dtype=torch.float16)
+        z = torch.randn(bs, 4, 32, 32, device="cuda", dtype=torch.float16)
+        torch.cuda.reset_peak_memory_stats()
+        ms = cuda_ms(lambda: eager.unet(x, eager.timestep, encoder_hidden_states=c).sample) + \
+            cuda_ms(lambda: eager.vae.decode(z).sample)
+        row("eager diffusers fp16 (UNet + decode)", bs, ms, torch.cuda.max_memory_allocated())
+    del eager
+    torch.cuda.empty_cache()
+
+    best = MuseTalk(files, device="cuda", dtype=torch.float16, compile=True)
+    for bs in (16, 32, 64):
+        lat = torch.randn(bs, 8, 32, 32, device="cuda", dtype=torch.float16)
+        tok = torch.randn(bs, 50, 384, device="cuda", dtype=torch.float16)
+        torch.cuda.reset_peak_memory_stats()
+        ms = cuda_ms(lambda: best.generate(lat, tok), iters=10, warm=3)
+        row("engine: fp16 + channels_last + torch.compile (PE + UNet + decode + clamp)", bs, ms,
+            torch.cuda.max_memory_allocated())
+
+    # whole engine: latents from crops, whisper features, the batcher, uint8 crops back on the host
+    from lipsync_common.source_cache import SourceCache, SourceMeta
+    from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
+
+    cache = SourceCache(tempfile.mkdtemp())
+    w = cache.writer("ab" * 16, 256, 256)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+        w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
+    entry = w.commit(SourceMeta("ab" * 16, 50, 25.0, 256, 256, False, 50, (0, 0)))
+    del best
+    torch.cuda.empty_cache()
+    engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4))
+    t0 = time.perf_counter()
+    engine.load()          # loads, compiles and warms every batch bucket: what the service does before SERVING
+    print(f"engine load + compile + warm-up: {time.perf_counter() - t0:.0f} s", flush=True)
+    audio = (0.1 * rng.standard_normal(16000 * 10)).astype(np.float32)
+    t0 = time.perf_counter()
+    list(engine.generate(entry, audio, 16000, 25, 8))          # first: encodes and caches the latents
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stream = engine.generate(entry, audio, 16000, 25, 8)
+    next(stream)
+    first_batch = time.perf_counter() - t0
+    stream.close()
+    done = []
+
+    def request():
+        done.append(sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8)))
+
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    sizes = engine.batchers["v15"].batch_sizes
+    print(f"first request (latents encoded): {first:.2f} s for 250 frames; "
+          f"first 8 crops of a repeat request after {first_batch * 1e3:.0f} ms", flush=True)
+    row(f"engine end to end, 4 concurrent requests x 250 frames (mean batch {np.mean(sizes):.0f})", sum(done),
+        wall * 1e3, torch.cuda.max_memory_allocated())
+
+    stamp = datetime.date.today().isoformat()
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "gpu_bench.json"), "w") as f:
+        json.dump(dict(device=dev, date=stamp, torch=torch.__version__, peak_tflops=round(peak), rows=rows), f, indent=1)
+    lines = [f"## {stamp} - MuseTalk networks on {dev} (torch {torch.__version__}, fp16 peak {peak:.0f} TFLOP/s)", "",
+             "| setting | batch | ms/batch | frames/s | share of peak | peak GPU mem GB |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {r['batch']} | {r['ms']} | {r['fps']} | {r['peak_share']:.0%} | {r['mem_gb']} |"
+              for r in rows]
+    with open(os.path.join(out_dir, "gpu_bench.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
