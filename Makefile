@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup proto proto-check up down demo test bench clean
+.PHONY: setup proto up down demo test bench bench-gpu weights clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(STAMP)            ## all tests (real gRPC servers on 127.0.0.1)
 
 bench: $(STAMP)           ## end-to-end frames/s through the gateway at 720p -> bench/RESULTS.md
 	$(PYTHON) -m tools.bench
+
+bench-gpu:                ## on a GPU machine: MuseTalk networks at full size (random weights) -> $$OUT or bench/
+	$(PYTHON) -m tools.bench_gpu
+
+weights: $(STAMP)         ## real deployments: fetch the official MuseTalk files into MODELS_DIR (never run by tests)
+	$(PYTHON) -m tools.weights --models-dir $${MODELS_DIR:-models}
 
 clean:
 	rm -rf var out

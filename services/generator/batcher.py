@@ -30,6 +30,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.queue: "queue.Queue[tuple[_Request, Any]]" = queue.Queue()
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
+        self.busy_s = 0.0                         # time spent in run_batch (accelerator busy, roughly)
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -82,8 +83,10 @@ class Batcher:
             if not batch:
                 continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            t0 = time.perf_counter()
             try:
                 outputs = self.run_batch([item for _, item in batch])
+                self.busy_s += time.perf_counter() - t0
             except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
                 for req, _ in batch:
                     req.results.put(e)

@@ -77,3 +77,15 @@ def test_concurrent_requests_each_get_their_own_frames(musetalk_stack, tmp_path)
         order = [next(k for k, s in enumerate(src) if np.array_equal(f[:16, :16], s[:16, :16])) for f in out]
         n = 4 + i
         assert order == [k if k < n else 2 * n - 1 - k for k in (t % (2 * n) for t in range(15))]
+
+
+def test_weights_verify_is_offline_and_catches_a_changed_file(tmp_path, capsys):
+    from tools import weights
+    (tmp_path / "sd-vae").mkdir()
+    (tmp_path / "sd-vae" / "config.json").write_text("{}")
+    assert weights.verify(str(tmp_path)) == 1                      # no SHA256SUMS yet
+    digest = weights.sha256(str(tmp_path / "sd-vae" / "config.json"))
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  sd-vae/config.json\n")
+    assert weights.verify(str(tmp_path)) == 0
+    (tmp_path / "sd-vae" / "config.json").write_text('{"changed": 1}')
+    assert weights.verify(str(tmp_path)) == 1 and "BAD" in capsys.readouterr().err

@@ -113,8 +113,8 @@ class MuseTalkEngine:
             # warm up every network at every batch size it will see (compiles them when compile is on)
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)
-            for size in sizes:
-                model.generate(latents.expand(size, -1, -1, -1), tokens.expand(size, -1, -1))
+            for size in sizes:   # contiguous, like real batches: compiled code is specialised on strides
+                model.generate(latents.expand(size, -1, -1, -1).contiguous(), tokens.expand(size, -1, -1).contiguous())
 
     @staticmethod
     def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:
