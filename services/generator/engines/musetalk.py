@@ -110,11 +110,13 @@ class MuseTalkEngine:
             self.models[version] = model
             self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items, sizes), s.max_batch,
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")
-            # warm up every network at every batch size it will see (compiles them when compile is on)
-            latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))
-            tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)
-            for size in sizes:   # contiguous, like real batches: compiled code is specialised on strides
-                model.generate(latents.expand(size, -1, -1, -1).contiguous(), tokens.expand(size, -1, -1).contiguous())
+            # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
+            # and CUDA graphs are captured there, where they will run)
+            latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
+            tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
+            for size in sizes:
+                for _ in range(3):
+                    list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
 
     @staticmethod
     def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:

@@ -130,11 +130,13 @@ class MuseTalk:
         self._unet = lambda x, c: self.unet(x, self.timestep, encoder_hidden_states=c).sample
         self._decode = lambda z: self.vae.decode(z).sample
         if compile:
-            # channels_last + inductor: about 1.7x eager on an H100 at batch 32-64 (see BENCHMARKS.md)
+            # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
-            self._unet = torch.compile(self._unet, dynamic=False)
-            self._decode = torch.compile(self._decode, dynamic=False)
+            # CUDA graphs ("reduce-overhead"): one launch per network, so a busy host cannot starve the GPU
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._unet = torch.compile(self._unet, dynamic=False, mode=mode)
+            self._decode = torch.compile(self._decode, dynamic=False, mode=mode)
 
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
