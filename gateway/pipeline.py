@@ -15,6 +15,7 @@ import soxr
 
 from lipsync.v1 import common_pb2, gateway_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
 from lipsync_common import media
+from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES, GRPC_OPTIONS
 from lipsync_common.tensors import to_tensor
 from gateway.config import GatewayConfig
@@ -74,15 +75,8 @@ class Pipeline:
 
         async def requests():
             yield preprocess_pb2.PrepareRequest(options=opts)
-            with open(face_path, "rb") as f:
-                offset = 0
-                while True:
-                    data = f.read(CHUNK_BYTES)
-                    last = len(data) < CHUNK_BYTES
-                    yield preprocess_pb2.PrepareRequest(media=common_pb2.Chunk(offset=offset, data=data, last=last))
-                    offset += len(data)
-                    if last:
-                        break
+            for offset, data, last in file_chunks(face_path, CHUNK_BYTES):
+                yield preprocess_pb2.PrepareRequest(media=common_pb2.Chunk(offset=offset, data=data, last=last))
 
         prepared = None
         try:

@@ -12,6 +12,7 @@ import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from lipsync_common import server as boot
+from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
 from gateway.jobs import JobStore
@@ -109,17 +110,8 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         path = self.jobs.result_path(job.job_id)
         if not os.path.isfile(path):
             await context.abort(grpc.StatusCode.DATA_LOSS, f"the result of job {job.job_id} is missing")
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            offset = 0
-            while True:
-                data = f.read(CHUNK_BYTES)
-                last = offset + len(data) >= size
-                yield gateway_pb2.DownloadResultResponse(chunk=common_pb2.Chunk(offset=offset, data=data, last=last))
-                offset += len(data)
-                if last:
-                    break
-
+        for offset, data, last in file_chunks(path, CHUNK_BYTES):
+            yield gateway_pb2.DownloadResultResponse(chunk=common_pb2.Chunk(offset=offset, data=data, last=last))
 
 def main() -> None:
     cfg = GatewayConfig.from_env()

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from lipsync_common.chunks import file_chunks
 
 CHUNK_BYTES = 1024 * 1024
 OPTIONS = [("grpc.max_send_message_length", 4 * 1024 * 1024),
@@ -34,18 +35,9 @@ def upload_requests(face_path: str, audio_path: str,
                     options: common_pb2.LipsyncOptions) -> Iterator[gateway_pb2.LipsyncRequest]:
     yield gateway_pb2.LipsyncRequest(options=options)
     for kind, path in ((gateway_pb2.MEDIA_KIND_FACE, face_path), (gateway_pb2.MEDIA_KIND_AUDIO, audio_path)):
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            offset = 0
-            while True:
-                data = f.read(CHUNK_BYTES)
-                last = offset + len(data) >= size
-                yield gateway_pb2.LipsyncRequest(media=gateway_pb2.MediaChunk(
-                    kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
-                offset += len(data)
-                if last:
-                    break
-
+        for offset, data, last in file_chunks(path, CHUNK_BYTES):
+            yield gateway_pb2.LipsyncRequest(media=gateway_pb2.MediaChunk(
+                kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
 
 def _write_stream(out_path: str, chunks: Iterator[bytes]) -> int:
     part = out_path + ".part"

@@ -1,6 +1,7 @@
 """Reassemble a byte stream sent as lipsync.v1.Chunk messages, rejecting gaps and reordering."""
 from __future__ import annotations
 
+import os
 from typing import BinaryIO
 
 
@@ -32,6 +33,20 @@ class ChunkWriter:
         if last:
             self.done = True
             self.out.flush()
+
+
+def file_chunks(path: str, chunk_size: int):
+    """(offset, piece, last) for a file read in pieces; one empty last chunk for an empty file."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            piece = f.read(chunk_size)
+            last = offset + len(piece) >= size
+            yield offset, piece, last
+            offset += len(piece)
+            if last:
+                return
 
 
 def iter_chunks(data: bytes, chunk_size: int):

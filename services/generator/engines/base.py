@@ -5,7 +5,7 @@ An engine turns a prepared source (crops, landmarks, masks from the shared cache
 """
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -32,3 +32,15 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Group per-frame crops into [B, 256, 256, 3] arrays of batch_size (the last one may be shorter)."""
+    batch: list[np.ndarray] = []
+    for crop in crops:
+        batch.append(crop)
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)

@@ -16,7 +16,7 @@ import numpy as np
 from lipsync_common.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import num_frames
 from services.generator.batcher import Batcher
-from services.generator.engines.base import EngineUnavailable
+from services.generator.engines.base import EngineUnavailable, batched
 
 # Files in the official MuseTalk layout (a file may have alternatives, e.g. .bin or .safetensors).
 COMMON_FILES = [
@@ -176,14 +176,7 @@ class MuseTalkEngine:
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 yield (latents[idx], tokens[t]) if source.has_face[idx] else None
 
-        batch: list[np.ndarray] = []
-        for crop in self.batchers[version].submit(items()):
-            batch.append(crop)
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
-        if batch:
-            yield np.stack(batch)
+        yield from batched(self.batchers[version].submit(items()), batch_size)
 
     def close(self) -> None:
         for b in self.batchers.values():

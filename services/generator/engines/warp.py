@@ -16,6 +16,7 @@ import numpy as np
 
 from lipsync_common.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import mouth_drive
+from services.generator.engines.base import batched
 from lipsync_common import face_points as L
 
 MAX_GAP = 0.45      # widest opening, as a share of mouth width
@@ -118,20 +119,17 @@ class WarpEngine:
                  batch_size: int) -> Iterator[np.ndarray]:
         drive = mouth_drive(audio, sample_rate, fps)
         m = source.meta
-        batch: list[np.ndarray] = []
-        for t in range(len(drive.opening)):
-            idx = source_frame(t, m.num_frames, m.fps, fps)
-            if source.has_face[idx]:
-                crop = warp_mouth(np.asarray(source.crops[idx]), source.mesh[idx], np.asarray(source.masks[idx]),
-                                  float(drive.opening[t]), float(drive.width[t]))
-            else:
-                crop = np.zeros((CROP, CROP, 3), np.uint8)
-            batch.append(crop)
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
-        if batch:
-            yield np.stack(batch)
+
+        def crops():
+            for t in range(len(drive.opening)):
+                idx = source_frame(t, m.num_frames, m.fps, fps)
+                if not source.has_face[idx]:
+                    yield np.zeros((CROP, CROP, 3), np.uint8)
+                    continue
+                yield warp_mouth(np.asarray(source.crops[idx]), source.mesh[idx], np.asarray(source.masks[idx]),
+                                 float(drive.opening[t]), float(drive.width[t]))
+
+        return batched(crops(), batch_size)
 
     def close(self) -> None:
         pass
