@@ -72,7 +72,7 @@ def main() -> int:
     dev = torch.cuda.get_device_name(0)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
     peak = 2 * 8192 ** 3 / (cuda_ms(lambda: a @ a, 10, 3) / 1e3) / 1e12
-    del a
+    a = None  # free the matrices
     print(f"{dev}, torch {torch.__version__}, fp16 matmul peak {peak:.0f} TFLOP/s", flush=True)
     rows = []
 
@@ -100,7 +100,7 @@ def main() -> int:
         ms = cuda_ms(lambda: eager.unet(x, eager.timestep, encoder_hidden_states=c).sample) + \
             cuda_ms(lambda: eager.vae.decode(z).sample)
         row("eager diffusers fp16 (UNet + decode)", bs, ms, torch.cuda.max_memory_allocated())
-    del eager
+    eager = None  # free the eager copy
     torch.cuda.empty_cache()
 
     # whole engine: latents from crops, whisper features, the batcher, uint8 crops back on the host

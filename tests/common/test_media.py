@@ -1,6 +1,5 @@
 import os
 
-import av
 import numpy as np
 import pytest
 

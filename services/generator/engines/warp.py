@@ -47,7 +47,6 @@ def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: fl
     inner_half = abs(float(mesh[308, 0] - mesh[78, 0])) / 2
     y_u = _line(mesh[L.UPPER_INNER_LIP])          # source upper inner lip edge per column
     y_l = np.maximum(_line(mesh[L.LOWER_INNER_LIP]), y_u)
-    gap0 = y_l - y_u
     gap0_c = float(max(0.0, mesh[L.LOWER_INNER, 1] - mesh[L.UPPER_INNER, 1]))
     lens = _bump(_XX[0], cx, inner_half)           # opening profile between the inner corners
     wide = _bump(_XX[0], cx, 0.75 * mw)            # the jaw moves as a wider piece
