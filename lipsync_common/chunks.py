@@ -48,12 +48,3 @@ def file_chunks(path: str, chunk_size: int):
             if last:
                 return
 
-
-def iter_chunks(data: bytes, chunk_size: int):
-    """(offset, piece, last) for a bytes object; one empty last chunk for empty data."""
-    if not data:
-        yield 0, b"", True
-        return
-    for off in range(0, len(data), chunk_size):
-        piece = data[off:off + chunk_size]
-        yield off, piece, off + len(piece) >= len(data)

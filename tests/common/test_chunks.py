@@ -2,13 +2,16 @@ import io
 
 import pytest
 
-from lipsync_common.chunks import ChunkError, ChunkWriter, iter_chunks
+from lipsync_common.chunks import ChunkError, ChunkWriter, file_chunks
 
 
-def test_contiguous_chunks_reassemble():
+def test_contiguous_chunks_reassemble(tmp_path):
+    (tmp_path / "f").write_bytes(b"0123456789")
     out = io.BytesIO()
     w = ChunkWriter("x", out, 100)
-    for off, piece, last in iter_chunks(b"0123456789", 3):
+    pieces = list(file_chunks(str(tmp_path / "f"), 3))
+    assert [p[2] for p in pieces] == [False, False, False, True]
+    for off, piece, last in pieces:
         w.add(off, piece, last)
     assert w.done and out.getvalue() == b"0123456789"
 
@@ -25,5 +28,6 @@ def test_gap_reorder_overflow_and_after_last():
         w.add(5, b"f", True)
 
 
-def test_empty_stream_is_one_last_chunk():
-    assert list(iter_chunks(b"", 4)) == [(0, b"", True)]
+def test_empty_file_is_one_last_chunk(tmp_path):
+    (tmp_path / "e").write_bytes(b"")
+    assert list(file_chunks(str(tmp_path / "e"), 4)) == [(0, b"", True)]
