@@ -26,11 +26,11 @@ def write_png(path: str, rgb: np.ndarray) -> str:
 
 
 def write_video(path: str, frames: list[np.ndarray], fps: float = 25, codec: str = "libx264",
-                fmt: str | None = None) -> str:
+                fmt: str | None = None, pix_fmt: str = "yuv420p") -> str:
     with av.open(path, "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
         s.width, s.height = frames[0].shape[1], frames[0].shape[0]
-        s.pix_fmt = "yuv420p"
+        s.pix_fmt = pix_fmt
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(p)
@@ -39,7 +39,8 @@ def write_video(path: str, frames: list[np.ndarray], fps: float = 25, codec: str
     return path
 
 
-def face_video(path: str, n: int = 30, fps: float = 25, size: tuple[int, int] = (640, 480)) -> str:
+def face_video(path: str, n: int = 30, fps: float = 25, size: tuple[int, int] = (640, 480),
+               codec: str = "libx264", pix_fmt: str = "yuv420p") -> str:
     """The portrait on a canvas, drifting slowly: a small talking-head stand-in."""
     img = face_image()
     w, h = size
@@ -52,7 +53,7 @@ def face_video(path: str, n: int = 30, fps: float = 25, size: tuple[int, int] = 
         canvas[y:y + src.shape[0], x:x + src.shape[1]] = src
         canvas[:16, :16] = 8 * (i % 30)   # a frame marker in the corner
         frames.append(canvas)
-    return write_video(path, frames, fps)
+    return write_video(path, frames, fps, codec=codec, pix_fmt=pix_fmt)
 
 
 def speech_like(seconds_pattern: list[tuple[float, bool]], sr: int = 16000, seed: int = 0) -> np.ndarray:

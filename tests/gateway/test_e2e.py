@@ -141,3 +141,17 @@ def test_common_audio_formats_and_rates(client, tmp_path, codec, fmt, ext, rate,
     s = client.lipsync(face, audio, out)
     frames, fps, has_audio, audio_s = helpers.decode_video(out)
     assert abs(s.frames - 50) <= 2 and len(frames) == s.frames and has_audio and abs(audio_s - 2.0) < 0.2
+
+
+@pytest.mark.parametrize("codec, ext, pix_fmt, fps", [
+    ("libx265", "mp4", "yuv420p", 29.97), ("libvpx-vp9", "webm", "yuv420p", 30),
+    ("prores_ks", "mov", "yuv422p10le", 24), ("libx264", "mkv", "yuv420p", 50)])
+def test_other_codecs_containers_and_frame_rates(client, tmp_path, codec, ext, pix_fmt, fps, assert_healthy):
+    video = helpers.face_video(str(tmp_path / f"v.{ext}"), n=12, fps=fps, codec=codec, pix_fmt=pix_fmt)
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(1.0, True)]))
+    out = str(tmp_path / "o.mp4")
+    s = client.lipsync(video, audio, out)
+    frames, out_fps, has_audio, _ = helpers.decode_video(out)
+    # the output keeps the source's frame rate when none is asked for, and follows the audio's length
+    assert abs(out_fps - fps) < 0.01 and s.frames == len(frames) == int(np.floor(1.0 * s.fps + 1e-9))
+    assert has_audio and s.frames_without_face == 0
