@@ -62,7 +62,9 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                     yield msg
                 await task
             except Failure as e:
-                await fail(e.code, e.message)
+                # the upload is complete: only the client's half-close can still be in flight, so a short
+                # drain is enough, and a client that keeps its side open gets the error without delay
+                await fail(e.code, e.message, drain_s=1.0)
             finally:
                 if not task.done():
                     task.cancel()

@@ -163,3 +163,23 @@ def test_cli_reports_a_missing_file_and_a_server_error(stack, media, tmp_path, c
                      "--audio", media["speech"], "--out", str(tmp_path / "o.mp4"), "--fps", "30", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "39 frames" in out and "at 30 fps" in out and "engine warp" in out
+
+
+def test_error_reaches_a_client_that_keeps_its_side_open(gateway_stub, media, assert_healthy):
+    """A bidi client may wait for the answer before half-closing: a failed job must not wait for it."""
+    import threading
+    release = threading.Event()
+    state = {"released_before_error": False}
+
+    def requests():
+        yield from upload_requests(media["noface"], media["speech"], common_pb2.LipsyncOptions())
+        release.wait(60)                      # keep the send side open until the test lets go
+        state["released_before_error"] = release.is_set() and "error" not in state
+
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in gateway_stub.Lipsync(requests()):
+            pass
+    state["error"] = True
+    release.set()
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no face" in e.value.details()
+    assert not state["released_before_error"]
