@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup proto up down demo test bench bench-gpu weights clean
+.PHONY: setup proto up down demo test bench bench-gpu bench-gpu-e2e weights clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(STAMP)           ## end-to-end frames/s through the gateway at 720p -> 
 
 bench-gpu:                ## on a GPU machine: MuseTalk networks at full size (random weights) -> $$OUT or bench/
 	$(PYTHON) -m tools.bench_gpu
+
+bench-gpu-e2e:            ## on a GPU machine: the whole service with musetalk (random weights), 720p
+	$(PYTHON) -m tools.bench_e2e_gpu
 
 weights: $(STAMP)         ## real deployments: fetch the official MuseTalk files into MODELS_DIR (never run by tests)
 	$(PYTHON) -m tools.weights --models-dir $${MODELS_DIR:-models}
