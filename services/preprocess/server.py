@@ -190,7 +190,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 yield msg
             renderer_done, renderer = renderer, None
             yield preprocess_pb2.RenderResponse(summary=preprocess_pb2.RenderSummary(
-                frames=renderer_done.next_frame, width=entry.meta.width, height=entry.meta.height, bytes=offset,
+                frames=renderer_done.next_frame, width=renderer_done.writer.width, height=renderer_done.writer.height,
+                bytes=offset,
                 duration_s=renderer_done.next_frame / cfg.fps))
         finally:
             if renderer is not None:

@@ -155,3 +155,12 @@ def test_other_codecs_containers_and_frame_rates(client, tmp_path, codec, ext, p
     # the output keeps the source's frame rate when none is asked for, and follows the audio's length
     assert abs(out_fps - fps) < 0.01 and s.frames == len(frames) == int(np.floor(1.0 * s.fps + 1e-9))
     assert has_audio and s.frames_without_face == 0
+
+
+def test_odd_frame_size(client, tmp_path, assert_healthy):
+    video = helpers.face_video(str(tmp_path / "v.mkv"), n=6, size=(641, 481), codec="ffv1", pix_fmt="bgr0")
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(0.5, True)]))
+    s = client.lipsync(video, audio, str(tmp_path / "o.mp4"))
+    frames, _, _, _ = helpers.decode_video(str(tmp_path / "o.mp4"))
+    # H.264 4:2:0 needs even sizes: the last column and row are repeated
+    assert frames[0].shape == (482, 642, 3) and (s.width, s.height) == (642, 482)
