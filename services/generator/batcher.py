@@ -38,10 +38,11 @@ class Batcher:
     def submit(self, items: Iterator[Any] | Sequence[Any], window: int | None = None) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
-        At most `window` items (default 2 x max_batch) of a request wait in the queue at once, so concurrent
+        At most `window` items of a request wait in the queue at once (default 4 x max_batch: a lone request
+        keeps its next batches queued while the current one runs), so concurrent
         requests share the batches instead of queueing behind each other. Closing the generator early (or an
         exception in the consumer) cancels the rest of the request."""
-        return self._results(_Request(), iter(items), window or 2 * self.max_batch)
+        return self._results(_Request(), iter(items), window or 4 * self.max_batch)
 
     def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
         pending = 0

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .phase_upsample import replace_upsamplers
+
 SAMPLE_RATE = 16000
 AUDIO_FPS = 50          # whisper encoder steps per second
 SEGMENT_S = 30          # whisper's window
@@ -112,7 +114,7 @@ class MuseTalk:
     """Loaded once; `encode_crops`, `audio_tokens` and `generate` run many times."""
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 latent: str = "mode", seed: int = 0, compile: bool = False):
+                 latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -122,6 +124,11 @@ class MuseTalk:
         self.extractor, self.whisper = load_whisper(files)
         self.whisper = self.whisper.to(self.device, dtype)
         self.pe = PositionalEncoding().to(self.device)
+        if phase_upsample:   # same function, 2.25x fewer FLOPs in the upsampling convolutions (phase_upsample.py)
+            replace_upsamplers(self.unet)
+            replace_upsamplers(self.vae.decoder)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True    # fixed shapes: let cuDNN time its convolution algorithms
         self.scaling = float(self.vae.config.scaling_factor)
         self.timestep = torch.tensor([0], device=self.device)
         mask = torch.zeros(256, 256)
