@@ -207,14 +207,21 @@ class Mp4Writer:
             for packet in self.astream.encode(frame):
                 self.container.mux(packet)
 
-    def write(self, rgb: np.ndarray) -> None:
+    def convert(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB frame -> the array the encoder takes (I420 or RGB). Pure: may run in worker threads."""
         if self.lossless_rgb:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        else:
-            if any(self.pad):
-                rgb = np.pad(rgb, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
-            # OpenCV's BT.601 limited-range I420 matches swscale's default within a level and is ~10x faster
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            return rgb
+        if any(self.pad):
+            rgb = np.pad(rgb, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+        # OpenCV's BT.601 limited-range I420 matches swscale's default within a level and is ~10x faster
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.write_converted(self.convert(rgb))
+
+    def write_converted(self, data: np.ndarray) -> None:
+        """Encode one frame made by `convert`; frames must come in order, from one thread at a time."""
+        frame = av.VideoFrame.from_ndarray(data, format="rgb24" if self.lossless_rgb else "yuv420p")
         frame.pts = self.frames
         self.frames += 1
         # audio runs half a second ahead so that every fragment holds both streams

@@ -17,6 +17,7 @@ class PreprocessConfig:
     max_pixels: int = 3840 * 2160
     max_frames: int = 18000              # 10 minutes at 30 fps
     grace_s: float = 20.0
+    render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
 
     @classmethod
     def from_env(cls) -> "PreprocessConfig":
@@ -30,4 +31,5 @@ class PreprocessConfig:
             max_pixels=env_int("MAX_PIXELS", cls.max_pixels),
             max_frames=env_int("MAX_SOURCE_FRAMES", cls.max_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            render_threads=env_int("RENDER_THREADS", cls.render_threads),
         )

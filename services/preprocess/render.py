@@ -1,7 +1,9 @@
 """Paste generated crops back into the source frames and encode the MP4 (with the audio) as it goes."""
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import cv2
@@ -13,6 +15,24 @@ from lipsync_common.source_cache import SourceEntry, source_frame
 
 class RenderError(ValueError):
     pass
+
+
+def default_threads() -> int:
+    """Compositing threads per render: on a machine with cores to spare (x264's frame threads take the
+    rest), 4 threads took 720p rendering from 260 to 336 frames/s on 16 cores; on 2 cores they only slow it."""
+    return 4 if (os.cpu_count() or 1) >= 8 else 0
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="composite")
+        return _pool
 
 
 def frame_mask(entry: SourceEntry, idx: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
@@ -43,8 +63,11 @@ class Renderer:
     """Receives crops for output frames in order, composites and encodes each as soon as it arrives."""
 
     def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
-                 lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0):
+                 lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
+                 threads: int | None = None):
         self.entry = entry
+        threads = default_threads() if threads is None else threads
+        self._pool = _shared_pool(threads) if threads > 0 else None
         self.fps = fps
         self.num_frames = num_frames
         self.next_frame = 0
@@ -69,14 +92,26 @@ class Renderer:
         if self.next_frame + len(crops) > self.num_frames:
             raise RenderError(f"more crops than the {self.num_frames} frames configured")
         m = self.entry.meta
-        for crop in crops:
-            idx = source_frame(self.next_frame, m.num_frames, m.fps, self.fps)
-            frame = self.entry.frames[idx]
+        jobs = []
+        for k, crop in enumerate(crops):
+            idx = source_frame(self.next_frame + k, m.num_frames, m.fps, self.fps)
             if idx not in self._masks:
+                if len(self._masks) >= 256:   # output frames walk the source in order: keep the recent masks
+                    del self._masks[next(iter(self._masks))]
                 self._masks[idx] = frame_mask(self.entry, idx)
-            bm = self._masks[idx]
-            self.writer.write(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1]))
+            jobs.append((idx, crop, self._masks[idx]))
+        if self._pool is None:
+            converted = map(self._frame, jobs)
+        else:  # composite + colour conversion in parallel; encoding stays in order, in this thread
+            converted = (f.result() for f in [self._pool.submit(self._frame, job) for job in jobs])
+        for data in converted:
+            self.writer.write_converted(data)
             self.next_frame += 1
+
+    def _frame(self, job: tuple) -> np.ndarray:
+        idx, crop, bm = job
+        frame = self.entry.frames[idx]
+        return self.writer.convert(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1]))
 
     def finish(self) -> None:
         with self._lock:

@@ -169,7 +169,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                             audio = (pcm.T.astype(np.float32) / 32768.0)
                             renderer = Renderer(entry, cfg.fps, cfg.num_frames, pending.append,
                                                 lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB,
-                                                crf=crf, audio=audio, audio_rate=cfg.audio_sample_rate)
+                                                crf=crf, audio=audio, audio_rate=cfg.audio_sample_rate,
+                                                threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                         await asyncio.to_thread(renderer.add, req.crops.first_frame, crops)
                         for msg in chunks():
