@@ -72,6 +72,10 @@ class Pipeline:
             opts.extra_margin = options.extra_margin
         if options.HasField("face_index"):
             opts.face_index = options.face_index
+        if options.HasField("smoothing"):
+            opts.smoothing = options.smoothing
+        if options.HasField("face_hint"):
+            opts.face_hint.CopyFrom(options.face_hint)
 
         async def requests():
             yield preprocess_pb2.PrepareRequest(options=opts)
@@ -120,7 +124,7 @@ class Pipeline:
 
         render_cfg = preprocess_pb2.RenderConfig(
             source_id=prepared.source_id, fps=fps, num_frames=frames, codec=options.codec,
-            audio_sample_rate=rate, audio_channels=native.shape[0])
+            audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
         if options.HasField("crf"):
             render_cfg.crf = options.crf
         gen_call = self.gen.Generate(gen_requests())

@@ -1,6 +1,7 @@
 """Receive a client's upload (options, then face and audio chunks) into two files, validating as it goes."""
 from __future__ import annotations
 
+import math
 import os
 
 import grpc
@@ -43,6 +44,10 @@ def validate_options(o: common_pb2.LipsyncOptions) -> None:
         raise invalid(f"crf {o.crf} is out of range [0, 51]")
     if o.HasField("face_index") and not -1 <= o.face_index <= 16:
         raise invalid(f"face_index {o.face_index} is out of range [-1, 16]")
+    if o.HasField("face_hint"):
+        b = o.face_hint
+        if not all(math.isfinite(v) for v in (b.x1, b.y1, b.x2, b.y2)) or not (b.x2 > b.x1 and b.y2 > b.y1):
+            raise invalid("face_hint must be a finite box with x2 > x1 and y2 > y1")
 
 
 async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common_pb2.LipsyncOptions, str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fractions
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -25,6 +26,7 @@ class VideoInfo:
     fps: float          # 0 for a still image
     is_image: bool
     frames_hint: int    # from the container; may be 0 when unknown
+    rotation: int = 0   # display rotation applied to the decoded frames (counter-clockwise degrees)
 
 
 def _open(path: str, what: str):
@@ -58,15 +60,32 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
     is_image = fmt in _IMAGE_FORMATS
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = 0.0 if is_image else float(rate or 25)
-    info = VideoInfo(width, height, fps, is_image, int(stream.frames or 0))
+    decoded = container.decode(stream)
+    try:
+        first = next(decoded, None)
+    except av.FFmpegError as e:
+        container.close()
+        raise MediaError(f"the face media could not be decoded: {e}") from None
+    if first is None:
+        container.close()
+        raise MediaError("the face media contains no decodable frame")
+    # phones store portrait video as landscape frames plus a display matrix: frames are turned upright here
+    # (counter-clockwise degrees, as the display matrix gives them), so everything downstream sees what a
+    # player shows, and the output needs no rotation metadata
+    turns = int(round((first.rotation or 0) / 90.0)) % 4
+    if turns % 2:
+        width, height = height, width
+    info = VideoInfo(width, height, fps, is_image, int(stream.frames or 0), rotation=90 * turns)
 
     def frames() -> Iterator[np.ndarray]:
         n = 0
         try:
-            for frame in container.decode(stream):
+            for frame in itertools.chain([first], decoded):
                 if n >= max_frames:
                     raise MediaError(f"the face media has more than {max_frames} frames")
                 img = frame.to_ndarray(format="rgb24")
+                if turns:
+                    img = np.ascontiguousarray(np.rot90(img, turns))
                 if img.shape[0] != height or img.shape[1] != width:
                     raise MediaError("the face media changes frame size mid-stream")
                 n += 1

@@ -26,11 +26,14 @@ def write_png(path: str, rgb: np.ndarray) -> str:
 
 
 def write_video(path: str, frames: list[np.ndarray], fps: float = 25, codec: str = "libx264",
-                fmt: str | None = None, pix_fmt: str = "yuv420p") -> str:
+                fmt: str | None = None, pix_fmt: str = "yuv420p", rotation: int = 0) -> str:
+    """rotation: a display matrix (counter-clockwise degrees), as phones write for portrait video."""
     with av.open(path, "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
         s.width, s.height = frames[0].shape[1], frames[0].shape[0]
         s.pix_fmt = pix_fmt
+        if rotation:
+            s.set_display_rotation(rotation)
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(p)

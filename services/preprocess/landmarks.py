@@ -78,6 +78,9 @@ class LandmarkSession:
         self.verifier = verifier  # static: confirms a detector candidate
         self.detector = detector
         self.window: tuple[int, int, int] | None = None
+        # a box (x1, y1, x2, y2) that names the face to follow; it then moves with that face, so a re-detection
+        # after a loss picks the face nearest to where it was
+        self.hint: tuple[float, float, float, float] | None = None
 
     def _boxes(self, rgb: np.ndarray, x0: int = 0, y0: int = 0) -> list[tuple[float, float, float, float, float]]:
         """(score, x, y, w, h) in frame pixels for each face the detector sees in rgb (a tile at x0, y0)."""
@@ -124,18 +127,30 @@ class LandmarkSession:
             # misses faces that fill the frame, so then Face Mesh looks at the whole frame itself
             h, w = rgb.shape[:2]
             k = max(face_index, 0)
-            candidates = self._detect(rgb) + ([(0, 0, max(h, w))] if face_index <= 0 else [])
-            confirmed = 0
+            by_hint = self.hint is not None
+            candidates = self._detect(rgb) + ([(0, 0, max(h, w))] if face_index <= 0 or by_hint else [])
+            confirmed, best = 0, 0.0
             for window in candidates:
                 found = self._mesh(rgb, window, self.verifier)
-                if found is not None:
-                    if confirmed == k:
-                        pts = found
-                        break
-                    confirmed += 1
+                if found is None:
+                    continue
+                if by_hint:
+                    lo, hi = found.min(0), found.max(0)
+                    score = _iou((0, lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]),
+                                 (0, self.hint[0], self.hint[1], self.hint[2] - self.hint[0],
+                                  self.hint[3] - self.hint[1]))
+                    if score > best:
+                        pts, best = found, score
+                    continue
+                if confirmed == k:
+                    pts = found
+                    break
+                confirmed += 1
         if pts is None:
             return None
         lo, hi = pts.min(0), pts.max(0)
+        if self.hint is not None:
+            self.hint = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
         self.window = _square((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, 1.6 * float((hi - lo).max()))
         return pts
 

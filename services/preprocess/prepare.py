@@ -12,8 +12,9 @@ from lipsync_common import media
 from lipsync_common.source_cache import SourceCache, SourceMeta
 from services.preprocess import crops as C
 from services.preprocess.landmarks import NUM_POINTS, Landmarker, to_68
+from services.preprocess.smoothing import LandmarkSmoother
 
-PIPELINE_VERSION = "prep-1"  # bump when a change alters what is stored for the same input
+PIPELINE_VERSION = "prep-2"  # bump when a change alters what is stored for the same input
 
 
 class NoFaceError(ValueError):
@@ -26,11 +27,14 @@ class PrepareOptions:
     bbox_shift: int = 0
     extra_margin: int = 10       # used for v15 only
     face_index: int = -1         # -1 = the largest face
+    smoothing: bool = True       # One Euro filter on the landmarks (smoothing.py)
+    face_hint: tuple[float, float, float, float] | None = None   # x1, y1, x2, y2: the face overlapping it most
 
     def effective(self) -> dict:
         return {"model_version": self.model_version, "bbox_shift": self.bbox_shift,
                 "extra_margin": self.extra_margin if self.model_version == "v15" else 0,
-                "face_index": self.face_index, "pipeline": PIPELINE_VERSION}
+                "face_index": self.face_index, "smoothing": self.smoothing,
+                "face_hint": list(self.face_hint) if self.face_hint else None, "pipeline": PIPELINE_VERSION}
 
 
 def source_id(media_sha256: str, opts: PrepareOptions) -> str:
@@ -54,10 +58,17 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
     empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
     no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
     try:
+        smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
         with landmarker.session(static=info.is_image) as session:
+            session.hint = opts.face_hint
             for frame in frames:
                 pts = session.process(frame, opts.face_index)
                 box = None
+                if smoother is not None:
+                    if pts is None:
+                        smoother.reset()
+                    else:
+                        pts = smoother(pts)
                 if pts is not None:
                     lm68 = to_68(pts)
                     try:

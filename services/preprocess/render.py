@@ -43,8 +43,24 @@ def frame_mask(entry: SourceEntry, idx: int) -> tuple[tuple[int, int, int, int],
     return (x1, y1, x2, y2), cv2.resize(np.asarray(entry.masks[idx]), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
 
 
-def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], alpha: np.ndarray) -> np.ndarray:
-    """Blend a 256x256 crop into a copy of frame inside box; where alpha is 0 the source pixel is kept exactly."""
+def match_color(gen: np.ndarray, ref: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Shift and scale each channel of gen so its mean and spread under weight equal ref's (Reinhard-style
+    statistics transfer in RGB). Evens out a colour cast of the generated face against the frame."""
+    w = weight.astype(np.float32)[..., None] if weight.ndim == 2 else weight.astype(np.float32)
+    total = float(w.sum())
+    if total < 1:
+        return gen
+    g, r = gen.astype(np.float32), ref.astype(np.float32)
+    gm, rm = (g * w).sum((0, 1)) / total, (r * w).sum((0, 1)) / total
+    gs = np.sqrt(((g - gm) ** 2 * w).sum((0, 1)) / total) + 1e-3
+    rs = np.sqrt(((r - rm) ** 2 * w).sum((0, 1)) / total)
+    return np.clip((g - gm) * np.clip(rs / gs, 0.5, 2.0) + rm, 0, 255).round().astype(np.uint8)
+
+
+def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], alpha: np.ndarray,
+              color_match: bool = False) -> np.ndarray:
+    """Blend a 256x256 crop into a copy of frame inside box; where alpha is 0 the source pixel is kept exactly.
+    color_match: first match the crop's colour statistics under the mask to the frame's (match_color)."""
     x1, y1, x2, y2 = box
     out = np.array(frame, copy=True)
     ys, xs = np.nonzero(alpha)
@@ -54,7 +70,10 @@ def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int
     crop_full = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
     a = alpha[r0:r1, c0:c1, None].astype(np.uint16)
     region = out[y1 + r0:y1 + r1, x1 + c0:x1 + c1]
-    gen = crop_full[r0:r1, c0:c1].astype(np.uint16)
+    gen = crop_full[r0:r1, c0:c1]
+    if color_match:
+        gen = match_color(gen, region, alpha[r0:r1, c0:c1])
+    gen = gen.astype(np.uint16)
     region[:] = ((gen * a + region.astype(np.uint16) * (255 - a) + 127) // 255).astype(np.uint8)
     return out
 
@@ -64,8 +83,9 @@ class Renderer:
 
     def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
-                 threads: int | None = None):
+                 threads: int | None = None, color_match: bool = False):
         self.entry = entry
+        self.color_match = color_match
         threads = default_threads() if threads is None else threads
         self._pool = _shared_pool(threads) if threads > 0 else None
         self.fps = fps
@@ -111,7 +131,7 @@ class Renderer:
     def _frame(self, job: tuple) -> np.ndarray:
         idx, crop, bm = job
         frame = self.entry.frames[idx]
-        return self.writer.convert(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1]))
+        return self.writer.convert(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1], self.color_match))
 
     def finish(self) -> None:
         with self._lock:

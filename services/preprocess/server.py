@@ -5,6 +5,7 @@ import asyncio
 from functools import partial
 import hashlib
 import logging
+import math
 import os
 import tempfile
 
@@ -38,7 +39,14 @@ def prepare_options(msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
     face = msg.face_index if msg.HasField("face_index") else -1
     if face < -1 or face > 16:
         raise ValueError(f"face_index {face} is out of range [-1, 16]")
-    return PrepareOptions(VERSIONS[msg.model_version], msg.bbox_shift, margin, face)
+    hint = None
+    if msg.HasField("face_hint"):
+        b = msg.face_hint
+        if not (b.x2 > b.x1 and b.y2 > b.y1) or not all(map(math.isfinite, (b.x1, b.y1, b.x2, b.y2))):
+            raise ValueError("face_hint must be a box with x2 > x1 and y2 > y1")
+        hint = (b.x1, b.y1, b.x2, b.y2)
+    smoothing = msg.smoothing if msg.HasField("smoothing") else True
+    return PrepareOptions(VERSIONS[msg.model_version], msg.bbox_shift, margin, face, smoothing, hint)
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
@@ -170,7 +178,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                             renderer = Renderer(entry, cfg.fps, cfg.num_frames, pending.append,
                                                 lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB,
                                                 crf=crf, audio=audio, audio_rate=cfg.audio_sample_rate,
-                                                threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads)
+                                                threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
+                                                color_match=cfg.color_match)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                         await asyncio.to_thread(renderer.add, req.crops.first_frame, crops)
                         for msg in chunks():

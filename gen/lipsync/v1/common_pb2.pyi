@@ -79,7 +79,7 @@ class Chunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: bool = ...) -> None: ...
 
 class LipsyncOptions(_message.Message):
-    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index")
+    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,9 @@ class LipsyncOptions(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     CRF_FIELD_NUMBER: _ClassVar[int]
     FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    FACE_HINT_FIELD_NUMBER: _ClassVar[int]
+    COLOR_MATCH_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model_version: ModelVersion
     bbox_shift: int
@@ -96,7 +99,22 @@ class LipsyncOptions(_message.Message):
     codec: VideoCodec
     crf: int
     face_index: int
-    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ...) -> None: ...
+    smoothing: bool
+    face_hint: FaceBox
+    color_match: bool
+    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ...) -> None: ...
+
+class FaceBox(_message.Message):
+    __slots__ = ("x1", "y1", "x2", "y2")
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    X2_FIELD_NUMBER: _ClassVar[int]
+    Y2_FIELD_NUMBER: _ClassVar[int]
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    def __init__(self, x1: _Optional[float] = ..., y1: _Optional[float] = ..., x2: _Optional[float] = ..., y2: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total")

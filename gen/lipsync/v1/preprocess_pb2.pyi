@@ -6,16 +6,20 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PrepareOptions(_message.Message):
-    __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index")
+    __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index", "smoothing", "face_hint")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
     EXTRA_MARGIN_FIELD_NUMBER: _ClassVar[int]
     FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    FACE_HINT_FIELD_NUMBER: _ClassVar[int]
     model_version: _common_pb2.ModelVersion
     bbox_shift: int
     extra_margin: int
     face_index: int
-    def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ...) -> None: ...
+    smoothing: bool
+    face_hint: _common_pb2.FaceBox
+    def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[_common_pb2.FaceBox, _Mapping]] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("options", "media")
@@ -56,7 +60,7 @@ class PrepareResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[_common_pb2.Progress, _Mapping]] = ..., prepared: _Optional[_Union[PreparedSource, _Mapping]] = ...) -> None: ...
 
 class RenderConfig(_message.Message):
-    __slots__ = ("source_id", "fps", "num_frames", "codec", "crf", "audio_sample_rate", "audio_channels")
+    __slots__ = ("source_id", "fps", "num_frames", "codec", "crf", "audio_sample_rate", "audio_channels", "color_match")
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +68,7 @@ class RenderConfig(_message.Message):
     CRF_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    COLOR_MATCH_FIELD_NUMBER: _ClassVar[int]
     source_id: str
     fps: float
     num_frames: int
@@ -71,7 +76,8 @@ class RenderConfig(_message.Message):
     crf: int
     audio_sample_rate: int
     audio_channels: int
-    def __init__(self, source_id: _Optional[str] = ..., fps: _Optional[float] = ..., num_frames: _Optional[int] = ..., codec: _Optional[_Union[_common_pb2.VideoCodec, str]] = ..., crf: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., audio_channels: _Optional[int] = ...) -> None: ...
+    color_match: bool
+    def __init__(self, source_id: _Optional[str] = ..., fps: _Optional[float] = ..., num_frames: _Optional[int] = ..., codec: _Optional[_Union[_common_pb2.VideoCodec, str]] = ..., crf: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., audio_channels: _Optional[int] = ..., color_match: bool = ...) -> None: ...
 
 class CropBatch(_message.Message):
     __slots__ = ("first_frame", "images")
