@@ -17,6 +17,7 @@ class PreprocessConfig:
     max_pixels: int = 3840 * 2160
     max_frames: int = 18000              # 10 minutes at 30 fps
     grace_s: float = 20.0
+    models_dir: str = "models"           # face-parsing weights: face-parse-bisent/79999_iter.pth (optional)
     render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
 
     @classmethod
@@ -31,5 +32,6 @@ class PreprocessConfig:
             max_pixels=env_int("MAX_PIXELS", cls.max_pixels),
             max_frames=env_int("MAX_SOURCE_FRAMES", cls.max_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            models_dir=env_str("MODELS_DIR", cls.models_dir),
             render_threads=env_int("RENDER_THREADS", cls.render_threads),
         )

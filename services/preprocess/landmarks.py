@@ -81,6 +81,8 @@ class LandmarkSession:
         # a box (x1, y1, x2, y2) that names the face to follow; it then moves with that face, so a re-detection
         # after a loss picks the face nearest to where it was
         self.hint: tuple[float, float, float, float] | None = None
+        self.redetect_every = 5   # while no face is tracked, fine tiles on every 5th frame only
+        self._misses = 0
 
     def _boxes(self, rgb: np.ndarray, x0: int = 0, y0: int = 0) -> list[tuple[float, float, float, float, float]]:
         """(score, x, y, w, h) in frame pixels for each face the detector sees in rgb (a tile at x0, y0)."""
@@ -91,18 +93,23 @@ class LandmarkSession:
             out.append((float(d.score[0]), x0 + b.xmin * w, y0 + b.ymin * h, b.width * w, b.height * h))
         return out
 
-    def _detect(self, rgb: np.ndarray) -> list[tuple[int, int, int]]:
+    def _detect(self, rgb: np.ndarray, fine: bool = True) -> list[tuple[int, int, int]]:
         """Windows around candidate faces, largest first; Face Mesh confirms them.
 
         The detector sees the frame at 192 px, so small faces are looked for in overlapping tiles of half the
-        short side too. This runs only when no face is being tracked (the first frame, or after a loss)."""
+        short side too, then of a quarter and so on (down to 384 px)
+        while none is found. Runs when no face is tracked: the first frame, after a loss, then every
+        `redetect_every` frames while there is none."""
         h, w = rgb.shape[:2]
         found = self._boxes(rgb)
         side = min(h, w) // 2
-        stride = max(side // 2, 1)
-        for y in range(0, max(1, h - side + stride), stride):
-            for x in range(0, max(1, w - side + stride), stride):
-                found += self._boxes(rgb[y:y + side, x:x + side], x, y)
+        # finer tiles only while nothing is found: a 4K frame needs ~500 px tiles for a 50 px face
+        while side == min(h, w) // 2 or (fine and side >= 384 and not found):
+            stride = max(side // 2, 1)
+            for y in range(0, max(1, h - side + stride), stride):
+                for x in range(0, max(1, w - side + stride), stride):
+                    found += self._boxes(rgb[y:y + side, x:x + side], x, y)
+            side //= 2
         faces: list[tuple[float, float, float, float, float]] = []
         for f in sorted(found, key=lambda f: -f[0]):   # drop duplicates of a face seen in several tiles
             if all(_iou(f, g) < 0.3 for g in faces):
@@ -128,7 +135,7 @@ class LandmarkSession:
             h, w = rgb.shape[:2]
             k = max(face_index, 0)
             by_hint = self.hint is not None
-            candidates = self._detect(rgb) + ([(0, 0, max(h, w))] if face_index <= 0 or by_hint else [])
+            candidates = self._detect(rgb, fine=self._misses % self.redetect_every == 0) + ([(0, 0, max(h, w))] if face_index <= 0 or by_hint else [])
             confirmed, best = 0, 0.0
             for window in candidates:
                 found = self._mesh(rgb, window, self.verifier)
@@ -147,7 +154,9 @@ class LandmarkSession:
                     break
                 confirmed += 1
         if pts is None:
+            self._misses += 1
             return None
+        self._misses = 0
         lo, hi = pts.min(0), pts.max(0)
         if self.hint is not None:
             self.hint = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from functools import partial
 import hashlib
 import logging
@@ -17,6 +18,7 @@ from lipsync_common import media, server as boot
 from lipsync_common.chunks import ChunkError, ChunkWriter
 from lipsync_common.source_cache import SourceCache, SourceNotFound
 from lipsync_common.tensors import TensorError, from_tensor
+from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare
@@ -54,9 +56,14 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         self.cfg = cfg
         self.cache = SourceCache(cfg.cache_dir)
         self.landmarker: Landmarker | None = None
+        self.parser = None     # BiSeNet face parsing, when its weights are in MODELS_DIR
         self.cpu = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     def warmup(self) -> None:
+        if not face_parsing.missing_files(self.cfg.models_dir):
+            self.parser = face_parsing.FaceParser(self.cfg.models_dir)
+        boot.log_event(log, "blend mask", kind="bisenet" if self.parser else "landmarks",
+                       models_dir=os.path.abspath(self.cfg.models_dir))
         self.landmarker = Landmarker()
         with self.landmarker.session(static=True) as s:
             s.process(np.zeros((64, 64, 3), np.uint8))
@@ -67,7 +74,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         if first is None or first.WhichOneof("payload") != "options":
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the options")
         try:
-            opts = prepare_options(first.options)
+            opts = dataclasses.replace(prepare_options(first.options),
+                                       mask="bisenet" if self.parser is not None else "landmarks")
         except ValueError as e:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         fd, path = tempfile.mkstemp(prefix="prep-", dir=self.cfg.tmp_dir or None)
@@ -98,7 +106,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             async with self.cpu:
                 task = asyncio.ensure_future(asyncio.to_thread(
                     prepare, path, sha.hexdigest(), opts, self.cache, self.landmarker,
-                    self.cfg.max_pixels, self.cfg.max_frames, progress))
+                    self.cfg.max_pixels, self.cfg.max_frames, progress, self.parser))
                 while not task.done():
                     getter = asyncio.ensure_future(events.get())
                     await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)

@@ -43,7 +43,7 @@ def test_box_follows_a_face_moving_on_a_known_path(tmp_path, landmarker):
         b = entry.boxes.astype(np.float64)
         off = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1) - np.array(path, np.float64)
         # the face moves up to 31 px a frame; its box keeps the same place on it within a few pixels
-        assert np.abs(off - np.median(off, axis=0)).max() <= 4.0, smoothing
+        assert np.abs(off - np.median(off, axis=0)).max() <= 6.0, smoothing
 
 
 def test_smoothing_lowers_jitter_on_real_footage(landmarker):
