@@ -1,7 +1,9 @@
 """The prepared-source cache that preprocess writes and generator/render read (a shared directory).
 
 One folder per source id, written under a temporary name and renamed when complete, so a reader never sees
-a half-written entry:
+a half-written entry. An entry whose files do not match its meta.json (a crash mid-copy, a truncated volume) is
+treated as absent and moved aside, so it is rebuilt. With `max_bytes` set, committing an entry evicts the least
+recently used ones (use = `get`, recorded in the folder's mtime) until the cache fits:
 
     meta.json     sizes, fps, options, bbox_shift range
     frames.u8     raw RGB frames [N, H, W, 3]
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
@@ -26,6 +29,10 @@ FORMAT_VERSION = 1
 
 
 class SourceNotFound(LookupError):
+    pass
+
+
+class CorruptEntry(ValueError):
     pass
 
 
@@ -51,7 +58,13 @@ class SourceEntry:
             raw = json.load(f)
         raw["bbox_shift_range"] = tuple(raw["bbox_shift_range"])
         self.meta = SourceMeta(**raw)
+        if self.meta.format_version != FORMAT_VERSION:
+            raise CorruptEntry(f"format {self.meta.format_version}, expected {FORMAT_VERSION}")
         n, h, w = self.meta.num_frames, self.meta.height, self.meta.width
+        for name, size in (("frames.u8", n * h * w * 3), ("crops.u8", n * CROP * CROP * 3),
+                           ("masks.u8", n * CROP * CROP)):
+            if os.path.getsize(os.path.join(path, name)) != size:
+                raise CorruptEntry(f"{name} has the wrong size")
         self.path = path
         self.frames = np.memmap(os.path.join(path, "frames.u8"), np.uint8, "r", shape=(n, h, w, 3))
         self.crops = np.memmap(os.path.join(path, "crops.u8"), np.uint8, "r", shape=(n, CROP, CROP, 3))
@@ -59,6 +72,8 @@ class SourceEntry:
         self.boxes = np.load(os.path.join(path, "boxes.npy"))
         self.has_face = np.load(os.path.join(path, "has_face.npy"))
         self.mesh = np.load(os.path.join(path, "mesh.npy"))
+        if self.boxes.shape != (n, 4) or self.has_face.shape != (n,) or self.mesh.shape[0] != n:
+            raise CorruptEntry("boxes/has_face/mesh do not match the frame count")
 
 
 class EntryWriter:
@@ -98,6 +113,7 @@ class EntryWriter:
             os.rename(self.tmp, final)
         except OSError:  # another replica finished the same source first: keep theirs
             shutil.rmtree(self.tmp, ignore_errors=True)
+        self.cache.evict(keep=self.source_id)
         return SourceEntry(final)
 
     def abort(self) -> None:
@@ -107,8 +123,9 @@ class EntryWriter:
 
 
 class SourceCache:
-    def __init__(self, root: str):
+    def __init__(self, root: str, max_bytes: int = 0):
         self.root = root
+        self.max_bytes = max_bytes      # 0 = no limit
         os.makedirs(root, exist_ok=True)
 
     def path(self, source_id: str) -> str:
@@ -116,20 +133,88 @@ class SourceCache:
             raise SourceNotFound(f"invalid source id {source_id!r}")
         return os.path.join(self.root, source_id)
 
-    def get(self, source_id: str) -> SourceEntry:
+    def _open(self, source_id: str) -> SourceEntry | None:
         path = self.path(source_id)
         if not os.path.isfile(os.path.join(path, "meta.json")):
+            return None
+        try:
+            entry = SourceEntry(path)
+        except (OSError, ValueError, TypeError, KeyError) as e:   # unreadable or inconsistent: rebuild it
+            self._discard(path, f"corrupt ({e})")
+            return None
+        try:
+            os.utime(path)      # last use, for LRU eviction
+        except OSError:
+            pass
+        return entry
+
+    def get(self, source_id: str) -> SourceEntry:
+        entry = self._open(source_id)
+        if entry is None:
             raise SourceNotFound(f"source {source_id} is not in the cache at {self.root}; call Prepare first")
-        return SourceEntry(path)
+        return entry
 
     def has(self, source_id: str) -> bool:
         try:
-            return os.path.isfile(os.path.join(self.path(source_id), "meta.json"))
+            return self._open(source_id) is not None
         except SourceNotFound:
             return False
 
     def writer(self, source_id: str, width: int, height: int) -> EntryWriter:
         return EntryWriter(self, source_id, width, height)
+
+    def _discard(self, path: str, why: str = "") -> None:
+        """Move an entry aside first (atomic: readers stop seeing it at once), then delete it. Open memory maps
+        of it stay valid until closed."""
+        trash = os.path.join(self.root, f".trash-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def entries(self) -> list[tuple[float, int, str]]:
+        """(last use, bytes, path) of every committed entry."""
+        out = []
+        for name in os.listdir(self.root):
+            path = os.path.join(self.root, name)
+            if name.startswith(".") or not os.path.isdir(path):
+                continue
+            try:
+                size = sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+                out.append((os.stat(path).st_mtime, size, path))
+            except OSError:
+                continue
+        return out
+
+    def evict(self, keep: str = "") -> list[str]:
+        """Delete least recently used entries (never `keep`) until the cache fits max_bytes; returns their ids."""
+        if self.max_bytes <= 0:
+            return []
+        entries = sorted(self.entries())
+        total = sum(size for _, size, _ in entries)
+        removed = []
+        for _, size, path in entries:
+            if total <= self.max_bytes:
+                break
+            if os.path.basename(path) == keep:
+                continue
+            self._discard(path, "evicted")
+            total -= size
+            removed.append(os.path.basename(path))
+        return removed
+
+    def clean_stale_temp(self, older_than_s: float = 24 * 3600) -> None:
+        """Remove temporary folders left by a crashed writer."""
+        now = time.time()
+        for name in os.listdir(self.root):
+            path = os.path.join(self.root, name)
+            if name.startswith((".tmp-", ".trash-")):
+                try:
+                    if now - os.stat(path).st_mtime > older_than_s:
+                        shutil.rmtree(path, ignore_errors=True)
+                except OSError:
+                    pass
 
 
 def cycle_index(t: int, n: int) -> int:

@@ -12,6 +12,7 @@ class PreprocessConfig:
     port: int = 50052
     port_file: str = ""                  # write the bound port here (useful with port 0)
     cache_dir: str = "var/cache"         # the shared prepared-source cache
+    cache_max_bytes: int = 50 * 1024**3  # LRU eviction above this (0 = no limit)
     tmp_dir: str = ""                    # uploads in flight ("" = the system temp dir)
     max_upload_bytes: int = 512 * 1024 * 1024
     max_pixels: int = 3840 * 2160
@@ -27,6 +28,7 @@ class PreprocessConfig:
             port=env_int("PREPROCESS_PORT", cls.port),
             port_file=env_str("PREPROCESS_PORT_FILE", ""),
             cache_dir=env_str("CACHE_DIR", cls.cache_dir),
+            cache_max_bytes=env_int("CACHE_MAX_BYTES", cls.cache_max_bytes),
             tmp_dir=env_str("TMP_DIR", ""),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_pixels=env_int("MAX_PIXELS", cls.max_pixels),

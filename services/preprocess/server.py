@@ -54,7 +54,8 @@ def prepare_options(msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
     def __init__(self, cfg: PreprocessConfig):
         self.cfg = cfg
-        self.cache = SourceCache(cfg.cache_dir)
+        self.cache = SourceCache(cfg.cache_dir, cfg.cache_max_bytes)
+        self.cache.clean_stale_temp()
         self.landmarker: Landmarker | None = None
         self.parser = None     # BiSeNet face parsing, when its weights are in MODELS_DIR
         self.cpu = asyncio.Semaphore(max(1, os.cpu_count() or 1))
