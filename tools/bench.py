@@ -15,6 +15,7 @@ import time
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
 from tests import helpers
+from services.preprocess.render import default_threads
 from tools.stack import ROOT, Stack
 
 STAGES = {common_pb2.STAGE_AUDIO: "audio", common_pb2.STAGE_PREPROCESS: "preprocess",
@@ -29,6 +30,51 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def stage_rows(tmp: str) -> list[str]:
+    """Preprocess (decode + landmarks + smoothing + crops + masks into the cache) of a new source, and
+    compositing alone (paste-back + colour conversion, no encoding) and with H.264 encoding, at 720p and 1080p."""
+    import hashlib
+
+    import numpy as np
+
+    from lipsync_common.source_cache import SourceCache
+    from services.preprocess.landmarks import Landmarker
+    from services.preprocess.prepare import PrepareOptions, prepare
+    from services.preprocess.render import Renderer, frame_mask
+
+    rows = []
+    landmarker = Landmarker()
+    for w, h in ((1280, 720), (1920, 1080)):
+        video = helpers.face_video(os.path.join(tmp, f"src{h}.mp4"), n=100, fps=25, size=(w, h))
+        cache = SourceCache(os.path.join(tmp, f"cache{h}"))
+        digest = hashlib.sha256(open(video, "rb").read()).hexdigest()
+        t0 = time.perf_counter()
+        meta, _ = prepare(video, digest, PrepareOptions(), cache, landmarker, 10**8, 10**4)
+        prep = meta.num_frames / (time.perf_counter() - t0)
+        entry = cache.get(meta.source_id)
+        crops = np.asarray(entry.crops)
+        n = 250
+        r = Renderer(entry, 25.0, n, lambda b: None)
+        masks = [frame_mask(entry, k) for k in range(meta.num_frames)]
+        jobs = [(i % meta.num_frames, crops[i % meta.num_frames], masks[i % meta.num_frames]) for i in range(n)]
+        t0 = time.perf_counter()
+        if r._pool is None:
+            list(map(r._frame, jobs))
+        else:
+            list(r._pool.map(r._frame, jobs))
+        comp = n / (time.perf_counter() - t0)
+        r.abort()
+        r = Renderer(entry, 25.0, n, lambda b: None)
+        t0 = time.perf_counter()
+        for i in range(0, n, 8):
+            r.add(i, np.stack([crops[k % meta.num_frames] for k in range(i, min(n, i + 8))]))
+        r.finish()
+        render = n / (time.perf_counter() - t0)
+        rows.append(f"| {w}x{h} | {prep:.1f} | {comp:.1f} | {render:.1f} |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> int:
@@ -55,6 +101,7 @@ def main() -> int:
                     print(rows[-1], flush=True)
         finally:
             stack.stop()
+        stages = stage_rows(tmp)
     header = (f"\n## {datetime.date.today().isoformat()} - embedded default (warp), 720p end to end through the gateway\n\n"
               f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"1280x720 H.264 source, 250 frames at 25 fps; 10 s audio; output H.264 crf 18 + AAC.\n\n"
@@ -65,6 +112,9 @@ def main() -> int:
         if new:
             f.write("# Benchmarks\n\nWritten by `make bench`; newest at the bottom.\n")
         f.write(header + "\n".join(rows) + "\n")
+        f.write(f"\nEach stage alone (in-process; compositing threads: {default_threads()}):\n\n"
+                "| frame size | preprocess, new source (frames/s) | composite + colour conversion (frames/s) "
+                "| composite + H.264 encode (frames/s) |\n|---|---|---|---|\n" + "\n".join(stages) + "\n")
     print(f"appended to {os.path.relpath(path, ROOT)}")
     return 0
 

@@ -325,7 +325,7 @@ class FaceParser:
     def _prep(self, crops: np.ndarray):
         import torch
         import torch.nn.functional as F
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.array(crops, np.uint8, copy=True)).to(self.device).permute(0, 3, 1, 2).float()
         if x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
             # PIL's BILINEAR (what the reference uses) is antialiased when shrinking and yields uint8.
             x = F.interpolate(x, (INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
