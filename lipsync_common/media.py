@@ -4,6 +4,8 @@ from __future__ import annotations
 import fractions
 import io
 import itertools
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -60,6 +62,7 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
     is_image = fmt in _IMAGE_FORMATS
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = 0.0 if is_image else float(rate or 25)
+    stream.thread_type = "AUTO"   # ffmpeg's frame + slice threads for decoding
     decoded = container.decode(stream)
     try:
         first = next(decoded, None)
@@ -102,6 +105,51 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
             raise MediaError("the face media contains no decodable frame")
 
     return info, frames()
+
+
+def prefetch(items: Iterator, depth: int = 8) -> Iterator:
+    """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps the caller's work).
+    Exceptions come out in the caller; closing the returned generator stops the thread."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def run():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            q.put((True, end))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put((False, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():        # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
 
 
 def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,36 +64,54 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
     empty_crop = np.zeros((C.CROP, C.CROP, 3), np.uint8)
     empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
     no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
+
+    def finish(frame: np.ndarray, pts: np.ndarray | None) -> np.ndarray | None:
+        """Crop box, crop, mask and cache write of one frame (in order, in one worker thread)."""
+        box = None
+        if pts is not None:
+            lm68 = to_68(pts)
+            try:
+                box = C.crop_box(lm68, info.width, info.height, eff["bbox_shift"], eff["extra_margin"])
+            except ValueError:
+                box = None  # face at the very edge: pass the frame through
+        if box is None:
+            writer.add(frame, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
+            return None
+        mesh_crop = C.to_crop_coords(pts, box)
+        crop = C.crop_face(frame, box)
+        # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
+        mask = parser.mask(crop, blur_frac=0.15) if opts.mask == "bisenet" else C.lower_face_mask(mesh_crop)
+        writer.add(frame, box, crop, mask, mesh_crop, True)
+        return lm68
+
+    # three stages overlap: decoding (a prefetch thread + ffmpeg's threads), landmarks (here: tracking is
+    # sequential), crops/masks/writes (one worker, so the cache files stay in frame order)
+    pending: deque = deque()
+
+    def collect(limit: int) -> None:
+        nonlocal n
+        while len(pending) > limit:
+            lm68 = pending.popleft().result()
+            if lm68 is not None:
+                lm68_found.append(lm68)
+            n += 1
+            if progress is not None:
+                progress(n, info.frames_hint)
+
     try:
         smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
-        with landmarker.session(static=info.is_image) as session:
+        with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post:
             session.hint = opts.face_hint
-            for frame in frames:
+            for frame in media.prefetch(frames):
                 pts = session.process(frame, opts.face_index)
-                box = None
                 if smoother is not None:
                     if pts is None:
                         smoother.reset()
                     else:
                         pts = smoother(pts)
-                if pts is not None:
-                    lm68 = to_68(pts)
-                    try:
-                        box = C.crop_box(lm68, info.width, info.height, eff["bbox_shift"], eff["extra_margin"])
-                    except ValueError:
-                        box = None  # face at the very edge: pass the frame through
-                if box is None:
-                    writer.add(frame, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
-                else:
-                    lm68_found.append(lm68)
-                    mesh_crop = C.to_crop_coords(pts, box)
-                    crop = C.crop_face(frame, box)
-                    # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
-                    mask = parser.mask(crop, blur_frac=0.15) if opts.mask == "bisenet" else C.lower_face_mask(mesh_crop)
-                    writer.add(frame, box, crop, mask, mesh_crop, True)
-                n += 1
-                if progress is not None:
-                    progress(n, info.frames_hint)
+                pending.append(post.submit(finish, frame, pts))
+                collect(16)
+            collect(0)
         if not lm68_found:
             raise NoFaceError(f"no face was found in any of the {n} frame(s) of the face media")
         meta = SourceMeta(

@@ -75,3 +75,31 @@ def test_fragmented_mp4_streams_before_close_and_is_lossless(tmp_path):
     decoded, fps, has_audio, audio_s = helpers.decode_video(str(path))
     assert fps == 25 and has_audio and abs(audio_s - 2.0) < 0.05
     assert len(decoded) == 60 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+
+
+def test_prefetch_keeps_order_raises_and_stops():
+    import threading
+
+    from lipsync_common.media import prefetch
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise media.MediaError("broken tail")
+    it = prefetch(failing())
+    assert next(it) == 1
+    with pytest.raises(media.MediaError, match="broken tail"):
+        next(it)
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+    before = threading.active_count()
+    it = prefetch(endless(), depth=2)
+    assert [next(it) for _ in range(5)] == list(range(5))
+    it.close()
+    assert threading.active_count() == before and len(produced) <= 5 + 4
