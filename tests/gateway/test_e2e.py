@@ -164,3 +164,18 @@ def test_odd_frame_size(client, tmp_path, assert_healthy):
     frames, _, _, _ = helpers.decode_video(str(tmp_path / "o.mp4"))
     # H.264 4:2:0 needs even sizes: the last column and row are repeated
     assert frames[0].shape == (482, 642, 3) and (s.width, s.height) == (642, 482)
+
+
+def test_rotated_phone_video_comes_out_upright(client, tmp_path, assert_healthy):
+    import cv2
+    upright = np.full((640, 360, 3), 90, np.uint8)
+    upright[170:470, 30:330] = cv2.resize(helpers.face_image(), (300, 300), interpolation=cv2.INTER_AREA)
+    stored = np.ascontiguousarray(np.rot90(upright, -1))          # landscape frames + a 90 degree display matrix
+    video = helpers.write_video(str(tmp_path / "phone.mp4"), [stored] * 8, fps=30, rotation=90)
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(0.5, True)]))
+    s = client.lipsync(video, audio, str(tmp_path / "o.mp4"))
+    frames, fps, _, _ = helpers.decode_video(str(tmp_path / "o.mp4"))
+    assert (s.width, s.height) == (360, 640) and frames[0].shape == (640, 360, 3) and abs(fps - 30) < 0.01
+    assert s.frames_without_face == 0
+    # above the mouth region the output is the upright source
+    assert np.abs(frames[0][:250].astype(int) - upright[:250]).mean() < 4

@@ -66,3 +66,21 @@ def test_mask_is_lower_face_only(shift):
     assert mask[:140 + shift].max() == 0           # nothing above the nose
     assert mask[200, 128] == 255                   # the chin area is fully generated
     assert mask[128, 5] == 0 and mask[250, 5] == 0  # outside the face oval
+
+
+def test_colour_matching_moves_the_crop_towards_the_frame_and_keeps_the_outside():
+    rng = np.random.default_rng(1)
+    frame = np.clip(rng.normal(150, 10, (200, 200, 3)), 0, 255).astype(np.uint8)
+    crop = np.clip(rng.normal(90, 30, (256, 256, 3)), 0, 255).astype(np.uint8)     # darker, a colour cast
+    box = (40, 40, 160, 160)
+    alpha = np.zeros((120, 120), np.uint8)
+    alpha[60:110, 20:100] = 255
+    plain = composite(frame, crop, box, alpha)
+    matched = composite(frame, crop, box, alpha, color_match=True)
+    inside = (slice(100, 150), slice(60, 140))
+    for out in (plain, matched):
+        keep = np.ones((200, 200), bool)
+        keep[inside] = False
+        assert np.array_equal(out[keep], frame[keep])
+    assert abs(plain[inside].mean() - 150) > 40 and abs(matched[inside].mean() - 150) < 3
+    assert abs(matched[inside].std() - frame[inside].std()) < 3
