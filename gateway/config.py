@@ -13,6 +13,7 @@ class GatewayConfig:
     port_file: str = ""
     preprocess_addr: str = "127.0.0.1:50052"
     generator_addr: str = "127.0.0.1:50053"
+    evaluator_addr: str = ""             # "" = no evaluator: LipsyncOptions.evaluate gets FAILED_PRECONDITION
     results_dir: str = "var/results"     # jobs and their MP4s; survives restarts
     tmp_dir: str = ""                    # uploads of streaming calls ("" = the system temp dir)
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -30,6 +31,7 @@ class GatewayConfig:
             port_file=env_str("GATEWAY_PORT_FILE", ""),
             preprocess_addr=env_str("PREPROCESS_ADDR", cls.preprocess_addr),
             generator_addr=env_str("GENERATOR_ADDR", cls.generator_addr),
+            evaluator_addr=env_str("EVALUATOR_ADDR", ""),
             results_dir=env_str("RESULTS_DIR", cls.results_dir),
             tmp_dir=env_str("TMP_DIR", ""),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),

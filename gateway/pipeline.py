@@ -6,6 +6,8 @@ flow back to the caller as they are written, so the first bytes arrive long befo
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 from typing import Awaitable, Callable
 
@@ -13,7 +15,8 @@ import grpc
 import numpy as np
 import soxr
 
-from lipsync.v1 import common_pb2, gateway_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_pb2, generator_pb2, generator_pb2_grpc,
+                        preprocess_pb2, preprocess_pb2_grpc)
 from lipsync_common import media
 from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES, GRPC_OPTIONS
@@ -61,10 +64,30 @@ class Pipeline:
         self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=GRPC_OPTIONS)
         self.pre = preprocess_pb2_grpc.PreprocessStub(self.pre_channel)
         self.gen = generator_pb2_grpc.GeneratorStub(self.gen_channel)
+        self.eval_channel = (grpc.aio.insecure_channel(cfg.evaluator_addr, options=GRPC_OPTIONS)
+                             if cfg.evaluator_addr else None)
+        self.evaluator = evaluator_pb2_grpc.EvaluatorStub(self.eval_channel) if self.eval_channel else None
 
     async def close(self) -> None:
         await self.pre_channel.close()
         await self.gen_channel.close()
+        if self.eval_channel is not None:
+            await self.eval_channel.close()
+
+    async def evaluate(self, face_path: str, output_path: str, audio_path: str) -> common_pb2.EvaluationResult:
+        """Scores of a finished output. A failing evaluator never loses the video: the result then holds one
+        metric, "evaluation", unavailable with the reason."""
+        def requests():
+            yield evaluator_pb2.EvaluateRequest(config=evaluator_pb2.EvaluateConfig())
+            for role, path in (("source", face_path), ("generated", output_path), ("audio", audio_path)):
+                for offset, data, last in file_chunks(path, CHUNK_BYTES):
+                    yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
+                        role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
+        try:
+            return await self.evaluator.Evaluate(requests())
+        except grpc.aio.AioRpcError as e:
+            why = f"unavailable: evaluator at {self.cfg.evaluator_addr} failed: {e.code().name}: {e.details()}"
+            return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
 
     async def prepare(self, options: common_pb2.LipsyncOptions, face_path: str, emit: Emit):
         opts = preprocess_pb2.PrepareOptions(model_version=options.model_version, bbox_shift=options.bbox_shift)
@@ -97,6 +120,30 @@ class Pipeline:
 
     async def run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
                   emit: Emit) -> common_pb2.Summary:
+        if options.evaluate and self.evaluator is None:
+            raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
+                          "evaluation was asked for but this gateway has no evaluator (set EVALUATOR_ADDR)")
+        if options.evaluate:      # keep a copy of the output for the evaluator
+            fd, kept = tempfile.mkstemp(prefix="out-", suffix=".mp4", dir=self.cfg.tmp_dir or None)
+            copy = os.fdopen(fd, "wb")
+            inner = emit
+
+            async def emit(msg):  # noqa: F811 - the same emit, teeing the video bytes
+                if msg.WhichOneof("payload") == "video":
+                    copy.write(msg.video.data)
+                await inner(msg)
+            try:
+                summary = await self._run(options, face_path, audio_path, emit)
+                copy.close()
+                summary.evaluation.CopyFrom(await self.evaluate(face_path, kept, audio_path))
+                return summary
+            finally:
+                copy.close()
+                os.remove(kept)
+        return await self._run(options, face_path, audio_path, emit)
+
+    async def _run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
+                   emit: Emit) -> common_pb2.Summary:
         timings: list[common_pb2.StageTiming] = []
         t0 = time.perf_counter()
         await emit(_progress(common_pb2.STAGE_AUDIO))

@@ -11,11 +11,12 @@ from tools.stack import Stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """The three services as separate processes on 127.0.0.1 (ephemeral ports), as `make up` runs them."""
+    """The four services as separate processes on 127.0.0.1 (ephemeral ports), as `make up` runs them."""
     folder = tmp_path_factory.mktemp("stack")
     tmp = folder / "tmp"
     tmp.mkdir()
-    s = Stack.start(str(folder), env={"TMP_DIR": str(tmp), "MODELS_DIR": str(folder / "models")})
+    s = Stack.start(str(folder), env={"TMP_DIR": str(tmp), "MODELS_DIR": str(folder / "models"),
+                                      "EVAL_FID_FRAMES": "12"})
     s.tmp = str(tmp)
     yield s
     s.stop()

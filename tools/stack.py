@@ -1,6 +1,6 @@
-"""Run the three services locally on 127.0.0.1 as separate processes (what `make up` / `make down` do).
+"""Run the four services locally on 127.0.0.1 as separate processes (what `make up` / `make down` do).
 
-    python -m tools.stack up      # start (fixed ports 50051-50053 unless *_PORT are set), wait until SERVING
+    python -m tools.stack up      # start (fixed ports 50051-50054 unless *_PORT are set), wait until SERVING
     python -m tools.stack down    # SIGTERM, wait for the drain
 Tests use `Stack.start(folder)` with ephemeral ports.
 """
@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICES = [("preprocess", "services.preprocess.server"), ("generator", "services.generator.server"),
-            ("gateway", "gateway.server")]
+            ("evaluator", "services.evaluator.server"), ("gateway", "gateway.server")]
 
 
 def wait_serving(addr: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -79,6 +79,7 @@ class Stack:
                 if name == "gateway":
                     penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
                     penv["GENERATOR_ADDR"] = stack.addrs["generator"]
+                    penv["EVALUATOR_ADDR"] = stack.addrs["evaluator"]
                 with open(os.path.join(logs, f"{name}.log"), "ab") as log:
                     proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=penv, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=detach)

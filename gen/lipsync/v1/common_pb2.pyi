@@ -79,7 +79,7 @@ class Chunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: bool = ...) -> None: ...
 
 class LipsyncOptions(_message.Message):
-    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match")
+    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class LipsyncOptions(_message.Message):
     SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     FACE_HINT_FIELD_NUMBER: _ClassVar[int]
     COLOR_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EVALUATE_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model_version: ModelVersion
     bbox_shift: int
@@ -102,7 +103,8 @@ class LipsyncOptions(_message.Message):
     smoothing: bool
     face_hint: FaceBox
     color_match: bool
-    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ...) -> None: ...
+    evaluate: bool
+    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ...) -> None: ...
 
 class FaceBox(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2")
@@ -135,7 +137,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "duration_s", "fps", "width", "height", "engine", "engine_description", "timings", "output_bytes", "source_frames", "frames_without_face")
+    __slots__ = ("frames", "duration_s", "fps", "width", "height", "engine", "engine_description", "timings", "output_bytes", "source_frames", "frames_without_face", "evaluation")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +149,7 @@ class Summary(_message.Message):
     OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FRAMES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_WITHOUT_FACE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
     frames: int
     duration_s: float
     fps: float
@@ -158,7 +161,32 @@ class Summary(_message.Message):
     output_bytes: int
     source_frames: int
     frames_without_face: int
-    def __init__(self, frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., output_bytes: _Optional[int] = ..., source_frames: _Optional[int] = ..., frames_without_face: _Optional[int] = ...) -> None: ...
+    evaluation: EvaluationResult
+    def __init__(self, frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., output_bytes: _Optional[int] = ..., source_frames: _Optional[int] = ..., frames_without_face: _Optional[int] = ..., evaluation: _Optional[_Union[EvaluationResult, _Mapping]] = ...) -> None: ...
+
+class Metric(_message.Message):
+    __slots__ = ("name", "value", "better", "unavailable", "note")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BETTER_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    better: str
+    unavailable: str
+    note: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., better: _Optional[str] = ..., unavailable: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class EvaluationResult(_message.Message):
+    __slots__ = ("metrics", "json", "report_html")
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    REPORT_HTML_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[Metric]
+    json: str
+    report_html: bytes
+    def __init__(self, metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., json: _Optional[str] = ..., report_html: _Optional[bytes] = ...) -> None: ...
 
 class BboxShiftRange(_message.Message):
     __slots__ = ("min", "max")

@@ -1,0 +1,37 @@
+"""Evaluator settings, read once from the environment (documented in the README)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lipsync_common.server import env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 50054
+    port_file: str = ""
+    models_dir: str = "models"           # syncnet/syncnet_v2.model, arcface/*.onnx (both optional)
+    arcface_model: str = ""              # explicit ArcFace .onnx
+    tmp_dir: str = ""
+    max_upload_bytes: int = 512 * 1024 * 1024
+    fid_frames: int = 64
+    grace_s: float = 20.0
+
+    @classmethod
+    def from_env(cls) -> "EvaluatorConfig":
+        return cls(
+            host=env_str("EVALUATOR_HOST", cls.host),
+            port=env_int("EVALUATOR_PORT", cls.port),
+            port_file=env_str("EVALUATOR_PORT_FILE", ""),
+            models_dir=env_str("MODELS_DIR", cls.models_dir),
+            arcface_model=env_str("ARCFACE_MODEL", ""),
+            tmp_dir=env_str("TMP_DIR", ""),
+            max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            fid_frames=env_int("EVAL_FID_FRAMES", cls.fid_frames),
+            grace_s=env_float("GRACE_S", cls.grace_s),
+        )
+
+    def settings(self):
+        from services.evaluator.evaluate import EvalSettings
+        return EvalSettings(models_dir=self.models_dir, arcface_model=self.arcface_model, fid_frames=self.fid_frames)

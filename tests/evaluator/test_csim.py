@@ -1,0 +1,32 @@
+"""CSIM with dlib's descriptor: a face with itself ~1, lower across different faces."""
+import os
+
+import numpy as np
+import pytest
+
+from lipsync_common import media
+from services.evaluator.csim import DlibEmbedder, cosine
+from services.preprocess.landmarks import Landmarker
+from tests import helpers
+
+YONGEN = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yongen.mp4")
+
+
+def mesh(lm, img):
+    with lm.session(static=True) as s:
+        return s.process(img)
+
+
+def test_same_face_near_one_other_face_lower():
+    if not os.path.isfile(YONGEN):
+        pytest.skip("needs ../shared/data/yongen.mp4")
+    lm, emb = Landmarker(), DlibEmbedder()
+    face = helpers.face_image()
+    moved = np.roll(face, 6, axis=1)
+    noisy = np.clip(face + np.random.default_rng(0).normal(0, 6, face.shape), 0, 255).astype(np.uint8)
+    _, frames = media.read_face_media(YONGEN, 10**9, 10**5)
+    other = next(frames)
+    ref = emb(face, mesh(lm, face))
+    assert cosine(ref, emb(moved, mesh(lm, moved))) > 0.98
+    assert cosine(ref, emb(noisy, mesh(lm, noisy))) > 0.97
+    assert cosine(ref, emb(other, mesh(lm, other))) < 0.9
