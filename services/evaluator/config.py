@@ -15,7 +15,8 @@ class EvaluatorConfig:
     arcface_model: str = ""              # explicit ArcFace .onnx
     tmp_dir: str = ""
     max_upload_bytes: int = 512 * 1024 * 1024
-    fid_frames: int = 64
+    fid_frames: int = 32
+    csim_frames: int = 50
     grace_s: float = 20.0
 
     @classmethod
@@ -29,9 +30,11 @@ class EvaluatorConfig:
             tmp_dir=env_str("TMP_DIR", ""),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             fid_frames=env_int("EVAL_FID_FRAMES", cls.fid_frames),
+            csim_frames=env_int("EVAL_CSIM_FRAMES", cls.csim_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
         )
 
     def settings(self):
         from services.evaluator.evaluate import EvalSettings
-        return EvalSettings(models_dir=self.models_dir, arcface_model=self.arcface_model, fid_frames=self.fid_frames)
+        return EvalSettings(models_dir=self.models_dir, arcface_model=self.arcface_model, fid_frames=self.fid_frames,
+                            csim_frames=self.csim_frames)

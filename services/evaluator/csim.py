@@ -75,11 +75,12 @@ def find_arcface(models_dir: str, explicit: str = "") -> str | None:
     return found[0] if found else None
 
 
-def csim(embedder, source_frames, source_points, gen_frames, gen_points, source_index) -> dict:
-    """Per generated frame: cosine of its embedding with the source frame shown at the same time."""
+def csim(embedder, source_frames, source_points, gen_frames, gen_points, source_index, frames=None) -> dict:
+    """Per generated frame (those in `frames`, default all): cosine of its embedding with the source frame
+    shown at the same time."""
     cache: dict[int, np.ndarray] = {}
     per_frame = []
-    for t in range(len(gen_frames)):
+    for t in (range(len(gen_frames)) if frames is None else frames):
         s = int(source_index[t])
         if np.isnan(gen_points[t, 0, 0]) or np.isnan(source_points[s, 0, 0]):
             per_frame.append(None)

@@ -17,14 +17,14 @@ from services.preprocess.landmarks import Landmarker
 
 @dataclass
 class FaceTrack:
-    frames: np.ndarray          # uint8 [T, H, W, 3] RGB
+    frames: list[np.ndarray]    # T frames, uint8 [H, W, 3] RGB (a list: stacking long 4K clips would copy GBs)
     fps: float
     points: np.ndarray          # float32 [T, 468, 2] (NaN where no face)
     has_face: np.ndarray        # bool [T]
 
     def crops(self, size: int, scale: float = 1.4) -> np.ndarray:
         """uint8 [T, size, size, 3] square face crops (the frame centre where there is no face)."""
-        t, h, w = self.frames.shape[:3]
+        t, (h, w) = len(self.frames), self.frames[0].shape[:2]
         out = np.zeros((t, size, size, 3), np.uint8)
         for i in range(t):
             if self.has_face[i]:
@@ -55,4 +55,4 @@ def track(path: str, landmarker: Landmarker, max_frames: int = 18000, max_pixels
             p = session.process(frame)
             pts.append(np.full((468, 2), np.nan, np.float32) if p is None else p)
     points = np.stack(pts).astype(np.float32)
-    return FaceTrack(np.stack(kept), info.fps or 25.0, points, ~np.isnan(points[:, 0, 0]))
+    return FaceTrack(kept, info.fps or 25.0, points, ~np.isnan(points[:, 0, 0]))

@@ -49,7 +49,8 @@ def test_evaluate_over_grpc(stub, speech_clip):
     assert np.isfinite(m["fid_face"].value) and m["fid_face"].value >= 0
     body = json.loads(res.json)
     assert body["schema"] == "lipsync.eval/1" and body["frames"]["generated"] == 200
-    assert len(body["per_frame"]["csim"]) == 200 and body["per_frame"]["sync_windows"]
+    pf = body["per_frame"]
+    assert len(pf["csim"]) == len(pf["csim_frames"]) == 50 and len(pf["lmd"]) == 200 and pf["sync_windows"]
     assert b"<svg" in res.report_html
 
 
