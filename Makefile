@@ -5,7 +5,14 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup proto up down demo test bench bench-gpu bench-gpu-e2e weights clean
+.PHONY: setup proto up down demo test bench bench-gpu bench-gpu-e2e weights clean images deploy undeploy port-forward
+
+KUBECTL ?= kubectl
+ENV ?= gpu-t4
+NAMESPACE ?= lipsync
+REGISTRY ?= registry.example.com/lipsync
+TAG ?= latest
+SERVICES := gateway preprocess generator evaluator
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -45,3 +52,22 @@ weights: $(STAMP)         ## real deployments: fetch the official MuseTalk files
 
 clean:
 	rm -rf var out
+
+images:                   ## where Docker runs: build and push one image per service to $(REGISTRY) with $(TAG)
+	for s in $(SERVICES); do \
+	  docker build -f docker/Dockerfile.$$s -t $(REGISTRY)/lipsync-$$s:$(TAG) . && \
+	  docker push $(REGISTRY)/lipsync-$$s:$(TAG) || exit 1; \
+	done
+
+deploy:                   ## apply k8s/overlays/$(ENV) with images from $(REGISTRY):$(TAG), wait for the rollouts
+	$(KUBECTL) kustomize k8s/overlays/$(ENV) | sed -e 's#image: REGISTRY/#image: $(REGISTRY)/#' \
+	  -e 's#\(image: .*lipsync-[a-z]*\):latest#\1:$(TAG)#' | $(KUBECTL) apply -f -
+	for s in $(SERVICES); do \
+	  $(KUBECTL) -n $(NAMESPACE) rollout status deployment/$$s --timeout=20m || exit 1; \
+	done
+
+undeploy:                 ## delete what `make deploy ENV=...` applied (the volumes too)
+	$(KUBECTL) kustomize k8s/overlays/$(ENV) | $(KUBECTL) delete --ignore-not-found -f -
+
+port-forward:             ## the gateway on 127.0.0.1:50051 (then `lipsync run ...` works against it)
+	$(KUBECTL) -n $(NAMESPACE) port-forward service/gateway 50051:50051

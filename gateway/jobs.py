@@ -15,6 +15,7 @@ import time
 import uuid
 
 import grpc
+from prometheus_client import Gauge
 from google.protobuf import json_format
 
 from lipsync.v1 import common_pb2, gateway_pb2
@@ -27,6 +28,9 @@ JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 ENDED = (gateway_pb2.JOB_STATE_SUCCEEDED, gateway_pb2.JOB_STATE_FAILED, gateway_pb2.JOB_STATE_CANCELLED)
 
 
+JOBS_QUEUED = Gauge("lipsync_gateway_jobs_queued", "Jobs waiting for a worker")
+
+
 class JobStore:
     def __init__(self, root: str, pipeline: Pipeline, workers: int, max_queued: int):
         self.root = root
@@ -35,6 +39,7 @@ class JobStore:
         self.max_queued = max_queued
         self.jobs: dict[str, gateway_pb2.Job] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue()
+        JOBS_QUEUED.set_function(self.queue.qsize)
         self.running: dict[str, asyncio.Task] = {}
         self.cancelled: set[str] = set()
         self.workers: list[asyncio.Task] = []

@@ -19,7 +19,7 @@ from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_p
                         preprocess_pb2, preprocess_pb2_grpc)
 from lipsync_common import media
 from lipsync_common.chunks import file_chunks
-from lipsync_common.server import CHUNK_BYTES, GRPC_OPTIONS
+from lipsync_common.server import CHUNK_BYTES, CLIENT_OPTIONS
 from lipsync_common.tensors import to_tensor
 from gateway.config import GatewayConfig
 from gateway.upload import Failure, invalid
@@ -60,11 +60,11 @@ def load_audio(path: str, max_s: float) -> tuple[np.ndarray, int, np.ndarray]:
 class Pipeline:
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
-        self.pre_channel = grpc.aio.insecure_channel(cfg.preprocess_addr, options=GRPC_OPTIONS)
-        self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=GRPC_OPTIONS)
+        self.pre_channel = grpc.aio.insecure_channel(cfg.preprocess_addr, options=CLIENT_OPTIONS)
+        self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=CLIENT_OPTIONS)
         self.pre = preprocess_pb2_grpc.PreprocessStub(self.pre_channel)
         self.gen = generator_pb2_grpc.GeneratorStub(self.gen_channel)
-        self.eval_channel = (grpc.aio.insecure_channel(cfg.evaluator_addr, options=GRPC_OPTIONS)
+        self.eval_channel = (grpc.aio.insecure_channel(cfg.evaluator_addr, options=CLIENT_OPTIONS)
                              if cfg.evaluator_addr else None)
         self.evaluator = evaluator_pb2_grpc.EvaluatorStub(self.eval_channel) if self.eval_channel else None
 

@@ -14,6 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lipsync_common import metrics
+
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -25,6 +27,15 @@ GRPC_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+]
+
+# Channels between services: round_robin over every address the name resolves to. With a headless Kubernetes
+# Service (`dns:///generator-headless:50053`) that is every ready pod, so one gateway spreads its long-lived
+# streams over all generator replicas instead of pinning one; servers close connections after
+# MAX_CONNECTION_AGE_S so that clients re-resolve and find new pods.
+CLIENT_OPTIONS: list = GRPC_OPTIONS + [
+    ("grpc.service_config", '{"loadBalancingConfig": [{"round_robin": {}}]}'),
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
 ]
 
 
@@ -69,7 +80,12 @@ async def serve(
     NOT_SERVING first, new calls are refused and running ones get `grace_s` seconds to finish.
     """
     log = logging.getLogger(name)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    age_s = env_int("MAX_CONNECTION_AGE_S", 300)
+    server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
+                                      # in-flight streams (a long job) may finish on the old connection
+                                      ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
+    server = grpc.aio.server(options=server_options, interceptors=[metrics.MetricsInterceptor(name)])
+    metrics.serve_metrics(env_int("METRICS_PORT", 0))
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -16,7 +16,7 @@ def stack(tmp_path_factory):
     tmp = folder / "tmp"
     tmp.mkdir()
     s = Stack.start(str(folder), env={"TMP_DIR": str(tmp), "MODELS_DIR": str(folder / "models"),
-                                      "EVAL_FID_FRAMES": "12"})
+                                      "EVAL_FID_FRAMES": "12"}, metrics=True)
     s.tmp = str(tmp)
     yield s
     s.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,12 @@ def wait_serving(addr: str, timeout: float, proc: subprocess.Popen | None = None
     raise TimeoutError(f"service at {addr} not SERVING after {timeout:.0f} s")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _read_port(path: str, proc: subprocess.Popen, timeout: float) -> int:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -53,10 +60,11 @@ class Stack:
     folder: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     addrs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)   # name -> Prometheus port, when asked for
 
     @classmethod
     def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
-              detach: bool = False, timeout: float = 120.0) -> "Stack":
+              detach: bool = False, timeout: float = 120.0, metrics: bool = False) -> "Stack":
         ports = ports or {}
         stack = cls(folder)
         run, logs = os.path.join(folder, "run"), os.path.join(folder, "log")
@@ -76,6 +84,9 @@ class Stack:
                 penv = dict(base)
                 penv[f"{upper}_PORT"] = str(ports.get(name, 0))
                 penv[f"{upper}_PORT_FILE"] = port_file
+                if metrics:
+                    stack.metrics[name] = _free_port()
+                    penv["METRICS_PORT"] = str(stack.metrics[name])
                 if name == "gateway":
                     penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
                     penv["GENERATOR_ADDR"] = stack.addrs["generator"]

@@ -13,6 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from prometheus_client import Gauge, Histogram
+
+BATCH_SIZE = Histogram("lipsync_generator_batch_size", "Frames per accelerator batch", ["batcher"],
+                       buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128))
+QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch", ["batcher"])
+BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
 _DONE = object()
 
 
@@ -29,6 +37,7 @@ class Batcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.queue: "queue.Queue[tuple[_Request, Any]]" = queue.Queue()
+        self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time spent in run_batch (accelerator busy, roughly)
         self._stop = False
@@ -84,10 +93,13 @@ class Batcher:
             if not batch:
                 continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            BATCH_SIZE.labels(self.name).observe(len(batch))
+            QUEUE_DEPTH.labels(self.name).set(self.queue.qsize())
             t0 = time.perf_counter()
             try:
                 outputs = self.run_batch([item for _, item in batch])
                 self.busy_s += time.perf_counter() - t0
+                BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
                 for req, _ in batch:
                     req.results.put(e)

@@ -10,6 +10,7 @@ import numpy as np
 
 from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2
 from lipsync_common import server as boot
+from lipsync_common.metrics import FRAMES
 from lipsync_common.source_cache import SourceCache, SourceNotFound
 from lipsync_common.tensors import TensorError, from_tensor, to_tensor
 from services.generator.audio_features import SAMPLE_RATE, num_frames
@@ -115,6 +116,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             yield generator_pb2.GenerateResponse(crops=preprocess_pb2.CropBatch(first_frame=done,
                                                                                 images=to_tensor(batch)))
             done += len(batch)
+            FRAMES.labels("generator", engine.name).inc(len(batch))
         boot.log_event(log, "generated", source_id=cfg.source_id, engine=engine.name, frames=done)
         yield generator_pb2.GenerateResponse(summary=generator_pb2.GenerateSummary(
             frames=done, engine=engine.name, engine_description=engine.description))

@@ -15,6 +15,7 @@ import numpy as np
 
 from lipsync.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 from lipsync_common import media, server as boot
+from lipsync_common.metrics import FRAMES
 from lipsync_common.chunks import ChunkError, ChunkWriter
 from lipsync_common.source_cache import SourceCache, SourceNotFound
 from lipsync_common.tensors import TensorError, from_tensor
@@ -124,6 +125,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 except NoFaceError as e:
                     await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             boot.log_event(log, "prepared", source_id=meta.source_id, frames=meta.num_frames, cached=cached)
+            if not cached:
+                FRAMES.labels("preprocess", "prepare").inc(meta.num_frames)
             yield preprocess_pb2.PrepareResponse(prepared=preprocess_pb2.PreparedSource(
                 source_id=meta.source_id, num_frames=meta.num_frames, fps=meta.fps, width=meta.width,
                 height=meta.height, is_image=meta.is_image, frames_with_face=meta.frames_with_face,
@@ -191,6 +194,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                                                 color_match=cfg.color_match)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                         await asyncio.to_thread(renderer.add, req.crops.first_frame, crops)
+                        FRAMES.labels("preprocess", "render").inc(len(crops))
                         for msg in chunks():
                             yield msg
                         yield preprocess_pb2.RenderResponse(progress=common_pb2.Progress(

@@ -1,0 +1,93 @@
+"""Prometheus metrics shared by every service: an RPC interceptor and the /metrics HTTP endpoint.
+
+Per service (label `service`): lipsync_rpc_total{method,code}, lipsync_rpc_seconds{method} (histogram),
+lipsync_rpc_in_flight{method}. Services add their own (generator batch size, queue depth, frames) next to the
+work they measure. `METRICS_PORT` (0 = off) serves them on /metrics; the pods carry scrape annotations.
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RPC_TOTAL = Counter("lipsync_rpc_total", "RPCs handled, by final status", ["service", "method", "code"])
+RPC_SECONDS = Histogram("lipsync_rpc_seconds", "RPC wall time", ["service", "method"],
+                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600))
+RPC_IN_FLIGHT = Gauge("lipsync_rpc_in_flight", "RPCs running now", ["service", "method"])
+FRAMES = Counter("lipsync_frames_total", "Frames processed", ["service", "stage"])
+
+
+def _code(context, error: BaseException | None) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if code is None or code == grpc.StatusCode.OK:
+        if error is None:
+            return "OK"
+        return "CANCELLED" if isinstance(error, BaseException) and type(error).__name__ == "CancelledError" \
+            else "UNKNOWN"
+    return code.name if hasattr(code, "name") else str(code)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every RPC of a grpc.aio server, streaming ones included."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/grpc."):   # health and reflection: not ours
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        labels = (self.service, method)
+
+        def start():
+            RPC_IN_FLIGHT.labels(*labels).inc()
+            return time.perf_counter()
+
+        def done(t0, context, error):
+            RPC_IN_FLIGHT.labels(*labels).dec()
+            RPC_SECONDS.labels(*labels).observe(time.perf_counter() - t0)
+            RPC_TOTAL.labels(self.service, method, _code(context, error)).inc()
+
+        def wrap_unary(behavior):
+            async def call(request_or_iterator, context):
+                t0, error = start(), None
+                try:
+                    return await behavior(request_or_iterator, context)
+                except BaseException as e:
+                    error = e
+                    raise
+                finally:
+                    done(t0, context, error)
+            return call
+
+        def wrap_stream(behavior):
+            async def call(request_or_iterator, context):
+                t0, error = start(), None
+                try:
+                    async for item in behavior(request_or_iterator, context):
+                        yield item
+                except BaseException as e:
+                    error = e
+                    raise
+                finally:
+                    done(t0, context, error)
+            return call
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary),
+                                                       handler.request_deserializer, handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary),
+                                                        handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream),
+                                                        handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream),
+                                                     handler.request_deserializer, handler.response_serializer)
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    if port > 0:
+        start_http_server(port, addr=host)
