@@ -22,6 +22,9 @@ class GatewayConfig:
     job_workers: int = 2                 # jobs run at once; the rest wait in the queue
     max_queued_jobs: int = 100
     grace_s: float = 30.0
+    auth_mode: str = "token"             # "token": bearer tokens required; "local": no authentication
+    auth_tokens: str = ""                # comma-separated accepted tokens
+    auth_tokens_file: str = ""           # one token per line (a mounted Kubernetes Secret)
 
     @classmethod
     def from_env(cls) -> "GatewayConfig":
@@ -40,4 +43,7 @@ class GatewayConfig:
             job_workers=env_int("JOB_WORKERS", cls.job_workers),
             max_queued_jobs=env_int("MAX_QUEUED_JOBS", cls.max_queued_jobs),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            auth_mode=env_str("AUTH_MODE", cls.auth_mode),
+            auth_tokens=env_str("AUTH_TOKENS", ""),
+            auth_tokens_file=env_str("AUTH_TOKENS_FILE", ""),
         )

@@ -18,6 +18,7 @@ import soxr
 from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_pb2, generator_pb2, generator_pb2_grpc,
                         preprocess_pb2, preprocess_pb2_grpc)
 from lipsync_common import media
+from lipsync_common.auth import internal_metadata
 from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES, CLIENT_OPTIONS
 from lipsync_common.tensors import to_tensor
@@ -84,7 +85,7 @@ class Pipeline:
                     yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
                         role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
         try:
-            return await self.evaluator.Evaluate(requests())
+            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata())
         except grpc.aio.AioRpcError as e:
             why = f"unavailable: evaluator at {self.cfg.evaluator_addr} failed: {e.code().name}: {e.details()}"
             return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
@@ -107,7 +108,7 @@ class Pipeline:
 
         prepared = None
         try:
-            async for resp in self.pre.Prepare(requests()):
+            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata()):
                 if resp.WhichOneof("payload") == "progress":
                     await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
                 else:
@@ -174,8 +175,8 @@ class Pipeline:
             audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
         if options.HasField("crf"):
             render_cfg.crf = options.crf
-        gen_call = self.gen.Generate(gen_requests())
-        render_call = self.pre.Render()
+        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata())
+        render_call = self.pre.Render(metadata=internal_metadata())
         state = {"gen_summary": None, "gen_s": 0.0, "error": None}
 
         async def relay():

@@ -12,6 +12,7 @@ import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from lipsync_common import server as boot
+from lipsync_common.auth import TokenInterceptor, gateway_tokens
 from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
@@ -119,6 +120,10 @@ def main() -> None:
     cfg = GatewayConfig.from_env()
     boot.setup_logging("gateway")
 
+    tokens = gateway_tokens(cfg.auth_mode, cfg.auth_tokens, cfg.auth_tokens_file)   # fails fast when unset
+    if tokens is None:
+        log.warning("AUTH_MODE=local: the gateway accepts calls without a token")
+
     async def run() -> None:
         servicer = GatewayServicer(cfg)
         await servicer.jobs.start()
@@ -131,6 +136,7 @@ def main() -> None:
         await boot.serve(
             name="gateway", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
             service_names=[name], on_stop=on_stop,
+            interceptors=[] if tokens is None else [TokenInterceptor(tokens)],
             add_servicers=lambda s: gateway_pb2_grpc.add_LipsyncGatewayServicer_to_server(servicer, s))
 
     asyncio.run(run())

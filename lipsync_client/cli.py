@@ -66,6 +66,8 @@ def _add_media(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
+    parser.add_argument("--token", default=os.environ.get("LIPSYNC_TOKEN", ""),
+                        help="the gateway's bearer token (default: $LIPSYNC_TOKEN)")
     parser.add_argument("--target", default=os.environ.get("LIPSYNC_TARGET", "127.0.0.1:50051"),
                         help="gateway address (env LIPSYNC_TARGET)")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--wait", action="store_true", help="wait until the job ends")
     args = parser.parse_args(argv)
 
-    with LipsyncClient(args.target) as client:
+    with LipsyncClient(args.target, token=args.token) as client:
         try:
             if args.cmd == "run":
                 bar = Bar(args.quiet)

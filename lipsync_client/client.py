@@ -54,10 +54,36 @@ def _write_stream(out_path: str, chunks: Iterator[bytes]) -> int:
     return total
 
 
+class _Token(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d):
+        return d._replace(metadata=list(d.metadata or []) + [self.header])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
 class LipsyncClient:
-    def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = None):
+    def __init__(self, target: str = "127.0.0.1:50051", timeout: float | None = None, token: str | None = None):
+        """token: the gateway's bearer token (default: $LIPSYNC_TOKEN; none in the gateway's local mode)."""
         self.channel = grpc.insecure_channel(target, options=OPTIONS)
-        self.stub = gateway_pb2_grpc.LipsyncGatewayStub(self.channel)
+        token = token if token is not None else os.environ.get("LIPSYNC_TOKEN", "")
+        channel = grpc.intercept_channel(self.channel, _Token(token)) if token else self.channel
+        self.stub = gateway_pb2_grpc.LipsyncGatewayStub(channel)
         self.timeout = timeout
 
     def close(self) -> None:

@@ -73,6 +73,7 @@ async def serve(
     grace_s: float = 20.0,
     port_file: str = "",
     on_stop: Callable[[], Awaitable[None] | None] | None = None,
+    interceptors: Sequence = (),
 ) -> None:
     """Run one service until SIGTERM/SIGINT.
 
@@ -84,7 +85,7 @@ async def serve(
     server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
                                       # in-flight streams (a long job) may finish on the old connection
                                       ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
-    server = grpc.aio.server(options=server_options, interceptors=[metrics.MetricsInterceptor(name)])
+    server = grpc.aio.server(options=server_options, interceptors=[metrics.MetricsInterceptor(name), *interceptors])
     metrics.serve_metrics(env_int("METRICS_PORT", 0))
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()

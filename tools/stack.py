@@ -73,6 +73,7 @@ class Stack:
         base = dict(os.environ)
         base.update({"CACHE_DIR": os.path.join(folder, "cache"), "RESULTS_DIR": os.path.join(folder, "results"),
                      "PYTHONUNBUFFERED": "1"})
+        base.setdefault("AUTH_MODE", "local")     # local development: no tokens, unless asked for
         base["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "gen"), base.get("PYTHONPATH", "")])
         base.update(env or {})
         try:

@@ -15,6 +15,7 @@ import grpc
 from lipsync.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from lipsync_common import media
 from lipsync_common import server as boot
+from lipsync_common.auth import internal_interceptors
 from lipsync_common.chunks import ChunkError, ChunkWriter
 from services.evaluator import report
 from services.evaluator.config import EvaluatorConfig
@@ -147,7 +148,7 @@ def main() -> None:
     name = evaluator_pb2.DESCRIPTOR.services_by_name["Evaluator"].full_name
     asyncio.run(boot.serve(
         name="evaluator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup,
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(),
         add_servicers=lambda s: evaluator_pb2_grpc.add_EvaluatorServicer_to_server(servicer, s)))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2
 from lipsync_common import server as boot
+from lipsync_common.auth import internal_interceptors
 from lipsync_common.metrics import FRAMES
 from lipsync_common.source_cache import SourceCache, SourceNotFound
 from lipsync_common.tensors import TensorError, from_tensor, to_tensor
@@ -129,7 +130,7 @@ def main() -> None:
     name = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
     asyncio.run(boot.serve(
         name="generator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup,
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(),
         add_servicers=lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from lipsync.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 from lipsync_common import media, server as boot
+from lipsync_common.auth import internal_interceptors
 from lipsync_common.metrics import FRAMES
 from lipsync_common.chunks import ChunkError, ChunkWriter
 from lipsync_common.source_cache import SourceCache, SourceNotFound
@@ -229,7 +230,7 @@ def main() -> None:
     name = preprocess_pb2.DESCRIPTOR.services_by_name["Preprocess"].full_name
     asyncio.run(boot.serve(
         name="preprocess", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup,
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(),
         add_servicers=lambda s: preprocess_pb2_grpc.add_PreprocessServicer_to_server(servicer, s)))
 
 
