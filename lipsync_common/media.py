@@ -163,6 +163,9 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
         if not container.streams.audio:
             raise MediaError("the audio file has no audio stream (supported: wav, mp3, m4a/aac, flac, ogg)")
         stream = container.streams.audio[0]
+        declared = (container.duration or 0) / 1e6
+        if declared > max_seconds * 1.05 + 1:   # refuse before decoding what the header says is too long
+            raise MediaError(f"the audio is {declared:.0f} s long, above the limit of {max_seconds:.0f} s")
         rate = sample_rate or int(stream.codec_context.sample_rate or 0)
         if rate <= 0:
             raise MediaError("the audio has no valid sample rate")
