@@ -21,6 +21,8 @@ class GatewayConfig:
     max_streams: int = 8                 # concurrent Lipsync calls; more get RESOURCE_EXHAUSTED
     job_workers: int = 2                 # jobs run at once; the rest wait in the queue
     max_queued_jobs: int = 100
+    job_retries: int = 3                 # a job stage that finds a service UNAVAILABLE is tried again
+    job_retry_base_s: float = 1.0        # backoff 1, 2, 4 s
     grace_s: float = 30.0
     auth_mode: str = "token"             # "token": bearer tokens required; "local": no authentication
     auth_tokens: str = ""                # comma-separated accepted tokens
@@ -42,6 +44,8 @@ class GatewayConfig:
             max_streams=env_int("MAX_STREAMS", cls.max_streams),
             job_workers=env_int("JOB_WORKERS", cls.job_workers),
             max_queued_jobs=env_int("MAX_QUEUED_JOBS", cls.max_queued_jobs),
+            job_retries=env_int("JOB_RETRIES", cls.job_retries),
+            job_retry_base_s=env_float("JOB_RETRY_BASE_S", cls.job_retry_base_s),
             grace_s=env_float("GRACE_S", cls.grace_s),
             auth_mode=env_str("AUTH_MODE", cls.auth_mode),
             auth_tokens=env_str("AUTH_TOKENS", ""),

@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 from google.protobuf import json_format
 
 from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_common import media
 from lipsync_common.server import log_event
 from gateway.pipeline import Pipeline
 from gateway.upload import Failure
@@ -32,11 +33,13 @@ JOBS_QUEUED = Gauge("lipsync_gateway_jobs_queued", "Jobs waiting for a worker")
 
 
 class JobStore:
-    def __init__(self, root: str, pipeline: Pipeline, workers: int, max_queued: int):
+    def __init__(self, root: str, pipeline: Pipeline, workers: int, max_queued: int, retries: int = 3,
+                 retry_base_s: float = 1.0):
         self.root = root
         self.pipeline = pipeline
         self.n_workers = workers
         self.max_queued = max_queued
+        self.retries, self.retry_base_s = retries, retry_base_s    # UNAVAILABLE: 1, 2, 4 s backoff
         self.jobs: dict[str, gateway_pb2.Job] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         JOBS_QUEUED.set_function(self.queue.qsize)
@@ -144,24 +147,42 @@ class JobStore:
             finally:
                 self.running.pop(job_id, None)
 
+    async def _attempt(self, job: gateway_pb2.Job, folder: str, part: str) -> common_pb2.Summary:
+        with open(part, "wb") as out:     # each attempt starts the file again
+            async def emit(msg: gateway_pb2.LipsyncResponse) -> None:
+                kind = msg.WhichOneof("payload")
+                if kind == "progress":
+                    job.progress.CopyFrom(msg.progress)
+                elif kind == "video":
+                    out.write(msg.video.data)
+
+            return await self.pipeline.run(job.options, os.path.join(folder, "face"),
+                                           os.path.join(folder, "audio"), emit)
+
     async def _run(self, job: gateway_pb2.Job) -> None:
         folder = self.folder(job.job_id)
         part = os.path.join(folder, "result.mp4.part")
         job.state = gateway_pb2.JOB_STATE_RUNNING
         self._save(job)
         try:
-            with open(part, "wb") as out:
-                async def emit(msg: gateway_pb2.LipsyncResponse) -> None:
-                    kind = msg.WhichOneof("payload")
-                    if kind == "progress":
-                        job.progress.CopyFrom(msg.progress)
-                    elif kind == "video":
-                        out.write(msg.video.data)
-
-                summary = await self.pipeline.run(job.options, os.path.join(folder, "face"),
-                                                  os.path.join(folder, "audio"), emit)
+            for attempt in range(self.retries + 1):
+                try:
+                    summary = await self._attempt(job, folder, part)
+                    break
+                except Failure as e:
+                    # a service that is down (killed, restarting, rolling out) is worth another try; a bad
+                    # input or a bug is not
+                    if e.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                        raise
+                    delay = self.retry_base_s * 2 ** attempt
+                    log_event(log, "job retry", job_id=job.job_id, attempt=attempt + 1, in_s=delay, error=e.message)
+                    await asyncio.sleep(delay)
             if os.path.getsize(part) != summary.output_bytes:
                 raise Failure(grpc.StatusCode.INTERNAL, "the result file is incomplete")
+            frames = await asyncio.to_thread(media.count_video_frames, part)
+            if frames != summary.frames:   # never report done with a broken file
+                raise Failure(grpc.StatusCode.INTERNAL,
+                              f"the result file holds {frames} frames, {summary.frames} were rendered")
             os.replace(part, self.result_path(job.job_id))
             job.summary.CopyFrom(summary)
             self._end(job, gateway_pb2.JOB_STATE_SUCCEEDED)

@@ -27,7 +27,8 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
         self.pipeline = Pipeline(cfg)
-        self.jobs = JobStore(cfg.results_dir, self.pipeline, cfg.job_workers, cfg.max_queued_jobs)
+        self.jobs = JobStore(cfg.results_dir, self.pipeline, cfg.job_workers, cfg.max_queued_jobs,
+                             cfg.job_retries, cfg.job_retry_base_s)
         self.streams = 0
 
     async def Lipsync(self, request_iterator, context):

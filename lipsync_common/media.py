@@ -107,6 +107,17 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
     return info, frames()
 
 
+def count_video_frames(path: str) -> int:
+    """Video packets in a finished file (no decoding): checks that a result is complete and readable."""
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                return 0
+            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    except av.FFmpegError:
+        return -1
+
+
 def prefetch(items: Iterator, depth: int = 8) -> Iterator:
     """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps the caller's work).
     Exceptions come out in the caller; closing the returned generator stops the thread."""

@@ -61,6 +61,7 @@ class Stack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     addrs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)   # name -> Prometheus port, when asked for
+    launch: dict[str, tuple] = field(default_factory=dict)  # name -> (argv, env, log path), for restart()
 
     @classmethod
     def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
@@ -92,8 +93,10 @@ class Stack:
                     penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
                     penv["GENERATOR_ADDR"] = stack.addrs["generator"]
                     penv["EVALUATOR_ADDR"] = stack.addrs["evaluator"]
+                argv = [sys.executable, "-m", module]
+                stack.launch[name] = (argv, penv, os.path.join(logs, f"{name}.log"), detach)
                 with open(os.path.join(logs, f"{name}.log"), "ab") as log:
-                    proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=penv, stdout=log,
+                    proc = subprocess.Popen(argv, cwd=ROOT, env=penv, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=detach)
                 stack.procs[name] = proc
                 with open(os.path.join(run, f"{name}.pid"), "w") as f:
@@ -105,6 +108,15 @@ class Stack:
             stack.stop()
             raise
         return stack
+
+    def restart(self, name: str, timeout: float = 120.0) -> None:
+        """Start a service again on its old address (after it died or was killed); waits until SERVING."""
+        argv, penv, log_path, detach = self.launch[name]
+        penv = dict(penv, **{f"{name.upper()}_PORT": self.addrs[name].rsplit(":", 1)[1]})
+        with open(log_path, "ab") as log:
+            self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=penv, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=detach)
+        wait_serving(self.addrs[name], timeout, self.procs[name])
 
     def stop(self, timeout: float = 30.0) -> None:
         for proc in reversed(list(self.procs.values())):

@@ -1,0 +1,79 @@
+"""kill -9 in the middle of a job, with real processes: the job is retried after the service comes back, or ends
+FAILED with the reason; it is never reported done with a broken file."""
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_client import LipsyncClient
+from tests import helpers
+from tools.stack import Stack
+
+ENDED = {gateway_pb2.JOB_STATE_SUCCEEDED, gateway_pb2.JOB_STATE_FAILED, gateway_pb2.JOB_STATE_CANCELLED}
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = Stack.start(str(tmp_path / "stack"), env={"JOB_RETRY_BASE_S": "1", "MODELS_DIR": str(tmp_path / "m")})
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    face = helpers.write_png(str(tmp_path / "f.png"), helpers.face_image())
+    audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(30.0, True)]))
+    return face, audio
+
+
+def kill_during_generation(stack, client, job_id, name):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        job = client.get_job(job_id)
+        if job.progress.stage >= common_pb2.STAGE_GENERATE and job.progress.done > 50:
+            stack.procs[name].send_signal(signal.SIGKILL)
+            stack.procs[name].wait()
+            return
+        assert job.state not in ENDED, job
+        time.sleep(0.05)
+    pytest.fail("the job never reached generation")
+
+
+def wait_end(client, job_id, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get_job(job_id)
+        if job.state in ENDED:
+            return job
+        time.sleep(0.2)
+    pytest.fail("the job did not end")
+
+
+def test_generator_killed_then_restarted_the_job_completes(stack, inputs, tmp_path):
+    with LipsyncClient(stack.addrs["gateway"]) as client:
+        job = client.submit_job(*inputs)
+        kill_during_generation(stack, client, job.job_id, "generator")
+        stack.restart("generator")
+        job = wait_end(client, job.job_id)
+        assert job.state == gateway_pb2.JOB_STATE_SUCCEEDED, job.error
+        out = str(tmp_path / "o.mp4")
+        client.download_result(job.job_id, out)
+    frames, fps, has_audio, _ = helpers.decode_video(out)
+    assert len(frames) == job.summary.frames == 750 and has_audio
+    assert np.isfinite(np.asarray(frames[-1], float)).all()
+    log = open(stack.launch["gateway"][2]).read()
+    assert '"job retry"' in log
+
+
+def test_generator_killed_for_good_the_job_fails_with_the_reason(stack, inputs):
+    with LipsyncClient(stack.addrs["gateway"]) as client:
+        job = client.submit_job(*inputs)
+        kill_during_generation(stack, client, job.job_id, "generator")
+        job = wait_end(client, job.job_id)
+        assert job.state == gateway_pb2.JOB_STATE_FAILED and job.error_code == "UNAVAILABLE"
+        assert "generator" in job.error and "unavailable" in job.error
+        with pytest.raises(Exception):
+            client.download_result(job.job_id, "/dev/null")
+    stack.restart("generator")      # so the fixture stops a clean stack
