@@ -16,6 +16,7 @@ from lipsync_common.auth import TokenInterceptor, gateway_tokens
 from lipsync_common.chunks import file_chunks
 from lipsync_common.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
+from gateway.batch import receive_batch
 from gateway.jobs import JobStore
 from gateway.pipeline import Pipeline
 from gateway.upload import Failure, receive
@@ -90,6 +91,13 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             self.jobs.discard(job_id)
             raise
         return self.jobs.submit(job_id, options)
+
+    async def SubmitBatch(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)
+        try:
+            return await receive_batch(request_iterator, self.jobs, self.cfg.max_upload_bytes)
+        except Failure as e:
+            await fail(e.code, e.message)
 
     async def GetJob(self, request, context):
         try:

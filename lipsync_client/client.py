@@ -125,6 +125,21 @@ class LipsyncClient:
         return self._call(self.stub.SubmitJob,
                           upload_requests(face_path, audio_path, options or common_pb2.LipsyncOptions()))
 
+    def submit_batch(self, pairs: list[tuple[str, str]],
+                     options: common_pb2.LipsyncOptions | None = None) -> gateway_pb2.BatchResponse:
+        """Upload many (face, audio) pairs in one call; each becomes its own job (see BatchResponse.items)."""
+        for face, audio in pairs:
+            _check_inputs(face, audio)
+
+        def requests():
+            yield gateway_pb2.BatchRequest(options=options or common_pb2.LipsyncOptions())
+            for n, (face, audio) in enumerate(pairs):
+                for kind, path in ((gateway_pb2.MEDIA_KIND_FACE, face), (gateway_pb2.MEDIA_KIND_AUDIO, audio)):
+                    for offset, data, last in file_chunks(path, CHUNK_BYTES):
+                        yield gateway_pb2.BatchRequest(media=gateway_pb2.BatchChunk(
+                            item=n, kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
+        return self._call(self.stub.SubmitBatch, requests())
+
     def get_job(self, job_id: str) -> gateway_pb2.Job:
         return self._call(self.stub.GetJob, gateway_pb2.GetJobRequest(job_id=job_id))
 

@@ -1,8 +1,9 @@
 from lipsync.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -101,3 +102,39 @@ class CancelJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class BatchChunk(_message.Message):
+    __slots__ = ("item", "kind", "chunk")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    kind: MediaKind
+    chunk: _common_pb2.Chunk
+    def __init__(self, item: _Optional[int] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("options", "media")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    options: _common_pb2.LipsyncOptions
+    media: BatchChunk
+    def __init__(self, options: _Optional[_Union[_common_pb2.LipsyncOptions, _Mapping]] = ..., media: _Optional[_Union[BatchChunk, _Mapping]] = ...) -> None: ...
+
+class BatchItemResult(_message.Message):
+    __slots__ = ("item", "job", "error", "error_code")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    job: Job
+    error: str
+    error_code: str
+    def __init__(self, item: _Optional[int] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ...) -> None: ...
+
+class BatchResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BatchItemResult]
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ...) -> None: ...

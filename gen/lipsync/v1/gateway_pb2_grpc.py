@@ -25,6 +25,11 @@ class LipsyncGatewayStub(object):
                 request_serializer=lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_gateway__pb2.Job.FromString,
                 )
+        self.SubmitBatch = channel.stream_unary(
+                '/lipsync.v1.LipsyncGateway/SubmitBatch',
+                request_serializer=lipsync_dot_v1_dot_gateway__pb2.BatchRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
+                )
         self.GetJob = channel.unary_unary(
                 '/lipsync.v1.LipsyncGateway/GetJob',
                 request_serializer=lipsync_dot_v1_dot_gateway__pb2.GetJobRequest.SerializeToString,
@@ -65,6 +70,16 @@ class LipsyncGatewayServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBatch(self, request_iterator, context):
+        """Many (face, audio) pairs in one call: `options` first (for every
+        item), then chunks tagged with their item number. Each complete pair
+        becomes its own job; a bad pair gets its error and does not fail the
+        others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJob(self, request, context):
         """State of a job.
         """
@@ -98,6 +113,11 @@ def add_LipsyncGatewayServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+            ),
+            'SubmitBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=lipsync_dot_v1_dot_gateway__pb2.BatchRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_gateway__pb2.BatchResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -156,6 +176,23 @@ class LipsyncGateway(object):
         return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/SubmitJob',
             lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.SerializeToString,
             lipsync_dot_v1_dot_gateway__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SubmitBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/SubmitBatch',
+            lipsync_dot_v1_dot_gateway__pb2.BatchRequest.SerializeToString,
+            lipsync_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
