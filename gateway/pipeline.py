@@ -6,6 +6,7 @@ flow back to the caller as they are written, so the first bytes arrive long befo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import tempfile
 import time
@@ -24,6 +25,21 @@ from lipsync_common.server import CHUNK_BYTES, CLIENT_OPTIONS
 from lipsync_common.tensors import to_tensor
 from gateway.config import GatewayConfig
 from gateway.upload import Failure, invalid
+
+# The caller's deadline (time.monotonic()), set by the gateway's handler; every internal call gets what is left of
+# it, so an expired request stops on every service instead of running on.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def remaining() -> float | None:
+    deadline = DEADLINE.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "the request's deadline passed")
+    return left
+
 
 AAC_RATES = {7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
 GEN_RATE = 16000
@@ -85,7 +101,7 @@ class Pipeline:
                     yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
                         role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
         try:
-            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata())
+            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata(), timeout=remaining())
         except grpc.aio.AioRpcError as e:
             why = f"unavailable: evaluator at {self.cfg.evaluator_addr} failed: {e.code().name}: {e.details()}"
             return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
@@ -108,7 +124,7 @@ class Pipeline:
 
         prepared = None
         try:
-            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata()):
+            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata(), timeout=remaining()):
                 if resp.WhichOneof("payload") == "progress":
                     await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
                 else:
@@ -175,8 +191,8 @@ class Pipeline:
             audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
         if options.HasField("crf"):
             render_cfg.crf = options.crf
-        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata())
-        render_call = self.pre.Render(metadata=internal_metadata())
+        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata(), timeout=remaining())
+        render_call = self.pre.Render(metadata=internal_metadata(), timeout=remaining())
         state = {"gen_summary": None, "gen_s": 0.0, "error": None}
 
         async def relay():

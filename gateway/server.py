@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import grpc
 
@@ -18,7 +19,7 @@ from lipsync_common.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
 from gateway.batch import receive_batch
 from gateway.jobs import JobStore
-from gateway.pipeline import Pipeline
+from gateway.pipeline import DEADLINE, Pipeline
 from gateway.upload import Failure, receive
 
 log = logging.getLogger("gateway")
@@ -56,6 +57,9 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                 finally:
                     await out.put(None)
 
+            left = context.time_remaining()
+            if left is not None:
+                DEADLINE.set(time.monotonic() + left)     # the task below inherits it
             task = asyncio.create_task(work())
             try:
                 while True:

@@ -52,12 +52,15 @@ def _matches(given: str, accepted: set[str]) -> bool:
     return ok
 
 
-def _deny(code: grpc.StatusCode, message: str, streaming_request: bool, streaming_response: bool):
+def _deny(code: grpc.StatusCode, message: str, streaming_request: bool, streaming_response: bool,
+          trailers: tuple = ()):
     """A handler that refuses the call (after draining a request stream briefly: a status sent while the
     client still writes can reach it as INTERNAL instead)."""
     from lipsync_common.server import abort
 
     async def refuse(request_or_iterator, context):
+        if trailers:
+            context.set_trailing_metadata(trailers)
         if streaming_request:
             await abort(context, request_or_iterator, code, message, drain_s=2.0)
         await context.abort(code, message)
@@ -103,6 +106,15 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
                                                         handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(deny(True, True), handler.request_deserializer,
                                                      handler.response_serializer)
+
+
+def deny_handler(handler, code: grpc.StatusCode, message: str, trailers: tuple = ()):
+    """A method handler of the same kind as `handler` that refuses every call with code and message."""
+    sr, ss = bool(handler.stream_unary or handler.stream_stream), bool(handler.unary_stream or handler.stream_stream)
+    make = {(False, False): grpc.unary_unary_rpc_method_handler, (True, False): grpc.stream_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+    return make[(sr, ss)](_deny(code, message, sr, ss, trailers), handler.request_deserializer,
+                          handler.response_serializer)
 
 
 def internal_interceptors() -> list:

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lipsync_common import metrics
+from lipsync_common.limits import LimitInterceptor
 
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -85,7 +86,9 @@ async def serve(
     server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
                                       # in-flight streams (a long job) may finish on the old connection
                                       ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
-    server = grpc.aio.server(options=server_options, interceptors=[metrics.MetricsInterceptor(name), *interceptors])
+    server = grpc.aio.server(options=server_options, interceptors=[
+        # outermost first: metrics see every call; the limit wraps what authentication lets through
+        metrics.MetricsInterceptor(name), LimitInterceptor(name, env_int("MAX_CALLS", 0)), *interceptors])
     metrics.serve_metrics(env_int("METRICS_PORT", 0))
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()

@@ -1,0 +1,57 @@
+"""Concurrency limits per service: a call over the limit gets RESOURCE_EXHAUSTED at once, with a retry hint
+(`retry-after-s` trailing metadata and the message), instead of queueing without bound.
+
+MAX_CALLS (per process, 0 = no limit) caps the calls of the service's own RPCs running at once; health and
+reflection are not counted.
+"""
+from __future__ import annotations
+
+import inspect
+
+import grpc
+
+from lipsync_common.auth import deny_handler
+
+
+class LimitInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str, max_calls: int, retry_after_s: int = 1):
+        self.service, self.max_calls, self.retry_after_s = service, max_calls, retry_after_s
+        self.running = 0
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith("/grpc.") or self.max_calls <= 0:
+            return handler
+        if self.running >= self.max_calls:
+            return deny_handler(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the {self.service} service is at its limit of {self.max_calls} concurrent calls; "
+                                f"retry in {self.retry_after_s} s", (("retry-after-s", str(self.retry_after_s)),))
+        self.running += 1   # counted from here: the event loop runs one interceptor at a time
+        limiter = self
+
+        def wrap(behavior):
+            if inspect.isasyncgenfunction(behavior):
+                async def gen(request, context):
+                    try:
+                        async for item in behavior(request, context):
+                            yield item
+                    finally:
+                        limiter.running -= 1
+                return gen
+
+            async def call(request, context):
+                try:
+                    return await behavior(request, context)
+                finally:
+                    limiter.running -= 1
+            return call
+
+        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                 ("stream_stream", grpc.stream_stream_rpc_method_handler))
+        for attr, make in kinds:
+            behavior = getattr(handler, attr)
+            if behavior:
+                return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+        return handler
