@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup proto up down demo test bench bench-gpu bench-gpu-e2e weights clean images deploy undeploy port-forward
+.PHONY: setup proto up down demo test loadtest bench bench-gpu bench-gpu-e2e weights clean images deploy undeploy port-forward
 
 KUBECTL ?= kubectl
 ENV ?= gpu-t4
@@ -52,6 +52,9 @@ weights: $(STAMP)         ## real deployments: fetch the official MuseTalk files
 
 clean:
 	rm -rf var out
+
+loadtest: $(STAMP)        ## concurrent streams at 1x/2x/4x capacity on 127.0.0.1 -> bench/LOADTEST.md
+	$(PYTHON) -m tools.loadtest
 
 images:                   ## where Docker runs: build and push one image per service to $(REGISTRY) with $(TAG)
 	for s in $(SERVICES); do \
