@@ -24,6 +24,8 @@ class GatewayConfig:
     job_retries: int = 3                 # a job stage that finds a service UNAVAILABLE is tried again
     job_retry_base_s: float = 1.0        # backoff 1, 2, 4 s
     grace_s: float = 30.0
+    url_timeout_s: float = 30.0          # face_url / audio_url: total fetch time
+    url_allow_loopback: bool = False     # tests only: admit 127.0.0.0/8 URLs
     auth_mode: str = "token"             # "token": bearer tokens required; "local": no authentication
     auth_tokens: str = ""                # comma-separated accepted tokens
     auth_tokens_file: str = ""           # one token per line (a mounted Kubernetes Secret)
@@ -47,6 +49,8 @@ class GatewayConfig:
             job_retries=env_int("JOB_RETRIES", cls.job_retries),
             job_retry_base_s=env_float("JOB_RETRY_BASE_S", cls.job_retry_base_s),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            url_timeout_s=env_float("URL_TIMEOUT_S", cls.url_timeout_s),
+            url_allow_loopback=env_str("URL_ALLOW_LOOPBACK", "") == "1",
             auth_mode=env_str("AUTH_MODE", cls.auth_mode),
             auth_tokens=env_str("AUTH_TOKENS", ""),
             auth_tokens_file=env_str("AUTH_TOKENS_FILE", ""),

@@ -20,7 +20,7 @@ from gateway.config import GatewayConfig
 from gateway.batch import receive_batch
 from gateway.jobs import JobStore
 from gateway.pipeline import DEADLINE, Pipeline
-from gateway.upload import Failure, receive
+from gateway.upload import Failure, UrlPolicy, receive
 
 log = logging.getLogger("gateway")
 
@@ -29,6 +29,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
         self.pipeline = Pipeline(cfg)
+        self.urls = UrlPolicy(cfg.url_timeout_s, cfg.url_allow_loopback)
         self.jobs = JobStore(cfg.results_dir, self.pipeline, cfg.job_workers, cfg.max_queued_jobs,
                              cfg.job_retries, cfg.job_retry_base_s)
         self.streams = 0
@@ -43,7 +44,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         out: asyncio.Queue = asyncio.Queue(maxsize=64)
         try:
             try:
-                options, face, audio = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
+                options, face, audio = await receive(request_iterator, folder, self.cfg.max_upload_bytes, self.urls)
             except Failure as e:
                 await fail(e.code, e.message)
 
@@ -87,7 +88,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         except Failure as e:
             await fail(e.code, e.message)
         try:
-            options, _, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes)
+            options, _, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes, self.urls)
         except Failure as e:
             self.jobs.discard(job_id)
             await fail(e.code, e.message)

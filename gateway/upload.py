@@ -1,13 +1,16 @@
 """Receive a client's upload (options, then face and audio chunks) into two files, validating as it goes."""
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+from dataclasses import dataclass
 
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_common.chunks import ChunkError, ChunkWriter
+from gateway import fetch
 
 ENGINES = ("", "auto", "warp", "musetalk")
 VERSIONS = (common_pb2.MODEL_VERSION_UNSPECIFIED, common_pb2.MODEL_VERSION_V1, common_pb2.MODEL_VERSION_V15)
@@ -50,10 +53,18 @@ def validate_options(o: common_pb2.LipsyncOptions) -> None:
             raise invalid("face_hint must be a finite box with x2 > x1 and y2 > y1")
 
 
-async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common_pb2.LipsyncOptions, str, str]:
+@dataclass(frozen=True)
+class UrlPolicy:
+    timeout_s: float = 30.0
+    allow_loopback: bool = False     # tests only
+
+
+async def receive(request_iterator, folder: str, max_bytes: int,
+                  urls: UrlPolicy = UrlPolicy()) -> tuple[common_pb2.LipsyncOptions, str, str]:
     """Read options + both uploads into folder/face and folder/audio; returns (options, face_path, audio_path).
 
-    Stops reading as soon as both uploads are complete. Raises Failure(INVALID_ARGUMENT) on any protocol error.
+    An input given as a URL in the options is fetched instead (fetch.py) and must not be uploaded. Stops
+    reading as soon as the uploads are complete. Raises Failure(INVALID_ARGUMENT) on any protocol error.
     """
     it = aiter(request_iterator)
     first = await anext(it, None)
@@ -63,7 +74,9 @@ async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common
     paths = {gateway_pb2.MEDIA_KIND_FACE: os.path.join(folder, "face"),
              gateway_pb2.MEDIA_KIND_AUDIO: os.path.join(folder, "audio")}
     names = {gateway_pb2.MEDIA_KIND_FACE: "face media", gateway_pb2.MEDIA_KIND_AUDIO: "audio"}
-    files = {k: open(p, "wb") for k, p in paths.items()}
+    by_url = {k: u for k, u in ((gateway_pb2.MEDIA_KIND_FACE, first.options.face_url),
+                                 (gateway_pb2.MEDIA_KIND_AUDIO, first.options.audio_url)) if u}
+    files = {k: open(p, "wb") for k, p in paths.items() if k not in by_url}
     try:
         writers = {k: ChunkWriter(names[k], f, max_bytes) for k, f in files.items()}
         while not all(w.done for w in writers.values()):
@@ -74,6 +87,8 @@ async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common
             if req.WhichOneof("payload") != "media":
                 raise invalid("options may be sent only once, as the first message")
             kind = req.media.kind
+            if kind in by_url:
+                raise invalid(f"the {names[kind]} is given as a URL: do not upload it too")
             if kind not in writers:
                 raise invalid(f"unknown media kind {kind}; use MEDIA_KIND_FACE or MEDIA_KIND_AUDIO")
             try:
@@ -86,4 +101,11 @@ async def receive(request_iterator, folder: str, max_bytes: int) -> tuple[common
     finally:
         for f in files.values():
             f.close()
+    for kind, url in by_url.items():
+        try:
+            await asyncio.to_thread(fetch.fetch, url, paths[kind], max_bytes, urls.timeout_s, urls.allow_loopback)
+        except fetch.TooLarge as e:
+            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{names[kind]}: {e}") from None
+        except fetch.FetchError as e:
+            raise invalid(f"{names[kind]}: {e}") from None
     return first.options, paths[gateway_pb2.MEDIA_KIND_FACE], paths[gateway_pb2.MEDIA_KIND_AUDIO]

@@ -79,7 +79,7 @@ class Chunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: bool = ...) -> None: ...
 
 class LipsyncOptions(_message.Message):
-    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate")
+    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate", "face_url", "audio_url")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,8 @@ class LipsyncOptions(_message.Message):
     FACE_HINT_FIELD_NUMBER: _ClassVar[int]
     COLOR_MATCH_FIELD_NUMBER: _ClassVar[int]
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
+    FACE_URL_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model_version: ModelVersion
     bbox_shift: int
@@ -104,7 +106,9 @@ class LipsyncOptions(_message.Message):
     face_hint: FaceBox
     color_match: bool
     evaluate: bool
-    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ...) -> None: ...
+    face_url: str
+    audio_url: str
+    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ..., face_url: _Optional[str] = ..., audio_url: _Optional[str] = ...) -> None: ...
 
 class FaceBox(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2")
