@@ -1,7 +1,7 @@
 """Concurrency limits per service: a call over the limit gets RESOURCE_EXHAUSTED at once, with a retry hint
 (`retry-after-s` trailing metadata and the message), instead of queueing without bound.
 
-MAX_CALLS (per process, 0 = no limit) caps the calls of the service's own RPCs running at once; health and
+MAX_CALLS (per process, default 64, 0 = no limit) caps the calls of the service's own RPCs running at once; health and
 reflection are not counted.
 """
 from __future__ import annotations

@@ -88,7 +88,7 @@ async def serve(
                                       ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
     server = grpc.aio.server(options=server_options, interceptors=[
         # outermost first: metrics see every call; the limit wraps what authentication lets through
-        metrics.MetricsInterceptor(name), LimitInterceptor(name, env_int("MAX_CALLS", 0)), *interceptors])
+        metrics.MetricsInterceptor(name), LimitInterceptor(name, env_int("MAX_CALLS", 64)), *interceptors])
     metrics.serve_metrics(env_int("METRICS_PORT", 0))
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()

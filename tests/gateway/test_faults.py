@@ -51,11 +51,12 @@ def wait_end(client, job_id, timeout=120):
     pytest.fail("the job did not end")
 
 
-def test_generator_killed_then_restarted_the_job_completes(stack, inputs, tmp_path):
+@pytest.mark.parametrize("victim", ["generator", "preprocess"])
+def test_service_killed_then_restarted_the_job_completes(stack, inputs, tmp_path, victim):
     with LipsyncClient(stack.addrs["gateway"]) as client:
         job = client.submit_job(*inputs)
-        kill_during_generation(stack, client, job.job_id, "generator")
-        stack.restart("generator")
+        kill_during_generation(stack, client, job.job_id, victim)
+        stack.restart(victim)
         job = wait_end(client, job.job_id)
         assert job.state == gateway_pb2.JOB_STATE_SUCCEEDED, job.error
         out = str(tmp_path / "o.mp4")
