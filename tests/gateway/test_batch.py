@@ -1,6 +1,4 @@
 """SubmitBatch: each pair its own job; a bad pair fails alone."""
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -8,18 +6,8 @@ import pytest
 from lipsync.v1 import common_pb2, gateway_pb2
 from tests import helpers
 from tests.gateway.test_bad_input import FACE
+from tests.gateway.test_jobs import wait
 
-ENDED = {gateway_pb2.JOB_STATE_SUCCEEDED, gateway_pb2.JOB_STATE_FAILED, gateway_pb2.JOB_STATE_CANCELLED}
-
-
-def wait(client, job_id, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get_job(job_id)
-        if job.state in ENDED:
-            return job
-        time.sleep(0.1)
-    pytest.fail("job did not end")
 
 
 def test_each_pair_is_its_own_job_and_a_bad_one_fails_alone(client, tmp_path, assert_healthy):

@@ -9,6 +9,7 @@ import pytest
 from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_client import LipsyncClient
 from tests import helpers
+from tests.gateway.test_jobs import wait
 from tools.stack import Stack
 
 ENDED = {gateway_pb2.JOB_STATE_SUCCEEDED, gateway_pb2.JOB_STATE_FAILED, gateway_pb2.JOB_STATE_CANCELLED}
@@ -41,23 +42,13 @@ def kill_during_generation(stack, client, job_id, name):
     pytest.fail("the job never reached generation")
 
 
-def wait_end(client, job_id, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get_job(job_id)
-        if job.state in ENDED:
-            return job
-        time.sleep(0.2)
-    pytest.fail("the job did not end")
-
-
 @pytest.mark.parametrize("victim", ["generator", "preprocess"])
 def test_service_killed_then_restarted_the_job_completes(stack, inputs, tmp_path, victim):
     with LipsyncClient(stack.addrs["gateway"]) as client:
         job = client.submit_job(*inputs)
         kill_during_generation(stack, client, job.job_id, victim)
         stack.restart(victim)
-        job = wait_end(client, job.job_id)
+        job = wait(client, job.job_id)
         assert job.state == gateway_pb2.JOB_STATE_SUCCEEDED, job.error
         out = str(tmp_path / "o.mp4")
         client.download_result(job.job_id, out)
@@ -72,7 +63,7 @@ def test_generator_killed_for_good_the_job_fails_with_the_reason(stack, inputs):
     with LipsyncClient(stack.addrs["gateway"]) as client:
         job = client.submit_job(*inputs)
         kill_during_generation(stack, client, job.job_id, "generator")
-        job = wait_end(client, job.job_id)
+        job = wait(client, job.job_id)
         assert job.state == gateway_pb2.JOB_STATE_FAILED and job.error_code == "UNAVAILABLE"
         assert "generator" in job.error and "unavailable" in job.error
         with pytest.raises(Exception):
