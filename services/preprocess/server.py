@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from functools import partial
 import hashlib
@@ -162,14 +163,19 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "audio must be 1 or 2 channels at 8-96 kHz")
 
         audio_parts: list[np.ndarray] = []
-        pending: list[bytes] = []
+        pending: collections.deque = collections.deque()   # MP4 bytes from the encoder thread (thread-safe)
         offset = 0
         renderer = None
+        # one batch renders in a worker thread while the next message is read, so x264 never waits for the
+        # network: at most two add() calls are outstanding (one running, one queued behind its lock)
+        inflight: tuple | None = None
 
         def chunks():
             nonlocal offset
-            data = b"".join(pending)
-            pending.clear()
+            parts = []
+            while pending:
+                parts.append(pending.popleft())
+            data = b"".join(parts)
             for i in range(0, len(data), boot.CHUNK_BYTES):
                 piece = data[i:i + boot.CHUNK_BYTES]
                 yield preprocess_pb2.RenderResponse(video=common_pb2.Chunk(offset=offset, data=piece))
@@ -194,12 +200,16 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                                                 threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                                                 color_match=cfg.color_match)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
-                        await asyncio.to_thread(renderer.add, req.crops.first_frame, crops)
-                        FRAMES.labels("preprocess", "render").inc(len(crops))
-                        for msg in chunks():
-                            yield msg
-                        yield preprocess_pb2.RenderResponse(progress=common_pb2.Progress(
-                            stage=common_pb2.STAGE_RENDER, done=renderer.next_frame, total=cfg.num_frames))
+                        previous = inflight
+                        inflight = (asyncio.ensure_future(asyncio.to_thread(renderer.add, req.crops.first_frame,
+                                                                            crops)), len(crops))
+                        if previous is not None:
+                            await previous[0]
+                            FRAMES.labels("preprocess", "render").inc(previous[1])
+                            for msg in chunks():
+                                yield msg
+                            yield preprocess_pb2.RenderResponse(progress=common_pb2.Progress(
+                                stage=common_pb2.STAGE_RENDER, done=renderer.next_frame, total=cfg.num_frames))
                     else:
                         raise ValueError("the config may be sent only once, first")
                 except (TensorError, RenderError, ValueError) as e:
@@ -207,6 +217,10 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             if renderer is None:
                 await fail(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
             try:
+                if inflight is not None:
+                    last, inflight = inflight, None
+                    await last[0]
+                    FRAMES.labels("preprocess", "render").inc(last[1])
                 await asyncio.to_thread(renderer.finish)
             except RenderError as e:
                 await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -221,6 +235,8 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             if renderer is not None:
                 # in a thread: it waits for a running add() before closing the encoder
                 await asyncio.shield(asyncio.to_thread(renderer.abort))
+            if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
+                await asyncio.gather(inflight[0], return_exceptions=True)
 
 
 def main() -> None:
