@@ -101,3 +101,18 @@ def test_face_choice_by_index_and_by_hint(tmp_path, landmarker):
     assert (cx(largest) < 532).all()
     assert (cx(second) > 700).all() and (cx(hinted) > 700).all()
     assert second.meta.source_id != hinted.meta.source_id != largest.meta.source_id
+
+
+def test_a_scene_cut_is_followed_at_once(tmp_path, landmarker):
+    img = helpers.face_image()
+    frames = []
+    for i in range(16):
+        canvas = np.full((720, 1280, 3), 90, np.uint8)
+        x = 40 if i < 8 else 720                       # the face jumps across the frame at frame 8
+        canvas[100:612, x:x + 512] = img
+        frames.append(canvas)
+    entry = prepared(helpers.write_video(str(tmp_path / "cut.mp4"), frames), tmp_path, landmarker)
+    cx = (entry.boxes[:, 0] + entry.boxes[:, 2]) / 2
+    assert entry.has_face.all()
+    before, after = cx[:8] - 40, cx[8:] - 720           # the box's place on the face, before and after
+    assert np.abs(after - np.median(before)).max() <= 6    # no sliding across the cut, no lag after it
