@@ -201,8 +201,14 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                                                 color_match=cfg.color_match)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                         previous = inflight
-                        inflight = (asyncio.ensure_future(asyncio.to_thread(renderer.add, req.crops.first_frame,
-                                                                            crops)), len(crops))
+
+                        async def add_after(prev, first_frame, batch, r=renderer):
+                            if prev is not None:      # strictly in order: a thread lock does not queue FIFO
+                                await asyncio.gather(prev, return_exceptions=True)
+                            await asyncio.to_thread(r.add, first_frame, batch)
+
+                        inflight = (asyncio.ensure_future(add_after(previous[0] if previous else None,
+                                                                    req.crops.first_frame, crops)), len(crops))
                         if previous is not None:
                             await previous[0]
                             FRAMES.labels("preprocess", "render").inc(previous[1])
