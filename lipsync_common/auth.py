@@ -14,6 +14,8 @@ import os
 
 import grpc
 
+from lipsync_common.metrics import rewrap
+
 INTERNAL_HEADER = "x-lipsync-internal"
 
 
@@ -93,28 +95,13 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             return handler
         why = ("missing or invalid bearer token (send 'authorization: Bearer <token>')" if self.bearer
                else "this service accepts only the gateway (missing or invalid internal token)")
-        def deny(streaming_request: bool, streaming_response: bool):
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, why, streaming_request, streaming_response)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(deny(False, False), handler.request_deserializer,
-                                                       handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(deny(True, False), handler.request_deserializer,
-                                                        handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(deny(False, True), handler.request_deserializer,
-                                                        handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(deny(True, True), handler.request_deserializer,
-                                                     handler.response_serializer)
+        return deny_handler(handler, grpc.StatusCode.UNAUTHENTICATED, why)
 
 
 def deny_handler(handler, code: grpc.StatusCode, message: str, trailers: tuple = ()):
     """A method handler of the same kind as `handler` that refuses every call with code and message."""
-    sr, ss = bool(handler.stream_unary or handler.stream_stream), bool(handler.unary_stream or handler.stream_stream)
-    make = {(False, False): grpc.unary_unary_rpc_method_handler, (True, False): grpc.stream_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-    return make[(sr, ss)](_deny(code, message, sr, ss, trailers), handler.request_deserializer,
-                          handler.response_serializer)
+    return rewrap(handler, lambda _, streaming_request, streaming_response: _deny(
+        code, message, streaming_request, streaming_response, trailers))
 
 
 def internal_interceptors() -> list:

@@ -11,6 +11,7 @@ import inspect
 import grpc
 
 from lipsync_common.auth import deny_handler
+from lipsync_common.metrics import rewrap
 
 
 class LimitInterceptor(grpc.aio.ServerInterceptor):
@@ -46,12 +47,4 @@ class LimitInterceptor(grpc.aio.ServerInterceptor):
                     limiter.running -= 1
             return call
 
-        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                 ("stream_stream", grpc.stream_stream_rpc_method_handler))
-        for attr, make in kinds:
-            behavior = getattr(handler, attr)
-            if behavior:
-                return make(wrap(behavior), handler.request_deserializer, handler.response_serializer)
-        return handler
+        return rewrap(handler, lambda behavior, *_: wrap(behavior))

@@ -28,6 +28,23 @@ def _code(context, error: BaseException | None) -> str:
     return code.name if hasattr(code, "name") else str(code)
 
 
+_KINDS = (("unary_unary", grpc.unary_unary_rpc_method_handler, False, False),
+          ("stream_unary", grpc.stream_unary_rpc_method_handler, True, False),
+          ("unary_stream", grpc.unary_stream_rpc_method_handler, False, True),
+          ("stream_stream", grpc.stream_stream_rpc_method_handler, True, True))
+
+
+def rewrap(handler, wrap):
+    """A method handler of the same kind as `handler`, whose behavior is
+    wrap(behavior, streaming_request, streaming_response). Shared by the server interceptors."""
+    for attr, make, streaming_request, streaming_response in _KINDS:
+        behavior = getattr(handler, attr)
+        if behavior:
+            return make(wrap(behavior, streaming_request, streaming_response), handler.request_deserializer,
+                        handler.response_serializer)
+    return handler
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every RPC of a grpc.aio server, streaming ones included."""
 
@@ -75,17 +92,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                     done(t0, context, error)
             return call
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary),
-                                                       handler.request_deserializer, handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary),
-                                                        handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream),
-                                                        handler.request_deserializer, handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream),
-                                                     handler.request_deserializer, handler.response_serializer)
+        return rewrap(handler, lambda behavior, _, streaming: (wrap_stream if streaming else wrap_unary)(behavior))
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
