@@ -266,7 +266,8 @@ class Pipeline:
         summary = common_pb2.Summary(
             frames=render_summary.frames, duration_s=render_summary.frames / fps, fps=fps,
             width=render_summary.width, height=render_summary.height, engine=gen_summary.engine,
-            engine_description=gen_summary.engine_description, timings=timings, output_bytes=offset,
+            engine_description=gen_summary.engine_description, engine_detail=gen_summary.engine_detail,
+            timings=timings, output_bytes=offset,
             source_frames=prepared.num_frames, frames_without_face=prepared.num_frames - prepared.frames_with_face)
         await emit(_progress(common_pb2.STAGE_DONE, summary.frames, summary.frames))
         return summary

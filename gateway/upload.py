@@ -12,7 +12,7 @@ from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_common.chunks import ChunkError, ChunkWriter
 from gateway import fetch
 
-ENGINES = ("", "auto", "warp", "musetalk")
+ENGINES = ("", "auto", "warp", "visemes", "loudness", "musetalk")
 VERSIONS = (common_pb2.MODEL_VERSION_UNSPECIFIED, common_pb2.MODEL_VERSION_V1, common_pb2.MODEL_VERSION_V15)
 CODECS = (common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB)
 
@@ -32,7 +32,7 @@ def invalid(message: str) -> Failure:
 
 def validate_options(o: common_pb2.LipsyncOptions) -> None:
     if o.engine not in ENGINES:
-        raise invalid(f"unknown engine {o.engine!r}; choose auto, warp or musetalk")
+        raise invalid(f"unknown engine {o.engine!r}; choose auto, warp, visemes, loudness or musetalk")
     if o.model_version not in VERSIONS:
         raise invalid(f"unknown model_version {o.model_version}; use MODEL_VERSION_V1 or MODEL_VERSION_V15")
     if not -100 <= o.bbox_shift <= 100:

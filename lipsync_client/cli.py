@@ -55,7 +55,7 @@ def _add_media(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
     src.add_argument("--image", help="one face image (png, jpg...)")
     p.add_argument("--audio", required=True, help="speech audio (wav, mp3, m4a, flac, ogg)")
-    p.add_argument("--engine", default="auto", choices=["auto", "warp", "musetalk"])
+    p.add_argument("--engine", default="auto", choices=["auto", "warp", "visemes", "loudness", "musetalk"])
     p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
     p.add_argument("--bbox-shift", type=int, default=0)
     p.add_argument("--extra-margin", type=int, default=None)
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 bar.done()
                 print(f"wrote {args.out}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
                       f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
+                if s.engine_detail:
+                    print(f"  driven by: {s.engine_detail}")
             elif args.cmd == "submit":
                 print(client.submit_job(args.video or args.image, args.audio, _options(args)).job_id)
             elif args.cmd == "status":

@@ -24,7 +24,7 @@ def test_over_the_limit_is_refused_at_once_then_served(tmp_path):
 
             def held():
                 yield generator_pb2.GenerateRequest(config=generator_pb2.GenerateConfig(
-                    source_id="ab" * 16, engine="warp", fps=25, audio_sample_rate=16000))
+                    source_id="ab" * 16, engine="loudness", fps=25, audio_sample_rate=16000))
                 release.wait(20)
 
             first = stub.Generate(held())          # occupies the only slot while its upload stays open

@@ -29,7 +29,8 @@ def test_list_engines_is_honest(stack):
     with grpc.insecure_channel(stack.addrs["generator"]) as ch:
         engines = {e.name: e for e in generator_pb2_grpc.GeneratorStub(ch).ListEngines(
             generator_pb2.ListEnginesRequest()).engines}
-    assert engines["warp"].available and "weight-free" in engines["warp"].description
+    assert engines["visemes"].available and "weight-free" in engines["visemes"].description
+    assert engines["loudness"].available and "loudness" in engines["loudness"].description
     assert not engines["musetalk"].available and "missing" in engines["musetalk"].unavailable_reason
 
 
@@ -41,11 +42,11 @@ def gen_call(stack, config, audio_parts):
 
 
 def test_generator_validation(stack):
-    cfg = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="warp", fps=25, audio_sample_rate=16000)
+    cfg = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="loudness", fps=25, audio_sample_rate=16000)
     ok_audio = [to_tensor(np.zeros(1600, np.float32))]
     e = gen_call(stack, cfg, ok_audio)
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "call Prepare first" in e.details()
-    bad_rate = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="warp", fps=25, audio_sample_rate=44100)
+    bad_rate = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="loudness", fps=25, audio_sample_rate=44100)
     assert gen_call(stack, bad_rate, ok_audio).code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -61,7 +62,7 @@ def prepared(stack, tmp_path):
 
 
 def test_generator_rejects_non_finite_and_malformed_audio(stack, prepared):
-    cfg = generator_pb2.GenerateConfig(source_id=prepared.source_id, engine="warp", fps=25, audio_sample_rate=16000)
+    cfg = generator_pb2.GenerateConfig(source_id=prepared.source_id, engine="loudness", fps=25, audio_sample_rate=16000)
     e = gen_call(stack, cfg, [to_tensor(np.array([0.0, np.inf], np.float32))])
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "NaN or infinite" in e.details()
     e = gen_call(stack, cfg, [common_pb2.Tensor(dtype=common_pb2.DATA_TYPE_FLOAT32, shape=[10], data=b"x")])

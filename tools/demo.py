@@ -36,6 +36,8 @@ def main() -> int:
         print(f"wrote {os.path.relpath(out, ROOT)}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
               f"{s.width}x{s.height}, engine {s.engine} ({s.engine_description}), "
               f"{time.perf_counter() - t0:.1f} s")
+        if s.engine_detail:
+            print(f"  driven by: {s.engine_detail}")
     finally:
         stack.stop()
     return 0

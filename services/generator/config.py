@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 
 from lipsync_common.server import env_float, env_int, env_str
 
@@ -22,6 +23,7 @@ class GeneratorConfig:
     max_wait_ms: float = 4.0         # musetalk: how long a batch waits for more frames
     latent: str = "mode"             # musetalk: VAE posterior "mode" (deterministic) or "sample"
     compile: bool | None = None      # musetalk: torch.compile; unset = on for cuda, off for cpu
+    speech_cache_dir: str = ""       # visemes: where the multilingual whisper model is joined (~145 MB, once)
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -40,4 +42,6 @@ class GeneratorConfig:
             max_wait_ms=env_float("MUSETALK_MAX_WAIT_MS", cls.max_wait_ms),
             latent=env_str("MUSETALK_LATENT", cls.latent),
             compile=None if env_str("MUSETALK_COMPILE", "") == "" else env_str("MUSETALK_COMPILE", "") == "1",
+            speech_cache_dir=env_str("SPEECH_CACHE_DIR", os.path.join(
+                os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech")),
         )

@@ -29,9 +29,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(self, cfg: GeneratorConfig):
         self.cfg = cfg
         self.cache = SourceCache(cfg.cache_dir)
-        self.engines = {"warp": WarpEngine(), "musetalk": MuseTalkEngine(cfg.models_dir, MuseTalkSettings(
-            device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-            latent=cfg.latent, compile=cfg.compile))}
+        self.engines = {
+            "visemes": WarpEngine("visemes", cfg.speech_cache_dir or "var/cache/speech"),
+            "loudness": WarpEngine("loudness"),
+            "musetalk": MuseTalkEngine(cfg.models_dir, MuseTalkSettings(
+                device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+                latent=cfg.latent, compile=cfg.compile))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():
@@ -39,11 +42,15 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 engine.load()
 
     def pick(self, name: str, version: str = "v15"):
-        if name in ("", "auto"):
-            musetalk = self.engines["musetalk"]
-            return musetalk if version in musetalk.models else self.engines["warp"]
+        """auto: musetalk when its weights are installed, else the weight-free default; warp: the weight-free
+        default (visemes when the speech models are installed, else loudness)."""
+        if name in ("", "auto") and version in self.engines["musetalk"].models:
+            return self.engines["musetalk"]
+        if name in ("", "auto", "warp"):
+            visemes = self.engines["visemes"]
+            return visemes if visemes.available()[0] else self.engines["loudness"]
         if name not in self.engines:
-            raise ValueError(f"unknown engine {name!r}; choose one of: auto, {', '.join(self.engines)}")
+            raise ValueError(f"unknown engine {name!r}; choose one of: auto, warp, {', '.join(self.engines)}")
         return self.engines[name]
 
     async def ListEngines(self, request, context):
@@ -73,6 +80,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 engine.check(version)
             except EngineUnavailable as e:
                 await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        elif not engine.available()[0]:
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, f"engine {engine.name}: {engine.available()[1]}")
         if not 0 < cfg.fps <= 120:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
         if cfg.audio_sample_rate != SAMPLE_RATE:
@@ -120,7 +129,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             FRAMES.labels("generator", engine.name).inc(len(batch))
         boot.log_event(log, "generated", source_id=cfg.source_id, engine=engine.name, frames=done)
         yield generator_pb2.GenerateResponse(summary=generator_pb2.GenerateSummary(
-            frames=done, engine=engine.name, engine_description=engine.description))
+            frames=done, engine=engine.name, engine_description=engine.description,
+            engine_detail=getattr(batches, "detail", "")))
 
 
 def main() -> None:

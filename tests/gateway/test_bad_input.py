@@ -162,7 +162,7 @@ def test_cli_reports_a_missing_file_and_a_server_error(stack, media, tmp_path, c
     code = cli.main(["--target", stack.addrs["gateway"], "run", "--image", media["face"],
                      "--audio", media["speech"], "--out", str(tmp_path / "o.mp4"), "--fps", "30", "--quiet"])
     out = capsys.readouterr().out
-    assert code == 0 and "39 frames" in out and "at 30 fps" in out and "engine warp" in out
+    assert code == 0 and "39 frames" in out and "at 30 fps" in out and "engine visemes" in out
 
 
 def test_error_reaches_a_client_that_keeps_its_side_open(gateway_stub, media, assert_healthy):

@@ -59,7 +59,8 @@ def test_demo_sample_image(stack, client, tmp_path, assert_healthy):
                        on_progress=events.append)
     frames, fps, has_audio, audio_s = helpers.decode_video(out)
     # duration follows the audio (8.21 s at 25 fps -> 205 frames), an image becomes a video
-    assert s.frames == len(frames) == 205 and fps == 25 and s.engine == "warp"
+    assert s.frames == len(frames) == 205 and fps == 25 and s.engine == "visemes"
+    assert s.engine_detail.startswith("visemes: whisper tiny.en words") and "pocketsphinx" in s.engine_detail
     assert has_audio and abs(audio_s - 8.214) < 0.15   # AAC pads up to two 1024-sample frames (16 kHz)
     assert frames[0].shape == (512, 512, 3) and (s.width, s.height) == (512, 512)
     assert {e.stage for e in events} >= {common_pb2.STAGE_PREPROCESS, common_pb2.STAGE_GENERATE,

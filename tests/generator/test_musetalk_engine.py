@@ -45,7 +45,7 @@ def test_generates_through_the_services_and_caches_latents(musetalk_stack, tmp_p
         assert auto.engine == "musetalk"      # auto picks musetalk when its weights are there
         v1 = c.lipsync(face, audio, str(tmp_path / "o3.mp4"),
                        common_pb2.LipsyncOptions(model_version=common_pb2.MODEL_VERSION_V1))
-        assert v1.engine == "warp"            # ... and warp when they are not (no v1 files here)
+        assert v1.engine == "visemes"         # ... and the weight-free default when not (no v1 files)
     frames, _, has_audio, _ = helpers.decode_video(str(tmp_path / "o.mp4"))
     assert len(frames) == 20 and has_audio
     cache = os.path.join(musetalk_stack.folder, "cache")

@@ -141,7 +141,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("frames", "duration_s", "fps", "width", "height", "engine", "engine_description", "timings", "output_bytes", "source_frames", "frames_without_face", "evaluation")
+    __slots__ = ("frames", "duration_s", "fps", "width", "height", "engine", "engine_description", "timings", "output_bytes", "source_frames", "frames_without_face", "evaluation", "engine_detail")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,7 @@ class Summary(_message.Message):
     SOURCE_FRAMES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_WITHOUT_FACE_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     frames: int
     duration_s: float
     fps: float
@@ -166,7 +167,8 @@ class Summary(_message.Message):
     source_frames: int
     frames_without_face: int
     evaluation: EvaluationResult
-    def __init__(self, frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., output_bytes: _Optional[int] = ..., source_frames: _Optional[int] = ..., frames_without_face: _Optional[int] = ..., evaluation: _Optional[_Union[EvaluationResult, _Mapping]] = ...) -> None: ...
+    engine_detail: str
+    def __init__(self, frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., output_bytes: _Optional[int] = ..., source_frames: _Optional[int] = ..., frames_without_face: _Optional[int] = ..., evaluation: _Optional[_Union[EvaluationResult, _Mapping]] = ..., engine_detail: _Optional[str] = ...) -> None: ...
 
 class Metric(_message.Message):
     __slots__ = ("name", "value", "better", "unavailable", "note")

@@ -30,14 +30,16 @@ class GenerateRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class GenerateSummary(_message.Message):
-    __slots__ = ("frames", "engine", "engine_description")
+    __slots__ = ("frames", "engine", "engine_description", "engine_detail")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     frames: int
     engine: str
     engine_description: str
-    def __init__(self, frames: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ...) -> None: ...
+    engine_detail: str
+    def __init__(self, frames: _Optional[int] = ..., engine: _Optional[str] = ..., engine_description: _Optional[str] = ..., engine_detail: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("crops", "summary")

@@ -1,20 +1,27 @@
-"""The weight-free engine: the face's own lips and jaw, moved by the audio with a landmark-driven warp.
+"""The weight-free engines: the face's own lips and jaw, moved by the audio with a landmark-driven warp.
 
-No neural network and no download. Per frame the audio gives a target mouth opening and width
-(audio_features.py); the lower lip and jaw are displaced to that opening (or pulled up to close a mouth that is
-open in the source), the upper lip lifts a little, the corners spread or round, and the gap between the lips is
-painted as a dark mouth cavity with a hint of upper teeth. Everything is computed from the 468 Face Mesh points
-in crop coordinates, so it follows the face's own shape, identity and lighting. It is a cartoon of speech,
-driven by loudness and a coarse spectral shape: it does not know phonemes (lips do not close on m/b/p).
+No neural face model and no download. Per frame a driver gives a mouth pose (opening, width, teeth, rounding);
+the lower lip and jaw are displaced to that opening (or pulled up to close a mouth that is open in the source),
+the upper lip lifts a little, the corners spread or round, and the gap between the lips is painted as a dark
+mouth cavity with a hint of upper teeth. Everything is computed from the 468 Face Mesh points in crop
+coordinates, so it follows the face's own shape, identity and lighting.
+
+Two drivers, two engine names:
+- `visemes`: timed phonemes (speech.py: whisper words, CMUdict / espeak-ng phones, pocketsphinx alignment) ->
+  six mouth shapes with co-articulation; lips close on m/b/p, round on o/u, spread on e/i, teeth on f/v; the
+  loudness still scales the opening. With no words recognised it falls back to the loudness driver and says so.
+- `loudness`: loudness and a coarse spectral shape only (audio_features.py); it does not know phonemes.
 """
 from __future__ import annotations
 
+import threading
 from typing import Iterator
 
 import cv2
 import numpy as np
 
 from lipsync_common.source_cache import CROP, SourceEntry, source_frame
+from services.generator import speech as sp
 from services.generator.audio_features import mouth_drive
 from services.generator.engines.base import batched
 from lipsync_common import face_points as L
@@ -26,6 +33,16 @@ CAVITY_RGB = np.array([38, 14, 18], np.float32)
 TEETH_RGB = np.array([214, 208, 196], np.float32)
 
 _YY, _XX = np.mgrid[0:CROP, 0:CROP].astype(np.float32)
+
+# (opening 0..1, width -1..1, teeth 0..1, rounding 0..1) of each viseme shape, in speech.SHAPES order
+SHAPE_POSE = np.array([
+    [0.00, 0.0, 0.0, 0.0],      # rest: the source mouth, lips together
+    [0.00, 0.0, 0.0, 0.0],      # closed: m b p, lips pressed
+    [0.85, 0.0, 0.0, 0.0],      # open: a, and the consonants that leave the lips alone
+    [0.40, 0.9, 0.0, 0.0],      # wide: i e s, corners spread
+    [0.45, -0.9, 0.0, 1.0],     # round: o u w sh, corners in, a rounder opening
+    [0.16, 0.1, 1.0, 0.0],      # teeth: f v, upper teeth on the lower lip
+], np.float32)
 
 
 def _line(points: np.ndarray) -> np.ndarray:
@@ -39,8 +56,10 @@ def _bump(x: np.ndarray, centre: float, half: float) -> np.ndarray:
     return np.where(np.abs(u) < 1, np.cos(np.pi / 2 * u) ** 2, 0.0).astype(np.float32)
 
 
-def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: float, width: float) -> np.ndarray:
-    """One 256x256 RGB crop with the mouth set to `opening` (0..1) and `width` (-1..1)."""
+def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: float, width: float,
+               teeth: float = 0.0, rounding: float = 0.0) -> np.ndarray:
+    """One 256x256 RGB crop with the mouth set to `opening` (0..1) and `width` (-1..1); `teeth` (0..1) shows the
+    upper teeth resting on the lower lip, `rounding` (0..1) narrows the opening towards a round one."""
     left, right = mesh[L.MOUTH_LEFT], mesh[L.MOUTH_RIGHT]
     cx = float(left[0] + right[0]) / 2
     mw = float(np.hypot(*(right - left)))
@@ -48,7 +67,7 @@ def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: fl
     y_u = _line(mesh[L.UPPER_INNER_LIP])          # source upper inner lip edge per column
     y_l = np.maximum(_line(mesh[L.LOWER_INNER_LIP]), y_u)
     gap0_c = float(max(0.0, mesh[L.LOWER_INNER, 1] - mesh[L.UPPER_INNER, 1]))
-    lens = _bump(_XX[0], cx, inner_half)           # opening profile between the inner corners
+    lens = _bump(_XX[0], cx, inner_half * (1 - 0.35 * float(rounding)))   # opening profile between the corners
     wide = _bump(_XX[0], cx, 0.75 * mw)            # the jaw moves as a wider piece
     g = float(opening) * MAX_GAP * mw
     s = LIFT * g
@@ -82,25 +101,68 @@ def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: fl
         top = top_new[None, :]
         bot = bottom_new[None, :]
         a = np.clip(yy - top + 0.5, 0, 1) * np.clip(bot - yy + 0.5, 0, 1) * (bot - top > 0.3)
-        teeth_h = np.minimum(0.3 * g, 0.08 * mw) * lens[None, :]
-        teeth = np.clip(top + teeth_h - yy + 0.5, 0, 1) * a * 0.8
+        teeth_h = np.maximum(np.minimum(0.3 * g, 0.08 * mw), float(teeth) * 0.85 * g) * lens[None, :]
+        band = np.clip(top + teeth_h - yy + 0.5, 0, 1) * a * (0.8 + 0.15 * float(teeth))
         a = cv2.GaussianBlur(a.astype(np.float32), (3, 3), 0)[..., None]
-        teeth = cv2.GaussianBlur(teeth.astype(np.float32), (3, 3), 0)[..., None]
+        band = cv2.GaussianBlur(band.astype(np.float32), (3, 3), 0)[..., None]
         inside = out.astype(np.float32)
         cavity = 0.8 * CAVITY_RGB + 0.2 * inside
         painted = inside * (1 - a) + cavity * a
-        painted = painted * (1 - teeth) + TEETH_RGB * teeth
+        painted = painted * (1 - band) + TEETH_RGB * band
         out = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
+def viseme_poses(tracks: np.ndarray, opening: np.ndarray) -> np.ndarray:
+    """[frames, 4] poses from viseme tracks; the loudness driver's opening (0..1) scales each shape's opening."""
+    poses = tracks @ SHAPE_POSE
+    poses[:, 0] *= np.clip(0.5 + 0.7 * opening, 0.35, 1.2)
+    return poses
+
+
+DESCRIPTIONS = {
+    "visemes": "weight-free landmark warp driven by phonemes (whisper words, pocketsphinx phone alignment, six "
+               "mouth shapes; no neural face model, nothing downloaded); an approximation of speech, not learned "
+               "lip-sync",
+    "loudness": "weight-free landmark warp driven by audio loudness and spectrum (no neural network, nothing "
+                "downloaded); a visible approximation of speech, not learned lip-sync",
+}
+
+
+class _Run:
+    """The batches of one request; `detail` says which driver ran (set before the first batch is made)."""
+
+    def __init__(self, make):
+        self.detail = ""
+        self._it = make(self)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._it)
+
+
 class WarpEngine:
-    name = "warp"
-    description = ("weight-free landmark warp driven by audio loudness and spectrum (no neural network, "
-                   "nothing downloaded); a visible approximation of speech, not learned lip-sync")
+    """`driver` "visemes" (timed phonemes -> mouth shapes) or "loudness"; `speech_cache` holds the joined
+    multilingual whisper model."""
+
+    def __init__(self, driver: str = "visemes", speech_cache: str = "var/cache/speech"):
+        if driver not in DESCRIPTIONS:
+            raise ValueError(f"unknown warp driver {driver!r}")
+        self.name = driver
+        self.description = DESCRIPTIONS[driver]
+        self.speech_cache = speech_cache
+        self.speech: sp.Speech | None = None
+        self._lock = threading.Lock()       # pocketsphinx's decoder is not thread-safe
 
     def available(self) -> tuple[bool, str]:
-        return True, ""
+        return (True, "") if self.name == "loudness" else sp.installed()
+
+    def _speech(self) -> sp.Speech:
+        if self.speech is None:
+            self.speech = sp.Speech(self.speech_cache)
+        return self.speech
 
     def load(self) -> None:
         # a synthetic face: exercise the code paths once so the first request is not the slow one
@@ -112,23 +174,40 @@ class WarpEngine:
         mesh[L.UPPER_LIP_TOP], mesh[L.LOWER_LIP_BOTTOM] = (128, 160), (128, 184)
         mesh[L.NOSE_BOTTOM], mesh[L.CHIN] = (128, 140), (128, 236)
         crop = np.full((CROP, CROP, 3), 160, np.uint8)
-        warp_mouth(crop, mesh, np.full((CROP, CROP), 255, np.uint8), 0.5, 0.5)
+        warp_mouth(crop, mesh, np.full((CROP, CROP), 255, np.uint8), 0.5, 0.5, 0.5, 0.5)
+        if self.name == "visemes":
+            with self._lock:
+                self._speech().multilingual()
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
                  batch_size: int) -> Iterator[np.ndarray]:
-        drive = mouth_drive(audio, sample_rate, fps)
+        if sample_rate != sp.SAMPLE_RATE:
+            raise ValueError(f"audio must be {sp.SAMPLE_RATE} Hz, got {sample_rate}")
         m = source.meta
 
-        def crops():
-            for t in range(len(drive.opening)):
+        def crops(run: _Run):
+            drive = mouth_drive(audio, sample_rate, fps)
+            n = len(drive.opening)
+            poses = np.stack([drive.opening, drive.width, np.zeros(n), np.zeros(n)], 1)
+            run.detail = "loudness: audio loudness and spectrum"
+            if self.name == "visemes":
+                with self._lock:
+                    transcript = self._speech().transcribe(audio)
+                if transcript.phones:
+                    tracks = sp.viseme_tracks(transcript.phones, fps, n, sp.speaking(audio, fps, n))
+                    poses = viseme_poses(tracks, drive.opening)
+                    run.detail = transcript.path
+                else:
+                    run.detail = f"loudness fallback: {transcript.path}"
+            for t in range(n):
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 if not source.has_face[idx]:
                     yield np.zeros((CROP, CROP, 3), np.uint8)
                     continue
                 yield warp_mouth(np.asarray(source.crops[idx]), source.mesh[idx], np.asarray(source.masks[idx]),
-                                 float(drive.opening[t]), float(drive.width[t]))
+                                 *map(float, poses[t]))
 
-        return batched(crops(), batch_size)
+        return _Run(lambda run: batched(crops(run), batch_size))
 
     def close(self) -> None:
-        pass
+        self.speech = None
