@@ -19,6 +19,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements.txt
 	$(PYTHON) -m pip install -q --no-deps -e .
+	@# espeak-ng (phonemes for non-English speech) is a system package: installed when we may, else skipped
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (timeout 300 apt-get install -y -qq espeak-ng >/dev/null 2>&1 || \
+	   (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq espeak-ng >/dev/null 2>&1)) ; } || \
+	  echo "note: espeak-ng not installed; non-English speech uses letter-guessed phonemes (apt-get install espeak-ng)"
 	touch $(STAMP)
 
 setup: $(STAMP)           ## create .venv with everything (offline-safe: no model downloads)

@@ -43,6 +43,9 @@ VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW"
 IPA_VISEME = {**{c: "closed" for c in "mbpɓʙ"}, **{c: "teeth" for c in "fvɱʋ"},
               **{c: "round" for c in "oɔuʊyʏøœɒwʍɥʃʒɵʉ"}, **{c: "wide" for c in "iɪeɛæjszɨçʝ"}}
 IPA_VOWELS = set("aeiouyɑɐəɛɜɪɔʊʌæøœɒɨʉɵʏɤɯ")
+# consonants that leave the lips alone only part-open the mouth (Rhubarb's "B" shape); lip consonants go all
+# the way to their shape
+CONSONANT_STRENGTH = {"open": 0.3, "wide": 0.5}
 ANTICIPATE_S = 0.04
 SMOOTH_S = 0.03
 SAMPLE_RATE = 16000
@@ -59,10 +62,15 @@ class Phone:
     start: float
     end: float
     shape: str = field(default="")
+    aligned: bool = False     # times from pocketsphinx's alignment (else spread over the word)
+    strength: float = 0.0     # how far towards its shape (the rest towards rest); 0 = by phone class
 
     def __post_init__(self):
         if not self.shape:
             object.__setattr__(self, "shape", VISEME.get(self.phone, "open"))
+        if not self.strength:
+            vowel = self.phone in VOWELS or self.phone[:1] in IPA_VOWELS
+            object.__setattr__(self, "strength", 1.0 if vowel else CONSONANT_STRENGTH.get(self.shape, 1.0))
 
 
 @dataclass
@@ -219,8 +227,9 @@ class Speech:
             phones = self._align(audio, prons)
             aligned += phones is not None
             if phones is None:
-                phones = [x for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
-            out += [Phone(p, a, b) for p, a, b in phones]
+                out += [Phone(*x) for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
+            else:
+                out += [Phone(p, a, b, aligned=True) for p, a, b in phones]
         if not n_words:
             return Transcript([], "no words recognised (whisper tiny.en)", "en")
         path = (f"visemes: whisper tiny.en words, cmudict phones, pocketsphinx alignment of {aligned}/{total} "
@@ -310,7 +319,8 @@ def viseme_tracks(phones: list[Phone], fps: float, frames: int, voiced: np.ndarr
     tracks = np.zeros((frames, len(SHAPES)), np.float64)
     for p in phones:
         on = (t >= p.start - ANTICIPATE_S) & (t < p.end)
-        tracks[on, SHAPES.index(p.shape)] += 1.0
+        tracks[on, SHAPES.index(p.shape)] += p.strength
+        tracks[on, 0] += 1.0 - p.strength
     sigma = SMOOTH_S * fps
     if sigma > 0.3:
         k = np.arange(-int(3 * sigma) - 1, int(3 * sigma) + 2)

@@ -116,9 +116,11 @@ def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: fl
 def viseme_poses(tracks: np.ndarray, opening: np.ndarray) -> np.ndarray:
     """[frames, 4] poses from viseme tracks; the loudness driver's opening (0..1) scales each shape's opening."""
     poses = tracks @ SHAPE_POSE
-    poses[:, 0] *= np.clip(0.5 + 0.7 * opening, 0.35, 1.2)
+    poses[:, 0] *= np.clip(LOUD_BASE + LOUD_GAIN * opening, 0.25, 1.2)
     return poses
 
+
+LOUD_BASE, LOUD_GAIN = 0.15, 1.2    # opening scale = base + gain x loudness opening (0..1)
 
 DESCRIPTIONS = {
     "visemes": "weight-free landmark warp driven by phonemes (whisper words, pocketsphinx phone alignment, six "
