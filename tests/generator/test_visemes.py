@@ -193,3 +193,40 @@ def test_other_language_goes_through_the_multilingual_path(tmp_path, source, eng
     assert sum(p.shape == "closed" for p in t.phones) >= 2        # "Morgen", "im Park", "möchtest", "mitkommen"
     run = engine.generate(entry, audio, 16000, FPS, 8)
     assert len(np.concatenate(list(run))) == int(len(audio) / 16000 * FPS) and "(de)" in run.detail
+
+
+def test_frames_stream_before_the_whole_audio_is_transcribed(source, engine):
+    """The first crops leave while later speech segments are still being read (a spy on the real steps)."""
+    if not os.path.isfile(ENG):
+        pytest.skip("needs ../shared/data/eng.wav")
+    entry, _ = source
+    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    speech = engine._speech()
+    events, real = [], speech.steps
+
+    def spy(a):
+        for item in real(a):
+            events.append("step")
+            yield item
+
+    speech.steps = spy
+    try:
+        run = engine.generate(entry, np.ascontiguousarray(audio[0][:16000 * 30]), 16000, FPS, 8)
+        next(run)
+        events.append("first batch")
+        n = 8 + sum(len(b) for b in run)
+    finally:
+        del speech.steps
+    assert n == 750 and run.detail.startswith("visemes")
+    assert events.count("step") >= 4 and events.index("first batch") < len(events) - 2, events
+
+
+def test_very_short_phones_blend_without_flicker():
+    phones, t = [], 0.2
+    for k in range(30):                  # 30 vowels of 25 ms each, cycling open / wide / round
+        phones.append(sp.Phone(("AA", "IY", "UW")[k % 3], t, t + 0.025))
+        t += 0.025
+    tracks = sp.viseme_tracks(phones, FPS, 40)
+    inside = tracks[6:22]                # the speech from 0.2 s to 0.95 s, away from its onset and end
+    assert np.abs(np.diff(inside, axis=0)).max() < 0.3       # no frame-to-frame jumps between shapes ...
+    assert inside.max() < 0.6            # ... but a blend of the three, none of them flashing alone

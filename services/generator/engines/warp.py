@@ -120,6 +120,7 @@ def viseme_poses(tracks: np.ndarray, opening: np.ndarray) -> np.ndarray:
     return poses
 
 
+SETTLE_S = 0.35      # a frame this far before the end of the speech read so far is final
 LOUD_BASE, LOUD_GAIN = 0.15, 1.2    # opening scale = base + gain x loudness opening (0..1)
 
 DESCRIPTIONS = {
@@ -156,15 +157,16 @@ class WarpEngine:
         self.description = DESCRIPTIONS[driver]
         self.speech_cache = speech_cache
         self.speech: sp.Speech | None = None
-        self._lock = threading.Lock()       # pocketsphinx's decoder is not thread-safe
+        self._lock = threading.Lock()
 
     def available(self) -> tuple[bool, str]:
         return (True, "") if self.name == "loudness" else sp.installed()
 
     def _speech(self) -> sp.Speech:
-        if self.speech is None:
-            self.speech = sp.Speech(self.speech_cache)
-        return self.speech
+        with self._lock:
+            if self.speech is None:
+                self.speech = sp.Speech(self.speech_cache)
+            return self.speech
 
     def load(self) -> None:
         # a synthetic face: exercise the code paths once so the first request is not the slow one
@@ -178,8 +180,7 @@ class WarpEngine:
         crop = np.full((CROP, CROP, 3), 160, np.uint8)
         warp_mouth(crop, mesh, np.full((CROP, CROP), 255, np.uint8), 0.5, 0.5, 0.5, 0.5)
         if self.name == "visemes":
-            with self._lock:
-                self._speech().multilingual()
+            self._speech().multilingual()
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
                  batch_size: int) -> Iterator[np.ndarray]:
@@ -187,27 +188,35 @@ class WarpEngine:
             raise ValueError(f"audio must be {sp.SAMPLE_RATE} Hz, got {sample_rate}")
         m = source.meta
 
+        def crop(t: int, pose: np.ndarray) -> np.ndarray:
+            idx = source_frame(t, m.num_frames, m.fps, fps)
+            if not source.has_face[idx]:
+                return np.zeros((CROP, CROP, 3), np.uint8)
+            return warp_mouth(np.asarray(source.crops[idx]), source.mesh[idx], np.asarray(source.masks[idx]),
+                              *map(float, pose))
+
         def crops(run: _Run):
             drive = mouth_drive(audio, sample_rate, fps)
             n = len(drive.opening)
-            poses = np.stack([drive.opening, drive.width, np.zeros(n), np.zeros(n)], 1)
+            loudness = np.stack([drive.opening, drive.width, np.zeros(n), np.zeros(n)], 1)
             run.detail = "loudness: audio loudness and spectrum"
-            if self.name == "visemes":
-                with self._lock:
-                    transcript = self._speech().transcribe(audio)
-                if transcript.phones:
-                    tracks = sp.viseme_tracks(transcript.phones, fps, n, sp.speaking(audio, fps, n))
-                    poses = viseme_poses(tracks, drive.opening)
-                    run.detail = transcript.path
-                else:
-                    run.detail = f"loudness fallback: {transcript.path}"
-            for t in range(n):
-                idx = source_frame(t, m.num_frames, m.fps, fps)
-                if not source.has_face[idx]:
-                    yield np.zeros((CROP, CROP, 3), np.uint8)
-                    continue
-                yield warp_mouth(np.asarray(source.crops[idx]), source.mesh[idx], np.asarray(source.masks[idx]),
-                                 *map(float, poses[t]))
+            if self.name == "loudness":
+                yield from (crop(t, loudness[t]) for t in range(n))
+                return
+            voiced = sp.speaking(audio, fps, n)
+            done = 0
+            # frames are final once the speech read so far reaches past them (plus anticipation and smoothing)
+            for transcript, known in self._speech().steps(audio):
+                upto = n if known == np.inf else min(n, int((known - SETTLE_S) * fps))
+                if transcript.phones and upto > done:
+                    poses = viseme_poses(sp.viseme_tracks(transcript.phones, fps, n, voiced), drive.opening)
+                    yield from (crop(t, poses[t]) for t in range(done, upto))
+                    done = upto
+            if done == 0 and not transcript.phones:
+                run.detail = f"loudness fallback: {transcript.path}"
+                yield from (crop(t, loudness[t]) for t in range(n))
+            else:
+                run.detail = transcript.path
 
         return _Run(lambda run: batched(crops(run), batch_size))
 
