@@ -19,9 +19,11 @@ frame nearest its middle, however short it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import functools
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -125,22 +127,45 @@ def join_multilingual(parts: tuple[str, str], cache_dir: str) -> str:
     return out
 
 
+_SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z]+)?\)")      # espeak-ng's "(en)" language-switch marks
+
+
+def _espeak(exe: str, text: str, language: str) -> list[str] | None:
+    try:
+        r = subprocess.run([exe, "-q", "--ipa", "--sep=_", "-v", language], input=text, capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0 or "Error" in r.stderr:
+        return None
+    return [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def espeak_languages(exe: str) -> frozenset[str]:
+    """The languages espeak-ng has voices for ("de", "pt-br", "cmn", ... and their prefixes)."""
+    try:
+        out = subprocess.run([exe, "--voices"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    names = [ln.split()[1] for ln in out.splitlines()[1:] if len(ln.split()) > 1]
+    return frozenset(names + [n.split("-")[0] for n in names] + (["zh"] if "cmn" in names else []))
+
+
 def espeak_phones(words: list[str], language: str) -> list[list[str]] | None:
     """IPA phones of each word from espeak-ng in `language`; None when espeak-ng or that voice is missing."""
     exe = shutil.which("espeak-ng")
-    if exe is None or not words:
+    if exe is None or not words or language not in espeak_languages(exe):
         return None
-    try:
-        r = subprocess.run([exe, "-q", "--ipa", "--sep=_", "-v", language], input="\n".join(words),
-                           capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
-    if r.returncode != 0 or len(lines) != len(words):
+    lines = _espeak(exe, "\n".join(words), language)
+    if lines is not None and len(lines) != len(words):        # a line merged or split: one call per word
+        lines = [" ".join(_espeak(exe, w, language) or []) for w in words]
+    if lines is None:
         return None
     out = []
     for ln in lines:
-        phones = [p.strip("ˈˌːˑ'-") for p in ln.replace(" ", "_").split("_")]
+        ln = _SWITCH.sub("", ln)
+        phones = [p.strip("ˈˌːˑ'-0123456789") for p in ln.replace(" ", "_").split("_")]
         out.append([p for p in phones if p])
     return out
 

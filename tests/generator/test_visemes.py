@@ -64,7 +64,7 @@ def english(source, engine):
     crops = np.concatenate(list(run))
     gap, ratio = measure(lm, crops)
     return {"audio": audio, "run": run, "crops": crops, "gap": gap, "ratio": ratio,
-            "transcript": engine.speech.transcribe(audio)}
+            "transcript": engine._speech().transcribe(audio)}
 
 
 def frames_in(start, end, n, margin=0.0):
@@ -188,7 +188,7 @@ def test_other_language_goes_through_the_multilingual_path(tmp_path, source, eng
     entry, _ = source
     audio = _espeak_wav(tmp_path, "Guten Morgen. Heute ist das Wetter sehr schön, und wir gehen im Park "
                         "spazieren. Möchtest du mitkommen?", "de")
-    t = engine.speech.transcribe(audio)
+    t = engine._speech().transcribe(audio)
     assert t.language == "de" and "whisper base words (de)" in t.path and "espeak-ng" in t.path
     assert sum(p.shape == "closed" for p in t.phones) >= 2        # "Morgen", "im Park", "möchtest", "mitkommen"
     run = engine.generate(entry, audio, 16000, FPS, 8)
@@ -230,3 +230,14 @@ def test_very_short_phones_blend_without_flicker():
     inside = tracks[6:22]                # the speech from 0.2 s to 0.95 s, away from its onset and end
     assert np.abs(np.diff(inside, axis=0)).max() < 0.3       # no frame-to-frame jumps between shapes ...
     assert inside.max() < 0.6            # ... but a blend of the three, none of them flashing alone
+
+
+def test_espeak_phones_drop_language_switches_and_tones():
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    ru = sp.espeak_phones(["привет", "мир"], "ru")
+    assert ru is not None and len(ru) == 2 and ru[1][0].startswith("m")
+    mixed = sp.espeak_phones(["hello", "你好"], "ru")      # other scripts: espeak switches language inside
+    assert mixed is not None and all("(" not in p and not p[-1].isdigit() for w in mixed for p in w)
+    assert sp.espeak_phones(["hola"], "xx") is None and sp.espeak_phones(["hola"], "nos") is None
+    assert sp.espeak_phones(["你好"], "zh") is not None
