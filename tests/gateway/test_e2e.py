@@ -180,3 +180,28 @@ def test_rotated_phone_video_comes_out_upright(client, tmp_path, assert_healthy)
     assert s.frames_without_face == 0
     # above the mouth region the output is the upright source
     assert np.abs(frames[0][:250].astype(int) - upright[:250]).mean() < 4
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(helpers.SHARED, "eng.wav")), reason="../shared/data is not present")
+def test_visemes_close_the_lips_on_m_b_p_in_the_output_video(stack, client, tmp_path, assert_healthy):
+    """Landmarks re-detected on the final MP4: each aligned m/b/p has a closed mouth within 40 ms of its time."""
+    from lipsync_common.media import decode_audio
+    from services.generator import speech as sp
+    a, _ = decode_audio(os.path.join(helpers.SHARED, "eng.wav"), 60, 16000, mono=True)
+    audio = np.ascontiguousarray(a[0][16000 * 2:16000 * 12])
+    wav = helpers.write_wav(str(tmp_path / "speech.wav"), audio)
+    face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())
+    out = str(tmp_path / "out.mp4")
+    s = client.lipsync(face, wav, out, common_pb2.LipsyncOptions(engine="visemes", codec=LOSSLESS))
+    assert s.engine == "visemes" and "pocketsphinx alignment" in s.engine_detail
+    frames, fps, _, _ = helpers.decode_video(out)
+    gaps = lip_gaps(frames)
+    shut = np.nanmedian(gaps[:12]) + 1.5           # the clip starts with 0.6 s of silence: the mouth at rest
+    phones = sp.Speech().transcribe(audio).phones   # the same models and audio: the same phone times
+    t = (np.arange(len(frames)) + 0.5) / fps
+    closures = [p for p in phones if p.shape == "closed" and p.aligned]
+    assert len(closures) >= 4
+    for p in closures:
+        near = (t >= p.start - 0.04) & (t < p.end + 0.04)
+        assert np.nanmin(gaps[near]) <= shut, (p, gaps[near], shut)
+    assert np.nanmax(gaps) > 2 * shut              # and it does open
