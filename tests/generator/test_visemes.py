@@ -241,3 +241,24 @@ def test_espeak_phones_drop_language_switches_and_tones():
     assert mixed is not None and all("(" not in p and not p[-1].isdigit() for w in mixed for p in w)
     assert sp.espeak_phones(["hola"], "xx") is None and sp.espeak_phones(["hola"], "nos") is None
     assert sp.espeak_phones(["你好"], "zh") is not None
+
+
+def test_a_failing_speech_model_falls_back_to_loudness(source, engine):
+    """Whatever the speech models do, the request completes: here they raise on the first segment."""
+    entry, _ = source
+    speech = engine._speech()
+
+    def broken(a):
+        raise RuntimeError("decoder exploded")
+        yield
+
+    speech.steps = broken
+    try:
+        audio = helpers.speech_like([(0.5, False), (1.0, True)])
+        run = engine.generate(entry, audio, 16000, FPS, 8)
+        crops = np.concatenate(list(run))
+    finally:
+        del speech.steps
+    loud = np.concatenate(list(WarpEngine("loudness").generate(entry, audio, 16000, FPS, 8)))
+    assert np.array_equal(crops, loud)
+    assert run.detail == "loudness fallback: speech analysis failed (RuntimeError: decoder exploded)"

@@ -14,6 +14,7 @@ Two drivers, two engine names:
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Iterator
 
@@ -31,6 +32,8 @@ LIFT = 0.15         # upper lip lift, as a share of the opening
 SPREAD = 0.07       # corner movement at width +-1, as a share of mouth width
 CAVITY_RGB = np.array([38, 14, 18], np.float32)
 TEETH_RGB = np.array([214, 208, 196], np.float32)
+
+log = logging.getLogger("generator")
 
 _YY, _XX = np.mgrid[0:CROP, 0:CROP].astype(np.float32)
 
@@ -204,17 +207,28 @@ class WarpEngine:
                 yield from (crop(t, loudness[t]) for t in range(n))
                 return
             voiced = sp.speaking(audio, fps, n)
-            done = 0
-            # frames are final once the speech read so far reaches past them (plus anticipation and smoothing)
-            for transcript, known in self._speech().steps(audio):
+            done, transcript, failed = 0, None, ""
+            steps = self._speech().steps(audio)
+            while done < n:
+                try:
+                    transcript, known = next(steps)
+                except StopIteration:
+                    break
+                except Exception as e:   # the speech models must never fail a request: loudness takes over
+                    log.exception("speech analysis failed; the loudness driver takes over")
+                    failed = f"{type(e).__name__}: {e}"
+                    break
+                # frames are final once the speech read so far reaches past them (+ anticipation, smoothing)
                 upto = n if known == np.inf else min(n, int((known - SETTLE_S) * fps))
                 if transcript.phones and upto > done:
                     poses = viseme_poses(sp.viseme_tracks(transcript.phones, fps, n, voiced), drive.opening)
                     yield from (crop(t, poses[t]) for t in range(done, upto))
                     done = upto
-            if done == 0 and not transcript.phones:
-                run.detail = f"loudness fallback: {transcript.path}"
-                yield from (crop(t, loudness[t]) for t in range(n))
+            if done < n:
+                why = f"speech analysis failed ({failed})" if failed else transcript.path
+                run.detail = (f"loudness fallback: {why}" if done == 0 else
+                              f"{transcript.path}; loudness after {done / fps:.2f} s: {why}")
+                yield from (crop(t, loudness[t]) for t in range(done, n))
             else:
                 run.detail = transcript.path
 
