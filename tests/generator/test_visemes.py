@@ -262,3 +262,21 @@ def test_a_failing_speech_model_falls_back_to_loudness(source, engine):
     loud = np.concatenate(list(WarpEngine("loudness").generate(entry, audio, 16000, FPS, 8)))
     assert np.array_equal(crops, loud)
     assert run.detail == "loudness fallback: speech analysis failed (RuntimeError: decoder exploded)"
+
+
+def test_concurrent_transcriptions_match_sequential_ones(engine):
+    """One Speech serves concurrent requests (the generator runs each in its own thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+    if not os.path.isfile(ENG):
+        pytest.skip("needs ../shared/data/eng.wav")
+    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    clips = [np.ascontiguousarray(audio[0][16000 * k:16000 * (k + 5)]) for k in (3, 12, 21)]
+    speech = engine._speech()
+
+    def phones(c):
+        return [(p.phone, round(p.start, 3), p.aligned) for p in speech.transcribe(c).phones]
+
+    alone = [phones(c) for c in clips]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(phones, clips))
+    assert together == alone and all(len(p) > 20 for p in alone)
