@@ -44,25 +44,22 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, items: Iterator[Any] | Sequence[Any], window: int | None = None, head: int = 0) -> Iterator[Any]:
+    def submit(self, items: Iterator[Any] | Sequence[Any], window: int | None = None) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
         At most `window` items of a request wait in the queue at once (default 4 x max_batch: a lone request
         keeps its next batches queued while the current one runs), so concurrent
         requests share the batches instead of queueing behind each other. Closing the generator early (or an
-        exception in the consumer) cancels the rest of the request.
+        exception in the consumer) cancels the rest of the request."""
+        return self._results(_Request(), iter(items), window or 4 * self.max_batch)
 
-        head: queue only the first `head` items and wait for the first result before queueing more, so a
-        request that finds the accelerator idle gets a small first batch back soon instead of a full one."""
-        return self._results(_Request(), iter(items), window or 4 * self.max_batch, head)
-
-    def _results(self, req: _Request, items: Iterator[Any], window: int, head: int = 0) -> Iterator[Any]:
+    def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
         pending = 0
         try:
-            for n, item in enumerate(items, 1):
+            for item in items:
                 self.queue.put((req, item))
                 pending += 1
-                if pending < window and n != head:
+                if pending < window:
                     continue
                 yield self._get(req)
                 pending -= 1

@@ -60,16 +60,3 @@ def test_closing_a_request_early_skips_its_remaining_items():
     time.sleep(0.1)
     b.close()
     assert len(ran) < 10
-
-
-def test_head_gives_a_small_first_batch():
-    seen = []
-
-    def run(items):
-        seen.append(len(items))
-        return [x + 1 for x in items]
-
-    b = Batcher(run, max_batch=8, max_wait_s=0.02)
-    assert list(b.submit(list(range(20)), head=3)) == [x + 1 for x in range(20)]
-    b.close()
-    assert seen[0] == 3 and sum(seen) == 20

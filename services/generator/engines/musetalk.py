@@ -176,10 +176,7 @@ class MuseTalkEngine:
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 yield (latents[idx], tokens[t]) if source.has_face[idx] else None
 
-        # a small first batch (the lower bucket): the first crops, so the first MP4 bytes, come sooner
-        small = buckets(self.settings.max_batch)[0]
-        head = small if small < self.settings.max_batch else 0
-        yield from batched(self.batchers[version].submit(items(), head=head), batch_size)
+        yield from batched(self.batchers[version].submit(items()), batch_size)
 
     def close(self) -> None:
         for b in self.batchers.values():
