@@ -65,7 +65,9 @@ class Stack:
 
     @classmethod
     def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
-              detach: bool = False, timeout: float = 120.0, metrics: bool = False) -> "Stack":
+              detach: bool = False, timeout: float = 120.0, metrics: bool = False,
+              services: tuple[str, ...] | None = None) -> "Stack":
+        """services: the names to start (default all); the gateway gets the address of each one started."""
         ports = ports or {}
         stack = cls(folder)
         run, logs = os.path.join(folder, "run"), os.path.join(folder, "log")
@@ -79,6 +81,8 @@ class Stack:
         base.update(env or {})
         try:
             for name, module in SERVICES:
+                if services is not None and name not in services:
+                    continue
                 upper = name.upper()
                 port_file = os.path.join(run, f"{name}.port")
                 if os.path.exists(port_file):
@@ -92,7 +96,7 @@ class Stack:
                 if name == "gateway":
                     penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
                     penv["GENERATOR_ADDR"] = stack.addrs["generator"]
-                    penv["EVALUATOR_ADDR"] = stack.addrs["evaluator"]
+                    penv["EVALUATOR_ADDR"] = stack.addrs.get("evaluator", "")
                 argv = [sys.executable, "-m", module]
                 stack.launch[name] = (argv, penv, os.path.join(logs, f"{name}.log"), detach)
                 with open(os.path.join(logs, f"{name}.log"), "ab") as log:

@@ -1,6 +1,7 @@
 """Paste generated crops back into the source frames and encode the MP4 (with the audio) as it goes."""
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,7 @@ class Renderer:
 
     def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
-                 threads: int | None = None, color_match: bool = False):
+                 threads: int | None = None, color_match: bool = False, carry: int | None = None):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -95,6 +96,9 @@ class Renderer:
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate)
         self._masks: dict[int, tuple] = {}
+        self.encoded = 0                      # frames handed to the encoder (next_frame: frames accepted)
+        self._backlog: collections.deque = collections.deque()   # composite futures not yet encoded, in order
+        self._carry = carry if carry is not None else max(threads, 1) * 2
         # add/finish run in worker threads; abort may come from a cancelled call at any moment and
         # must never close the encoder under a running add
         self._lock = threading.Lock()
@@ -120,13 +124,21 @@ class Renderer:
                     del self._masks[next(iter(self._masks))]
                 self._masks[idx] = frame_mask(self.entry, idx)
             jobs.append((idx, crop, self._masks[idx]))
+        self.next_frame += len(jobs)
         if self._pool is None:
-            converted = map(self._frame, jobs)
-        else:  # composite + colour conversion in parallel; encoding stays in order, in this thread
-            converted = (f.result() for f in [self._pool.submit(self._frame, job) for job in jobs])
-        for data in converted:
-            self.writer.write_converted(data)
-            self.next_frame += 1
+            for job in jobs:
+                self._write(self._frame(job))
+            return
+        # composite + colour conversion in parallel; encoding stays in order, in this thread. The last
+        # `carry` frames are left compositing when add returns: the next add (or finish) encodes them, so the
+        # pool keeps working across messages instead of draining at the end of every batch
+        self._backlog.extend(self._pool.submit(self._frame, job) for job in jobs)
+        while len(self._backlog) > self._carry:
+            self._write(self._backlog.popleft().result())
+
+    def _write(self, data: np.ndarray) -> None:
+        self.writer.write_converted(data)
+        self.encoded += 1
 
     def _frame(self, job: tuple) -> np.ndarray:
         idx, crop, bm = job
@@ -137,6 +149,8 @@ class Renderer:
         with self._lock:
             if self.next_frame != self.num_frames:
                 raise RenderError(f"only {self.next_frame} of {self.num_frames} frames received")
+            while self._backlog:
+                self._write(self._backlog.popleft().result())
             self._closed = True
             self.writer.close()
 
@@ -145,6 +159,9 @@ class Renderer:
             if self._closed:
                 return
             self._closed = True
+            while self._backlog:   # let running composites end; their frames are not kept
+                f = self._backlog.popleft()
+                f.cancel()
             try:
                 self.writer.container.close()
             except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep

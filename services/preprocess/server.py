@@ -198,6 +198,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                                                 lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB,
                                                 crf=crf, audio=audio, audio_rate=cfg.audio_sample_rate,
                                                 threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
+                                                carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                                                 color_match=cfg.color_match)
                         crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                         previous = inflight

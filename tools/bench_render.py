@@ -1,0 +1,123 @@
+"""Render stage alone on a synthetic 720p source (no face models needed): where its time goes.
+
+Times, over 250 output frames in 8-frame messages: x264 alone on converted frames, composite + conversion in the
+pool, and Renderer.add/finish with several thread and carry settings. `python -m tools.bench_render`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+from lipsync_common import media
+from lipsync_common.source_cache import SourceCache, SourceMeta
+from services.preprocess.render import Renderer, frame_mask
+
+
+def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
+    rng = np.random.default_rng(0)
+    cache = SourceCache(root)
+    wr = cache.writer("cd" * 16, w, h)
+    # smooth content (x264's speed depends on it; noise would be far slower than a face video)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 6)
+    yy, xx = np.mgrid[:256, :256]
+    mask = (((yy - 160) / 90.0) ** 2 + ((xx - 128) / 100.0) ** 2 < 1).astype(np.uint8) * 255
+    for i in range(n):
+        frame = np.roll(base, i * 3, axis=1)
+        box = (480 + i % 7, 160, 480 + i % 7 + 320, 480)
+        crop = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (0, 0), 3)
+        wr.add(frame, box, crop, mask, np.zeros((468, 2), np.float32), True)
+    return cache, wr.commit(SourceMeta("cd" * 16, n, 25.0, w, h, False, n, (0, 0)))
+
+
+def x264_variants(conv: list, add) -> None:
+    """x264 settings alone: thread counts, and two encoders taking alternate 1 s GOPs in two threads."""
+    import fractions
+    import threading
+
+    import av
+
+    def make(threads: int, kind: str = "FRAME"):
+        c = av.CodecContext.create("libx264", "w")
+        c.width, c.height, c.pix_fmt = 1280, 720, "yuv420p"
+        c.time_base = fractions.Fraction(1, 25)
+        c.framerate = fractions.Fraction(25)
+        c.options = {"preset": "veryfast", "crf": "18", "g": "25", "keyint_min": "25", "sc_threshold": "0", "bf": "0"}
+        c.thread_type, c.thread_count = kind, threads
+        return c
+
+    def enc(c, frames):
+        for i, d in frames:
+            f = av.VideoFrame.from_ndarray(d, format="yuv420p")
+            f.pts = i
+            c.encode(f)
+        c.encode(None)
+
+    frames = list(enumerate(conv))
+    t0 = time.perf_counter()
+    for i, d in frames:
+        av.VideoFrame.from_ndarray(d, format="yuv420p")
+    add("VideoFrame.from_ndarray alone", time.perf_counter() - t0)
+    for threads in (0, 8, 12, 24, 32):
+        c = make(threads)
+        t0 = time.perf_counter()
+        enc(c, frames)
+        add(f"x264 alone, frame threads {threads or 'auto'}", time.perf_counter() - t0)
+    for parts, threads in ((2, 8), (2, 0), (3, 6), (4, 4)):
+        cs = [make(threads) for _ in range(parts)]
+        gops = [[fr for fr in frames if (fr[0] // 25) % parts == k] for k in range(parts)]
+        ts = [threading.Thread(target=enc, args=(c, g)) for c, g in zip(cs, gops)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        add(f"{parts} x264 encoders on alternate GOPs, threads {threads or 'auto'} each", time.perf_counter() - t0)
+
+
+def main() -> int:
+    n = 250
+    tmp = tempfile.mkdtemp()
+    _, entry = synthetic_entry(os.path.join(tmp, "cache"), n)
+    crops = np.asarray(entry.crops).copy()
+    rows = []
+
+    def add(name, seconds):
+        rows.append({"run": name, "fps": round(n / seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    wr = media.Mp4Writer(lambda b: None, 1280, 720, 25.0)
+    conv = [wr.convert(np.asarray(entry.frames[i])) for i in range(n)]
+    t0 = time.perf_counter()
+    for c in conv:
+        wr.write_converted(c)
+    wr.close()
+    add("x264 alone (converted frames)", time.perf_counter() - t0)
+    x264_variants(conv, add)
+    for threads, carry in ((0, None), (4, 0), (4, None), (6, None), (8, None)):
+        r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
+        jobs = [(i, crops[i], frame_mask(entry, i)) for i in range(n)]
+        t0 = time.perf_counter()
+        list(map(r._frame, jobs)) if r._pool is None else list(r._pool.map(r._frame, jobs))
+        comp = time.perf_counter() - t0
+        r.abort()
+        r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
+        t0 = time.perf_counter()
+        for i in range(0, n, 8):
+            r.add(i, crops[i:i + 8])
+        r.finish()
+        add(f"threads {threads} carry {r._carry}: composite+convert", comp)
+        add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "render_bench.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
