@@ -257,24 +257,34 @@ class Speech:
         t = Transcript([], "", "en")
         aligned = total = 0
         for words in self._segments(self.model, audio, "en"):
-            total += 1
             t.words += len(words)
             prons = [(w, self.phones_of(w.word)) for w in words]
             prons = [(w, p) for w, p in prons if p]
             if not prons:
                 continue
-            phones = self._align(decoder, audio, prons)
-            aligned += phones is not None
-            if phones is None:
-                new = [Phone(*x) for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)]
-            else:
-                new = [Phone(p, a, b, aligned=True) for p, a, b in phones]
+            new = self._align_parts(decoder, audio, prons)
+            total += len(prons)
+            aligned += sum(n for _, n in new)
+            new = [p for part, _ in new for p in part]
             t.phones = sorted(t.phones + new, key=lambda p: p.start)
             yield t, max(words[-1].end, max(p.end for p in new))
         t.path = ("no words recognised (whisper tiny.en)" if not t.words else
                   f"visemes: whisper tiny.en words, cmudict phones, pocketsphinx alignment of {aligned}/{total} "
-                  f"segments (the rest spread over each word)")
+                  f"words (the rest spread over each word)")
         yield t, np.inf
+
+    def _align_parts(self, dec, audio, prons, depth: int = 3) -> list[tuple[list[Phone], int]]:
+        """Align a run of words; where that fails, align its halves (split at the widest pause between words),
+        down to `depth` levels; words that still fail get their phones spread. [(phones, words aligned)]."""
+        phones = self._align(dec, audio, prons)
+        if phones is not None:
+            return [([Phone(p, a, b, aligned=True) for p, a, b in phones], len(prons))]
+        if depth == 0 or len(prons) < 2:
+            return [([Phone(*x) for w, p in prons for x in spread(p, w.start, w.end, VOWELS.__contains__)], 0)]
+        gaps = [prons[i + 1][0].start - prons[i][0].end for i in range(len(prons) - 1)]
+        k = int(np.argmax(gaps)) + 1 if max(gaps) > 0.05 else len(prons) // 2
+        return (self._align_parts(dec, audio, prons[:k], depth - 1)
+                + self._align_parts(dec, audio, prons[k:], depth - 1))
 
     @staticmethod
     def _align(dec, audio: np.ndarray, prons) -> list[tuple[str, float, float]] | None:
