@@ -46,7 +46,14 @@ GEN_RATE = 16000
 Emit = Callable[[gateway_pb2.LipsyncResponse], Awaitable[None]]
 
 
+# grpc core reports a connection that broke under a streaming call (the peer was killed) as INTERNAL with one of
+# these texts and no status from the peer: the service went away, which is UNAVAILABLE (and worth a retry)
+_BROKEN = ("Internal error from Core", "Socket closed", "Stream removed", "Connection reset")
+
+
 def _failure(service: str, addr: str, code: grpc.StatusCode, details: str | None) -> Failure:
+    if code == grpc.StatusCode.INTERNAL and (details or "").startswith(_BROKEN):
+        code = grpc.StatusCode.UNAVAILABLE
     if code == grpc.StatusCode.UNAVAILABLE:
         return Failure(code, f"the {service} service is unavailable at {addr}: {details}")
     return Failure(code, details or f"{service} failed with {code.name}")

@@ -69,3 +69,14 @@ def test_generator_killed_for_good_the_job_fails_with_the_reason(stack, inputs):
         with pytest.raises(Exception):
             client.download_result(job.job_id, "/dev/null")
     stack.restart("generator")      # so the fixture stops a clean stack
+
+
+def test_a_connection_broken_under_a_stream_counts_as_unavailable():
+    """grpc core reports a peer killed under a streaming write as INTERNAL 'Internal error from Core' (seen in
+    CI when preprocess was killed mid-render): that is a service gone away, retried like UNAVAILABLE."""
+    import grpc
+    from gateway.pipeline import _failure
+    broken = _failure("preprocess", "127.0.0.1:1", grpc.StatusCode.INTERNAL, "Internal error from Core")
+    assert broken.code == grpc.StatusCode.UNAVAILABLE and "unavailable at 127.0.0.1:1" in broken.message
+    bug = _failure("preprocess", "127.0.0.1:1", grpc.StatusCode.INTERNAL, "render failed: a bug")
+    assert bug.code == grpc.StatusCode.INTERNAL and bug.message == "render failed: a bug"
