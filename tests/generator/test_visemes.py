@@ -1,5 +1,4 @@
 """The visemes engine on real speech, measured on its output: landmarks re-detected on the generated crops."""
-import hashlib
 import os
 import shutil
 import subprocess
@@ -8,29 +7,15 @@ import numpy as np
 import pytest
 
 from lipsync_common import media
-from lipsync_common.source_cache import SourceCache
 from services.evaluator import sync_free
 from services.generator import speech as sp
 from services.generator.engines.warp import WarpEngine, warp_mouth
 from services.preprocess import landmarks as L
-from services.preprocess.landmarks import Landmarker
-from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
 
 ENG = os.path.join(helpers.SHARED, "eng.wav")
 FPS = 25.0
 OPEN_VOWELS = {"AA", "AH", "AE", "AY", "AW", "AO"}
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("visemes")
-    path = helpers.write_png(str(folder / "f.png"), helpers.face_image())
-    cache = SourceCache(str(folder / "cache"))
-    lm = Landmarker()
-    meta, _ = prepare(path, hashlib.sha256(open(path, "rb").read()).hexdigest(), PrepareOptions(), cache, lm,
-                      10**8, 10)
-    return cache.get(meta.source_id), lm
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,10 @@
 """The warp engine moves the mouth of a real face, measured by re-detecting landmarks on its output."""
-import hashlib
 
 import numpy as np
-import pytest
 
-from lipsync_common.source_cache import SourceCache
 from services.generator.engines.warp import WarpEngine, warp_mouth
 from services.preprocess import landmarks as L
-from services.preprocess.landmarks import Landmarker
-from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("warp")
-    path = helpers.write_png(str(folder / "f.png"), helpers.face_image())
-    cache = SourceCache(str(folder / "cache"))
-    lm = Landmarker()
-    meta, _ = prepare(path, hashlib.sha256(open(path, "rb").read()).hexdigest(), PrepareOptions(), cache, lm,
-                      10**8, 10)
-    return cache.get(meta.source_id), lm
 
 
 def lip_gap(lm, crop):
