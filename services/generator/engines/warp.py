@@ -54,9 +54,9 @@ def _line(points: np.ndarray) -> np.ndarray:
     return np.interp(_XX[0], points[order, 0], points[order, 1]).astype(np.float32)
 
 
-def _bump(x: np.ndarray, centre: float, half: float) -> np.ndarray:
+def _bump(x: np.ndarray, centre: float, half: float, power: float = 2.0) -> np.ndarray:
     u = (x - centre) / max(half, 1.0)
-    return np.where(np.abs(u) < 1, np.cos(np.pi / 2 * u) ** 2, 0.0).astype(np.float32)
+    return np.where(np.abs(u) < 1, np.abs(np.cos(np.pi / 2 * u)) ** power, 0.0).astype(np.float32)
 
 
 def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: float, width: float,
@@ -70,7 +70,8 @@ def warp_mouth(crop: np.ndarray, mesh: np.ndarray, mask: np.ndarray, opening: fl
     y_u = _line(mesh[L.UPPER_INNER_LIP])          # source upper inner lip edge per column
     y_l = np.maximum(_line(mesh[L.LOWER_INNER_LIP]), y_u)
     gap0_c = float(max(0.0, mesh[L.LOWER_INNER, 1] - mesh[L.UPPER_INNER, 1]))
-    lens = _bump(_XX[0], cx, inner_half * (1 - 0.35 * float(rounding)))   # opening profile between the corners
+    # opening profile between the inner corners; rounding narrows it and makes it blunter (an oval, not a V)
+    lens = _bump(_XX[0], cx, inner_half * (1 - 0.35 * float(rounding)), 2.0 - 1.3 * float(rounding))
     wide = _bump(_XX[0], cx, 0.75 * mw)            # the jaw moves as a wider piece
     g = float(opening) * MAX_GAP * mw
     s = LIFT * g
