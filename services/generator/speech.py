@@ -365,10 +365,13 @@ def speaking(audio16k: np.ndarray, fps: float, frames: int, floor_db: float = 40
 def viseme_tracks(phones: list[Phone], fps: float, frames: int, voiced: np.ndarray | None = None) -> np.ndarray:
     """float32 [frames, len(SHAPES)]: each row sums to 1 (rest where nothing is said, and where `voiced`,
     from `speaking`, says the audio is silent)."""
-    t = (np.arange(frames) + 0.5) / fps
+    def span(a: float, b: float) -> slice:    # the frames whose centre (k + 0.5) / fps lies in [a, b)
+        lo, hi = (min(max(int(np.ceil(x * fps - 0.5)), 0), frames) for x in (a, b))
+        return slice(lo, max(lo, hi))
+
     tracks = np.zeros((frames, len(SHAPES)), np.float64)
     for p in phones:
-        on = (t >= p.start - ANTICIPATE_S) & (t < p.end)
+        on = span(p.start - ANTICIPATE_S, p.end)
         tracks[on, SHAPES.index(p.shape)] += p.strength
         tracks[on, 0] += 1.0 - p.strength
     sigma = SMOOTH_S * fps
@@ -379,11 +382,12 @@ def viseme_tracks(phones: list[Phone], fps: float, frames: int, voiced: np.ndarr
         tracks = np.stack([np.convolve(tracks[:, j], kernel, mode="same") for j in range(len(SHAPES))], 1)
     closed = SHAPES.index("closed")
     for p in phones:          # a closure must close: its frames (at least the nearest one) keep full weight
-        if p.shape == "closed":
-            on = (t >= p.start) & (t < p.end)
-            nearest = int(np.clip(np.floor((p.start + p.end) / 2 * fps), 0, frames - 1))
-            if frames and not on.any() and abs(t[nearest] - (p.start + p.end) / 2) <= 0.5 / fps:
-                on[nearest] = True
+        if p.shape == "closed" and frames:
+            on = span(p.start, p.end)
+            middle = (p.start + p.end) / 2
+            nearest = int(np.clip(np.floor(middle * fps), 0, frames - 1))
+            if on.start == on.stop and abs((nearest + 0.5) / fps - middle) <= 0.5 / fps:
+                on = slice(nearest, nearest + 1)
             tracks[on] = 0.0
             tracks[on, closed] = 1.0
     total = tracks.sum(1)
