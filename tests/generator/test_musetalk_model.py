@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles, PositionalEncoding, whisper_windows
+from services.generator.engines.musetalk_model import (MuseTalk, MuseTalkFiles, PositionalEncoding, load_unet, load_vae,
+                                                       whisper_windows)
 from tests.generator.tiny_musetalk import write_tiny_models
 
 
@@ -21,6 +22,13 @@ def models_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(models_dir):
     return MuseTalk(MuseTalkFiles.layout(models_dir, "v15"))
+
+
+@pytest.fixture(scope="module")
+def stock(models_dir):
+    """The networks as MuseTalk loads them: stock diffusers modules, none of our replacements."""
+    files = MuseTalkFiles.layout(models_dir, "v15")
+    return load_unet(files), load_vae(files)
 
 
 # --- MuseTalk's inference, restated step by step (BGR frames as cv2 reads them) -------------------------------
@@ -69,15 +77,22 @@ def ref_decode_float(vae, latents):
     return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)   # before *255, round, RGB->BGR
 
 
-@pytest.mark.parametrize("fps", [25, 30, 24])
+@pytest.mark.parametrize("fps,fast", [(25, False), (30, False), (24, False), (25, True)])
 @torch.no_grad()
-def test_frames_equal_musetalks_pipeline(model, fps):
+def test_frames_equal_musetalks_pipeline(models_dir, model, stock, fps, fast):
+    """fast: the GPU decoder's replacements (fused GroupNorm+SiLU with conv1's bias moved into it, per-tap output
+    convolution) switched on here on the CPU, where the norms take PyTorch's path: the same function."""
+    if fast:
+        model = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), fast_decoder=True)
+        assert any(type(m).__name__ == "GroupNormSiLU" for m in model.vae.modules())
+        assert type(model.vae.decoder.conv_out).__name__ == "TapConv2d"
+    unet, vae = stock
     rng = np.random.default_rng(fps)
     crops_rgb = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
     audio = (0.1 * rng.standard_normal(int(16000 * 1.37))).astype(np.float32)
 
     ours_lat = model.encode_crops(crops_rgb)
-    ref_lat = torch.cat([ref_latents(model.vae, c[..., ::-1].copy()) for c in crops_rgb])
+    ref_lat = torch.cat([ref_latents(vae, c[..., ::-1].copy()) for c in crops_rgb])
     assert torch.allclose(ours_lat, ref_lat, atol=1e-5)
 
     ours_tok = model.audio_tokens(audio, fps)
@@ -88,13 +103,14 @@ def test_frames_equal_musetalks_pipeline(model, fps):
     pe = PositionalEncoding(d_model=384)
     frames = [0, len(ref_tok) // 2, len(ref_tok) - 1]          # start, middle and end of the clip
     lat = ref_lat[[i % 3 for i in range(3)]]
-    ref_pred = model.unet(lat, torch.tensor([0]), encoder_hidden_states=pe(ref_tok[frames])).sample
-    ref_img = ref_decode_float(model.vae, ref_pred)
+    ref_pred = unet(lat, torch.tensor([0]), encoder_hidden_states=pe(ref_tok[frames])).sample
+    ref_img = ref_decode_float(vae, ref_pred)
     ours = model.generate(ours_lat, ours_tok[frames])
     assert (ours - ref_img).abs().max().item() <= 1e-4
     ref_bgr = (ref_img.numpy() * 255).round().astype("uint8")[..., ::-1]
     diff = np.abs(model.to_uint8(ours).astype(int) - ref_bgr[..., ::-1])   # rounding at x.5 may flip a level
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    assert np.array_equal(model.to_host(model.generate_uint8(ours_lat, ours_tok[frames])), model.to_uint8(ours))
 
 
 @torch.no_grad()

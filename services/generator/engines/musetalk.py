@@ -131,7 +131,7 @@ class MuseTalkEngine:
             if size > len(real):   # pad to the bucket: fixed shapes for the compiled networks
                 latents = torch.cat([latents, latents[-1:].expand(size - len(real), -1, -1, -1)])
                 tokens = torch.cat([tokens, tokens[-1:].expand(size - len(real), -1, -1)])
-            crops = model.to_uint8(model.generate(latents, tokens))
+            crops = model.to_host(model.generate_uint8(latents, tokens))
             for k, i in enumerate(real):
                 out[i] = crops[k]
         return out

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fused_groupnorm import fuse_groupnorm_silu
 from .phase_upsample import replace_upsamplers
+from .tap_conv import replace_conv_out
 
 SAMPLE_RATE = 16000
 AUDIO_FPS = 50          # whisper encoder steps per second
@@ -114,7 +116,8 @@ class MuseTalk:
     """Loaded once; `encode_crops`, `audio_tokens` and `generate` run many times."""
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True):
+                 latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
+                 fast_decoder: bool | None = None):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -127,6 +130,13 @@ class MuseTalk:
         if phase_upsample:   # same function, 2.25x fewer FLOPs in the upsampling convolutions (phase_upsample.py)
             replace_upsamplers(self.unet)
             replace_upsamplers(self.vae.decoder)
+        if fast_decoder is None:
+            fast_decoder = self.device.type == "cuda"
+        if fast_decoder:
+            # the decoder's memory-bound passes: GroupNorm + SiLU in Triton (conv1's bias added inside norm2), and
+            # the 3-channel output convolution as one 1x1 convolution per tap (fused_groupnorm.py, tap_conv.py)
+            fuse_groupnorm_silu(self.vae.decoder)
+            replace_conv_out(self.vae.decoder)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # fixed shapes: let cuDNN time its convolution algorithms
         self.scaling = float(self.vae.config.scaling_factor)
@@ -136,6 +146,8 @@ class MuseTalk:
         self.mask = mask.to(self.device)
         self._unet = lambda x, c: self.unet(x, self.timestep, encoder_hidden_states=c).sample
         self._decode = lambda z: self.vae.decode(z).sample
+        # what the engine runs: decode, then 0..255 uint8 NHWC on the GPU (a quarter of the bytes to copy back)
+        self._decode_u8 = lambda z: self._post(self.vae.decode(z).sample).mul(255).round().to(torch.uint8)
         if compile:
             # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
@@ -143,7 +155,7 @@ class MuseTalk:
             # CUDA graphs ("reduce-overhead"): one launch per network, so a busy host cannot starve the GPU
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._unet = torch.compile(self._unet, dynamic=False, mode=mode)
-            self._decode = torch.compile(self._decode, dynamic=False, mode=mode)
+            self._decode_u8 = torch.compile(self._decode_u8, dynamic=False, mode=mode)
 
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
@@ -181,9 +193,32 @@ class MuseTalk:
         """[B, 8, 32, 32] latents + [B, 50, 384] audio tokens -> decoded crops, float [B, 256, 256, 3] in 0..1."""
         audio = self.pe(tokens.to(self.device, self.dtype))
         pred = self._unet(latents.to(self.device, self.dtype), audio)
-        image = self._decode((pred / self.scaling).to(self.dtype))
+        return self._post(self._decode((pred / self.scaling).to(self.dtype)))
+
+    @torch.no_grad()
+    def generate_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Same as `generate`, as uint8 [B, 256, 256, 3] RGB on the model's device (the compiled path)."""
+        audio = self.pe(tokens.to(self.device, self.dtype))
+        pred = self._unet(latents.to(self.device, self.dtype), audio)
+        # a new tensor between the two networks (with CUDA graphs the UNet's output buffer is reused next call)
+        return self._decode_u8((pred / self.scaling).to(self.dtype))
+
+    @staticmethod
+    def _post(image: torch.Tensor) -> torch.Tensor:
         return (image.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> np.ndarray:
         return (images * 255).round().to(torch.uint8).cpu().numpy()
+
+    def to_host(self, crops: torch.Tensor) -> np.ndarray:
+        """Copy uint8 crops to the host through a reused pinned buffer (on CUDA), then one numpy array."""
+        if crops.device.type != "cuda":
+            return crops.numpy()
+        buf = getattr(self, "_pinned", None)
+        if buf is None or buf.shape[0] < crops.shape[0]:
+            buf = self._pinned = torch.empty(crops.shape, dtype=torch.uint8, pin_memory=True)
+        out = buf[:crops.shape[0]]
+        out.copy_(crops, non_blocking=True)
+        torch.cuda.current_stream(crops.device).synchronize()
+        return out.numpy().copy()

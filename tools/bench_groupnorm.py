@@ -1,0 +1,139 @@
+"""GroupNorm + SiLU on the GPU: the Triton kernels (fused_groupnorm.py) against inductor's, then the VAE decoder and
+UNet + decoder with and without them (fp16, channels_last, torch.compile, full size, random weights), and where
+the decoder's time goes. `python -m tools.bench_groupnorm` on the GPU machine; JSON to $OUT.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from tools.bench_gpu import GFLOP_PER_FRAME, cuda_ms, write_full_size_models
+
+# (channels, side) of the decoder's GroupNorms at 256x256 output
+SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256)]
+
+
+def kernels(batch: int, rows: list) -> None:
+    from services.generator.engines import fused_groupnorm as fg
+
+    for c, side in SHAPES:
+        x = torch.randn(batch, c, side, side, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+        x = x * 2 + 1
+        w = torch.randn(c, device="cuda", dtype=torch.float16)
+        b = torch.randn(c, device="cuda", dtype=torch.float16)
+        ref = F.silu(F.group_norm(x.float(), 32, w.float(), b.float(), 1e-6))
+        comp = torch.compile(lambda t: F.silu(F.group_norm(t, 32, w, b, 1e-6)), dynamic=False)
+        r = dict(shape=[batch, c, side, side], inductor_ms=round(cuda_ms(lambda: comp(x), 20, 3), 3),
+                 inductor_err=round((comp(x).float() - ref).abs().max().item(), 4))
+        for tile in (4096, 8192, 16384):
+            fg.TILE = tile
+            r[f"triton_{tile}_ms"] = round(cuda_ms(lambda: fg.group_norm_silu_triton(x, w, b, 32, 1e-6, True), 20, 3), 3)
+            r[f"triton_{tile}_err"] = round((fg.group_norm_silu_triton(x, w, b, 32, 1e-6, True).float() - ref).abs().max().item(), 4)
+        fg.TILE = 8192
+        r["bound_ms"] = round(3 * x.numel() * 2 / 3.0e12 * 1e3, 3)    # 2 reads + 1 write at ~3 TB/s
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+
+
+def _top(fn, calls=3, n=25):
+    from torch.profiler import ProfilerActivity, profile as prof
+    with prof(activities=[ProfilerActivity.CUDA]) as p:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    events = sorted(p.key_averages(), key=lambda e: -e.device_time_total)[:n]
+    total = sum(e.device_time_total for e in p.key_averages())
+    top = [dict(kernel=e.key[:90], ms_per_call=round(e.device_time_total / calls / 1e3, 3), calls=e.count // calls,
+                share=round(e.device_time_total / total, 3)) for e in events]
+    for t in top:
+        print("   ", json.dumps(t), flush=True)
+    return top
+
+
+def conv_out(batch: int, rows: list) -> None:
+    x = torch.randn(batch, 128, 256, 256, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+    for out in (3, 4, 8, 16):
+        conv = torch.nn.Conv2d(128, out, 3, padding=1).cuda().half().to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            rows.append(dict(part=f"conv 128->{out} at 256x256", batch=batch, ms=round(cuda_ms(lambda: conv(x), 20, 3), 3)))
+        print(json.dumps(rows[-1]), flush=True)
+
+
+VARIANTS = {"decoder": None, "fused_gn": dict(bias_later=False), "fused_gn+bias": dict(bias_later=True),
+            "fused_gn+bias+tap_conv_out": dict(bias_later=True, tap=True)}
+
+
+def networks(batch: int, rows: list, profile: bool) -> None:
+    from services.generator.engines.fused_groupnorm import fuse_groupnorm_silu
+    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
+    from services.generator.engines.tap_conv import replace_conv_out
+
+    models = tempfile.mkdtemp()
+    write_full_size_models(models)
+    m = MuseTalk(MuseTalkFiles.layout(models, "v15"), device="cuda", dtype=torch.float16, fast_decoder=False)
+    ref_vae = copy.deepcopy(m.vae).float()
+    m.unet.to(memory_format=torch.channels_last)
+    m.vae.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 8, 32, 32, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+    c = torch.randn(batch, 50, 384, device="cuda", dtype=torch.float16)
+    z = torch.randn(batch, 4, 32, 32, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+    unet = torch.compile(lambda a, b: m.unet(a, m.timestep, encoder_hidden_states=b).sample, dynamic=False)
+    with torch.no_grad():
+        ref = torch.cat([ref_vae.decode(z[i:i + 8].float()).sample for i in range(0, batch, 8)])
+        ref_vae = None
+        t0 = time.time()
+        unet_ms = cuda_ms(lambda: unet(x, c), 20, 3)
+        rows.append(dict(part="unet", batch=batch, ms=round(unet_ms, 2), compile_s=round(time.time() - t0)))
+        print(json.dumps(rows[-1]), flush=True)
+        if profile:
+            rows.append(dict(part="unet profile", top=_top(lambda: unet(x, c), n=20)))
+        names = os.environ.get("GN_VARIANTS", ",".join(VARIANTS)).split(",")
+        for name in names:
+            vae = m.vae if VARIANTS[name] is None else copy.deepcopy(m.vae)
+            if VARIANTS[name] is not None:
+                cfg = dict(VARIANTS[name])
+                if cfg.pop("tap", False):
+                    replace_conv_out(vae.decoder)
+                fuse_groupnorm_silu(vae.decoder, **cfg)
+            dec = torch.compile(lambda a, v=vae: v.decode(a).sample, dynamic=False)
+            t0 = time.time()
+            err = (dec(z).float() - ref).abs()
+            compile_s = time.time() - t0
+            torch.cuda.reset_peak_memory_stats()
+            ms = min(cuda_ms(lambda: dec(z), 20, 3) for _ in range(2))
+            fps = batch / (ms + unet_ms) * 1e3
+            rows.append(dict(part=name, batch=batch, ms=round(ms, 2), unet_plus_decode_fps=round(fps, 1),
+                             tflops=round(fps * GFLOP_PER_FRAME / 1e3), compile_s=round(compile_s),
+                             mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                             err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6)))
+            print(json.dumps(rows[-1]), flush=True)
+            if profile and name == names[-1]:
+                rows.append(dict(part=f"{name} profile", top=_top(lambda: dec(z))))
+
+
+def main() -> int:
+    torch.backends.cudnn.benchmark = True
+    batch = int(os.environ.get("GN_BATCH", "64"))
+    rows: list = [dict(device=torch.cuda.get_device_name(0), torch=torch.__version__)]
+    try:
+        if os.environ.get("GN_KERNELS", "1") == "1":
+            kernels(batch, rows)
+        if os.environ.get("GN_CONV_OUT", "1") == "1":
+            conv_out(batch, rows)
+        networks(batch, rows, profile=os.environ.get("GN_PROFILE", "1") == "1")
+    finally:
+        if os.environ.get("OUT"):
+            with open(os.path.join(os.environ["OUT"], "groupnorm.json"), "w") as f:
+                json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
