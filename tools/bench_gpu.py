@@ -92,7 +92,7 @@ def main() -> int:
     files = MuseTalkFiles.layout(models, "v15")
 
     eager = MuseTalk(files, device="cuda", dtype=torch.float16, phase_upsample=False,  # stock diffusers modules
-                     fast_decoder=False)
+                     fused_kernels=False)
     for bs in (() if os.environ.get("SKIP_EAGER") else (8, 32, 64)):   # the baseline: plain diffusers calls
         x = torch.randn(bs, 8, 32, 32, device="cuda", dtype=torch.float16)
         c = torch.randn(bs, 50, 384, device="cuda", dtype=torch.float16)

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from tools.bench_gpu import GFLOP_PER_FRAME, cuda_ms, write_full_size_models
 
-# (channels, side) of the decoder's GroupNorms at 256x256 output
-SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256)]
+# (channels, side) of the decoder's GroupNorms at 256x256 output, then some of the UNet's (latents 32x32)
+SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256), (320, 32), (640, 16), (1280, 8),
+          (2560, 8)]
 
 
 def kernels(batch: int, rows: list) -> None:
@@ -32,7 +33,7 @@ def kernels(batch: int, rows: list) -> None:
         comp = torch.compile(lambda t: F.silu(F.group_norm(t, 32, w, b, 1e-6)), dynamic=False)
         r = dict(shape=[batch, c, side, side], inductor_ms=round(cuda_ms(lambda: comp(x), 20, 3), 3),
                  inductor_err=round((comp(x).float() - ref).abs().max().item(), 4))
-        for tile in (4096, 8192, 16384):
+        for tile in (8192,):
             fg.TILE = tile
             r[f"triton_{tile}_ms"] = round(cuda_ms(lambda: fg.group_norm_silu_triton(x, w, b, 32, 1e-6, True), 20, 3), 3)
             r[f"triton_{tile}_err"] = round((fg.group_norm_silu_triton(x, w, b, 32, 1e-6, True).float() - ref).abs().max().item(), 4)
@@ -66,56 +67,62 @@ def conv_out(batch: int, rows: list) -> None:
         print(json.dumps(rows[-1]), flush=True)
 
 
-VARIANTS = {"decoder": None, "fused_gn": dict(bias_later=False), "fused_gn+bias": dict(bias_later=True),
-            "fused_gn+bias+tap_conv_out": dict(bias_later=True, tap=True)}
-
-
 def networks(batch: int, rows: list, profile: bool) -> None:
+    """Stock modules (phase upsampling only) against the engine's fused kernels, each network compiled alone."""
     from services.generator.engines.fused_groupnorm import fuse_groupnorm_silu
     from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
     from services.generator.engines.tap_conv import replace_conv_out
 
     models = tempfile.mkdtemp()
     write_full_size_models(models)
-    m = MuseTalk(MuseTalkFiles.layout(models, "v15"), device="cuda", dtype=torch.float16, fast_decoder=False)
+    m = MuseTalk(MuseTalkFiles.layout(models, "v15"), device="cuda", dtype=torch.float16, fused_kernels=False)
     ref_vae = copy.deepcopy(m.vae).float()
+    ref_unet = copy.deepcopy(m.unet).float()
     m.unet.to(memory_format=torch.channels_last)
     m.vae.to(memory_format=torch.channels_last)
     x = torch.randn(batch, 8, 32, 32, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
     c = torch.randn(batch, 50, 384, device="cuda", dtype=torch.float16)
     z = torch.randn(batch, 4, 32, 32, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
-    unet = torch.compile(lambda a, b: m.unet(a, m.timestep, encoder_hidden_states=b).sample, dynamic=False)
     with torch.no_grad():
-        ref = torch.cat([ref_vae.decode(z[i:i + 8].float()).sample for i in range(0, batch, 8)])
-        ref_vae = None
-        t0 = time.time()
-        unet_ms = cuda_ms(lambda: unet(x, c), 20, 3)
-        rows.append(dict(part="unet", batch=batch, ms=round(unet_ms, 2), compile_s=round(time.time() - t0)))
-        print(json.dumps(rows[-1]), flush=True)
-        if profile:
-            rows.append(dict(part="unet profile", top=_top(lambda: unet(x, c), n=20)))
-        names = os.environ.get("GN_VARIANTS", ",".join(VARIANTS)).split(",")
-        for name in names:
-            vae = m.vae if VARIANTS[name] is None else copy.deepcopy(m.vae)
-            if VARIANTS[name] is not None:
-                cfg = dict(VARIANTS[name])
-                if cfg.pop("tap", False):
-                    replace_conv_out(vae.decoder)
-                fuse_groupnorm_silu(vae.decoder, **cfg)
-            dec = torch.compile(lambda a, v=vae: v.decode(a).sample, dynamic=False)
-            t0 = time.time()
-            err = (dec(z).float() - ref).abs()
-            compile_s = time.time() - t0
-            torch.cuda.reset_peak_memory_stats()
-            ms = min(cuda_ms(lambda: dec(z), 20, 3) for _ in range(2))
-            fps = batch / (ms + unet_ms) * 1e3
-            rows.append(dict(part=name, batch=batch, ms=round(ms, 2), unet_plus_decode_fps=round(fps, 1),
-                             tflops=round(fps * GFLOP_PER_FRAME / 1e3), compile_s=round(compile_s),
-                             mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                             err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6)))
+        ref_z = torch.cat([ref_vae.decode(z[i:i + 8].float()).sample for i in range(0, batch, 8)])
+        ref_u = torch.cat([ref_unet(x[i:i + 8].float(), m.timestep, encoder_hidden_states=c[i:i + 8].float()).sample
+                           for i in range(0, batch, 8)])
+        ref_vae = ref_unet = None
+        best = {}
+        for net in ("unet", "decoder"):
+            for fused in (False, True):
+                mod = m.unet if net == "unet" else m.vae
+                if fused:
+                    mod = copy.deepcopy(mod)
+                    target = mod if net == "unet" else mod.decoder
+                    fuse_groupnorm_silu(target)
+                    replace_conv_out(target)
+                if net == "unet":
+                    fn = torch.compile(lambda a, b, u=mod: u(a, m.timestep, encoder_hidden_states=b).sample,
+                                       dynamic=False)
+                    call, ref = (lambda f=fn: f(x, c)), ref_u
+                else:
+                    fn = torch.compile(lambda a, v=mod: v.decode(a).sample, dynamic=False)
+                    call, ref = (lambda f=fn: f(z)), ref_z
+                t0 = time.time()
+                err = (call().float() - ref).abs()
+                compile_s = time.time() - t0
+                torch.cuda.reset_peak_memory_stats()
+                ms = min(cuda_ms(call, 20, 3) for _ in range(2))
+                name = net + (" + fused kernels" if fused else "")
+                best[name] = ms
+                rows.append(dict(part=name, batch=batch, ms=round(ms, 2), compile_s=round(compile_s),
+                                 mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                                 err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6),
+                                 ref_absmax=round(ref.abs().max().item(), 3)))
+                print(json.dumps(rows[-1]), flush=True)
+                if profile and fused:
+                    rows.append(dict(part=f"{name} profile", top=_top(call)))
+        for fused in ("", " + fused kernels"):
+            ms = best["unet" + fused] + best["decoder" + fused]
+            rows.append(dict(part="unet + decoder" + fused, batch=batch, ms=round(ms, 2),
+                             fps=round(batch / ms * 1e3, 1), tflops=round(batch / ms * 1e3 * GFLOP_PER_FRAME / 1e3)))
             print(json.dumps(rows[-1]), flush=True)
-            if profile and name == names[-1]:
-                rows.append(dict(part=f"{name} profile", top=_top(lambda: dec(z))))
 
 
 def main() -> int:

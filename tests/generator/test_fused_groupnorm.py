@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.generator.engines.fused_groupnorm import (BiasLaterConv2d, GroupNormSiLU, fuse_groupnorm_silu,
-                                                        supported)
+from services.generator.engines.fused_groupnorm import GroupNormSiLU, fuse_groupnorm_silu, norm_silu, supported
 from services.generator.engines.tap_conv import TapConv2d, replace_conv_out
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,12 +28,16 @@ for n, c, h, w, g, dtype, silu, xbias, offset in [
         (2, 512, 4, 4, 32, torch.float32, True, True, 0.0),
         (1, 64, 32, 16, 8, torch.float32, True, True, 0.0),
         (2, 128, 8, 8, 32, torch.float32, True, False, 300.0),   # a large mean: the variance must not cancel
-        (2, 128, 16, 16, 32, torch.float16, True, True, 2.0)]:
+        (2, 128, 16, 16, 32, torch.float16, True, True, 2.0),
+        (2, 320, 8, 8, 32, torch.float32, True, "per-sample", 0.0),    # 10 channels a group, a UNet's temb bias
+        (1, 96, 4, 4, 32, torch.float32, False, False, 0.0)]:
     x = (torch.randn(n, c, h, w) * 3 + offset).to(dtype).to(memory_format=torch.channels_last)
     wt, b = torch.randn(c).to(dtype), torch.randn(c).to(dtype)
-    xb = torch.randn(c).to(dtype) * 2 if xbias else None
+    xb = (torch.randn(n, c) if xbias == "per-sample" else torch.randn(c)).to(dtype) * 2 if xbias else None
     y = group_norm_silu_triton(x, wt, b, g, 1e-6, silu, xb)
-    x64 = x.double() + (xb.double().view(1, -1, 1, 1) if xbias else 0)
+    x64 = x.double()
+    if xbias:
+        x64 = x64 + (xb.double()[:, :, None, None] if xb.dim() == 2 else xb.double().view(1, -1, 1, 1))
     ref = F.group_norm(x64, g, wt.double(), b.double(), 1e-6)
     ref = F.silu(ref) if silu else ref
     out.append(dict(shape=[n, c, h, w], dtype=str(dtype), err=(y.double() - ref).abs().max().item(),
@@ -50,7 +53,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     cases = json.loads(res.stdout.strip().splitlines()[-1])
-    assert len(cases) == 6
+    assert len(cases) == 8
     for case in cases:
         assert case["channels_last"] and case["out_dtype"] == case["dtype"], case
         assert case["err"] < (4e-3 if case["dtype"] == "torch.float16" else 2e-5), case
@@ -59,8 +62,10 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
 def test_supported_shapes():
     cl = torch.channels_last
     assert supported(torch.zeros(2, 128, 16, 16).to(memory_format=cl), 32)
+    assert supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)       # 10 channels per group
     assert not supported(torch.zeros(2, 128, 16, 16), 32)                        # NCHW memory
-    assert not supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)   # 10 channels per group
+    assert not supported(torch.zeros(2, 96, 16, 16).to(memory_format=cl), 24)    # groups not a power of two
+    assert not supported(torch.zeros(2, 64, 5, 5).to(memory_format=cl), 32)      # 25 pixels: not a whole tile
     assert not supported(torch.zeros(2, 128, 16, 16).to(torch.int32).to(memory_format=cl), 32)
     assert not supported(torch.zeros(2, 128, 16), 32)
 
@@ -80,9 +85,8 @@ def test_fused_decoder_is_the_same_function_with_the_same_keys():
     fused = copy.deepcopy(vae)
     n = fuse_groupnorm_silu(fused.decoder)
     assert replace_conv_out(fused.decoder)
-    resnets = [m for m in fused.decoder.modules() if type(m).__name__ == "ResnetBlock2D"]
-    assert n == 2 * len(resnets) + 1
-    assert all(isinstance(r.conv1, BiasLaterConv2d) and isinstance(r.nonlinearity, nn.Identity) for r in resnets)
+    resnets = [m for m in fused.decoder.modules() if type(m).__name__ == "FusedResnetBlock2D"]
+    assert len(resnets) == 6 and n == 2 * len(resnets) + 1
     assert list(fused.state_dict()) == list(vae.state_dict())
     z = torch.randn(2, 4, 8, 8)
     assert (fused.decode(z).sample - vae.decode(z).sample).abs().max() < 1e-5
@@ -92,14 +96,32 @@ def test_fused_decoder_is_the_same_function_with_the_same_keys():
         p.add_(0.2 * torch.randn_like(p))
     fused.load_state_dict(other.state_dict())
     assert (fused.decode(z).sample - other.decode(z).sample).abs().max() < 1e-5
-    # the encoder and the UNet-style blocks with a time embedding are left alone
-    assert not any(isinstance(m, GroupNormSiLU) for m in fused.encoder.modules())
+    assert not any(isinstance(m, GroupNormSiLU) for m in fused.encoder.modules())    # only what was asked
 
 
-def test_resnet_with_time_embedding_is_left_alone():
-    from diffusers.models.resnet import ResnetBlock2D
-    block = ResnetBlock2D(in_channels=32, out_channels=32, temb_channels=16, groups=8)
-    assert fuse_groupnorm_silu(block) == 0 and type(block.norm1) is nn.GroupNorm
+@torch.no_grad()
+def test_fused_unet_is_the_same_function_with_the_same_keys():
+    from tests.generator.tiny_musetalk import tiny_unet
+    unet = tiny_unet().eval()
+    for p in unet.parameters():
+        p.add_(0.05 * torch.randn_like(p))
+    fused = copy.deepcopy(unet)
+    n = fuse_groupnorm_silu(fused)
+    kinds = [type(m).__name__ for m in fused.modules()]
+    assert "ResnetBlock2D" not in kinds and kinds.count("FusedResnetBlock2D") > 0
+    assert n == 2 * kinds.count("FusedResnetBlock2D") + kinds.count("Transformer2DModel") + 1
+    assert list(fused.state_dict()) == list(unet.state_dict())
+    x, t, c = torch.randn(2, 8, 16, 16), torch.tensor([0]), torch.randn(2, 50, 384)
+    ref = unet(x, t, encoder_hidden_states=c).sample
+    assert (fused(x, t, encoder_hidden_states=c).sample - ref).abs().max() < 1e-5 * ref.abs().max()
+
+
+def test_norm_silu_fallback_adds_the_bias():
+    norm = nn.GroupNorm(4, 8)
+    x, xb = torch.randn(3, 8, 4, 4), torch.randn(3, 8)
+    ref = F.silu(norm(x + xb[:, :, None, None]))
+    assert torch.allclose(norm_silu(norm, x, True, xb), ref, atol=1e-6)
+    assert torch.allclose(norm_silu(norm, x, False, xb[0]), norm(x + xb[0].view(1, -1, 1, 1)), atol=1e-6)
 
 
 @pytest.mark.parametrize("cin,out,h,w", [(16, 3, 9, 7), (8, 1, 5, 5), (32, 8, 4, 6)])

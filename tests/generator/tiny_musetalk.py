@@ -16,15 +16,20 @@ UNET_CONFIG = {
 }
 
 
+def tiny_unet():
+    from diffusers import UNet2DConditionModel
+    return UNet2DConditionModel(**{k: v for k, v in UNET_CONFIG.items() if not k.startswith("_")})
+
+
 def write_tiny_models(models_dir: str, versions=("v15", "v1"), seed: int = 0) -> None:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     torch.manual_seed(seed)
     for version in versions:
         sub, name = ("musetalkV15", "unet.pth") if version == "v15" else ("musetalk", "pytorch_model.bin")
         os.makedirs(os.path.join(models_dir, sub), exist_ok=True)
-        unet = UNet2DConditionModel(**{k: v for k, v in UNET_CONFIG.items() if not k.startswith("_")})
+        unet = tiny_unet()
         torch.save(unet.state_dict(), os.path.join(models_dir, sub, name))
         with open(os.path.join(models_dir, sub, "musetalk.json"), "w") as f:
             json.dump(UNET_CONFIG, f)

@@ -117,7 +117,7 @@ class MuseTalk:
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
-                 fast_decoder: bool | None = None):
+                 fused_kernels: bool | None = None):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -130,13 +130,15 @@ class MuseTalk:
         if phase_upsample:   # same function, 2.25x fewer FLOPs in the upsampling convolutions (phase_upsample.py)
             replace_upsamplers(self.unet)
             replace_upsamplers(self.vae.decoder)
-        if fast_decoder is None:
-            fast_decoder = self.device.type == "cuda"
-        if fast_decoder:
-            # the decoder's memory-bound passes: GroupNorm + SiLU in Triton (conv1's bias added inside norm2), and
-            # the 3-channel output convolution as one 1x1 convolution per tap (fused_groupnorm.py, tap_conv.py)
-            fuse_groupnorm_silu(self.vae.decoder)
-            replace_conv_out(self.vae.decoder)
+        if fused_kernels is None:
+            fused_kernels = self.device.type == "cuda"
+        if fused_kernels:
+            # memory-bound passes: GroupNorm + SiLU in Triton (a convolution's bias and the time embedding added
+            # inside), the few-channel output convolutions as one 1x1 convolution per tap (fused_groupnorm.py,
+            # tap_conv.py); the same functions, the same state-dict keys
+            for net in (self.unet, self.vae.decoder):
+                fuse_groupnorm_silu(net)
+                replace_conv_out(net)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # fixed shapes: let cuDNN time its convolution algorithms
         self.scaling = float(self.vae.config.scaling_factor)

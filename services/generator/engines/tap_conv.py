@@ -39,9 +39,10 @@ def eligible(conv: nn.Module, max_out: int = 8) -> bool:
             and conv.padding_mode == "zeros" and conv.out_channels <= max_out)
 
 
-def replace_conv_out(decoder: nn.Module) -> bool:
-    """Swap a decoder's conv_out for a TapConv2d when it is a 3x3 convolution to few channels."""
-    if eligible(getattr(decoder, "conv_out", None)):
-        decoder.conv_out = TapConv2d(decoder.conv_out)
+def replace_conv_out(net: nn.Module) -> bool:
+    """Swap a network's conv_out (VAE decoder: 128 -> 3, UNet: 320 -> 4) for a TapConv2d when it is a 3x3
+    convolution to few channels."""
+    if eligible(getattr(net, "conv_out", None)):
+        net.conv_out = TapConv2d(net.conv_out)
         return True
     return False
