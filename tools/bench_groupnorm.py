@@ -16,9 +16,8 @@ import torch.nn.functional as F
 
 from tools.bench_gpu import GFLOP_PER_FRAME, cuda_ms, write_full_size_models
 
-# (channels, side) of the decoder's GroupNorms at 256x256 output, then some of the UNet's (latents 32x32)
-SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256), (320, 32), (640, 16), (1280, 8),
-          (2560, 8)]
+# (channels, side) of the decoder's GroupNorms at 256x256 output
+SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256)]
 
 
 def kernels(batch: int, rows: list) -> None:
@@ -68,10 +67,8 @@ def conv_out(batch: int, rows: list) -> None:
 
 
 def networks(batch: int, rows: list, profile: bool) -> None:
-    """Stock modules (phase upsampling only) against the engine's fused kernels, each network compiled alone."""
-    from services.generator.engines.fused_groupnorm import fuse_groupnorm_silu
-    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
-    from services.generator.engines.tap_conv import replace_conv_out
+    """Stock modules (phase upsampling only) against the engine's fused decoder, each network compiled alone."""
+    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles, fuse_decoder
 
     models = tempfile.mkdtemp()
     write_full_size_models(models)
@@ -89,37 +86,34 @@ def networks(batch: int, rows: list, profile: bool) -> None:
                            for i in range(0, batch, 8)])
         ref_vae = ref_unet = None
         best = {}
-        for net in ("unet", "decoder"):
-            for fused in (False, True):
-                mod = m.unet if net == "unet" else m.vae
-                if fused:
-                    mod = copy.deepcopy(mod)
-                    target = mod if net == "unet" else mod.decoder
-                    fuse_groupnorm_silu(target)
-                    replace_conv_out(target)
-                if net == "unet":
-                    fn = torch.compile(lambda a, b, u=mod: u(a, m.timestep, encoder_hidden_states=b).sample,
-                                       dynamic=False)
-                    call, ref = (lambda f=fn: f(x, c)), ref_u
-                else:
-                    fn = torch.compile(lambda a, v=mod: v.decode(a).sample, dynamic=False)
-                    call, ref = (lambda f=fn: f(z)), ref_z
-                t0 = time.time()
-                err = (call().float() - ref).abs()
-                compile_s = time.time() - t0
-                torch.cuda.reset_peak_memory_stats()
-                ms = min(cuda_ms(call, 20, 3) for _ in range(2))
-                name = net + (" + fused kernels" if fused else "")
-                best[name] = ms
-                rows.append(dict(part=name, batch=batch, ms=round(ms, 2), compile_s=round(compile_s),
-                                 mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                                 err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6),
-                                 ref_absmax=round(ref.abs().max().item(), 3)))
-                print(json.dumps(rows[-1]), flush=True)
-                if profile and fused:
-                    rows.append(dict(part=f"{name} profile", top=_top(call)))
+        for net, fused in (("unet", False), ("decoder", False), ("decoder", True)):   # the engine fuses the decoder
+            mod = m.unet if net == "unet" else m.vae
+            if fused:
+                mod = copy.deepcopy(mod)
+                fuse_decoder(mod.decoder)
+            if net == "unet":
+                fn = torch.compile(lambda a, b, u=mod: u(a, m.timestep, encoder_hidden_states=b).sample,
+                                   dynamic=False)
+                call, ref = (lambda f=fn: f(x, c)), ref_u
+            else:
+                fn = torch.compile(lambda a, v=mod: v.decode(a).sample, dynamic=False)
+                call, ref = (lambda f=fn: f(z)), ref_z
+            t0 = time.time()
+            err = (call().float() - ref).abs()
+            compile_s = time.time() - t0
+            torch.cuda.reset_peak_memory_stats()
+            ms = min(cuda_ms(call, 20, 3) for _ in range(2))
+            name = net + (" + fused kernels" if fused else "")
+            best[name] = ms
+            rows.append(dict(part=name, batch=batch, ms=round(ms, 2), compile_s=round(compile_s),
+                             mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                             err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6),
+                             ref_absmax=round(ref.abs().max().item(), 3)))
+            print(json.dumps(rows[-1]), flush=True)
+            if profile and fused:
+                rows.append(dict(part=f"{name} profile", top=_top(call)))
         for fused in ("", " + fused kernels"):
-            ms = best["unet" + fused] + best["decoder" + fused]
+            ms = best["unet"] + best["decoder" + fused]
             rows.append(dict(part="unet + decoder" + fused, batch=batch, ms=round(ms, 2),
                              fps=round(batch / ms * 1e3, 1), tflops=round(batch / ms * 1e3 * GFLOP_PER_FRAME / 1e3)))
             print(json.dumps(rows[-1]), flush=True)

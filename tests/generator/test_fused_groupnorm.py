@@ -29,8 +29,7 @@ for n, c, h, w, g, dtype, silu, xbias, offset in [
         (1, 64, 32, 16, 8, torch.float32, True, True, 0.0),
         (2, 128, 8, 8, 32, torch.float32, True, False, 300.0),   # a large mean: the variance must not cancel
         (2, 128, 16, 16, 32, torch.float16, True, True, 2.0),
-        (2, 320, 8, 8, 32, torch.float32, True, "per-sample", 0.0),    # 10 channels a group, a UNet's temb bias
-        (1, 96, 4, 4, 32, torch.float32, False, False, 0.0)]:
+        (2, 256, 8, 8, 32, torch.float32, True, "per-sample", 0.0)]:   # a UNet block's time embedding
     x = (torch.randn(n, c, h, w) * 3 + offset).to(dtype).to(memory_format=torch.channels_last)
     wt, b = torch.randn(c).to(dtype), torch.randn(c).to(dtype)
     xb = (torch.randn(n, c) if xbias == "per-sample" else torch.randn(c)).to(dtype) * 2 if xbias else None
@@ -42,6 +41,18 @@ for n, c, h, w, g, dtype, silu, xbias, offset in [
     ref = F.silu(ref) if silu else ref
     out.append(dict(shape=[n, c, h, w], dtype=str(dtype), err=(y.double() - ref).abs().max().item(),
                     channels_last=y.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
+from services.generator.engines.fused_groupnorm import add_group_norm_silu_triton
+for n, c, h, w, dtype, scale in [(2, 128, 16, 16, torch.float32, 1.0), (1, 256, 8, 8, torch.float16, 2.0)]:
+    hh = torch.randn(n, c, h, w).to(dtype).to(memory_format=torch.channels_last)
+    skip = torch.randn(n, c, h, w).to(dtype).to(memory_format=torch.channels_last)
+    hb, wt, b = (torch.randn(c).to(dtype) for _ in range(3))
+    s, y = add_group_norm_silu_triton(hh, skip, hb, scale, wt, b, 32, 1e-6, True)
+    s_ref = (skip.double() + hh.double() + hb.double().view(1, -1, 1, 1)) / scale
+    y_ref = F.silu(F.group_norm(s.double(), 32, wt.double(), b.double(), 1e-6))   # the norm of the sum as stored
+    out.append(dict(shape=[n, c, h, w], dtype=str(dtype), err=max((s.double() - s_ref).abs().max().item(),
+                                                                   (y.double() - y_ref).abs().max().item()),
+                    channels_last=y.is_contiguous(memory_format=torch.channels_last)
+                    and s.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
 print(json.dumps(out))
 """
 
@@ -53,7 +64,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     cases = json.loads(res.stdout.strip().splitlines()[-1])
-    assert len(cases) == 8
+    assert len(cases) == 9
     for case in cases:
         assert case["channels_last"] and case["out_dtype"] == case["dtype"], case
         assert case["err"] < (4e-3 if case["dtype"] == "torch.float16" else 2e-5), case
@@ -62,7 +73,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
 def test_supported_shapes():
     cl = torch.channels_last
     assert supported(torch.zeros(2, 128, 16, 16).to(memory_format=cl), 32)
-    assert supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)       # 10 channels per group
+    assert not supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)   # 10 channels per group
     assert not supported(torch.zeros(2, 128, 16, 16), 32)                        # NCHW memory
     assert not supported(torch.zeros(2, 96, 16, 16).to(memory_format=cl), 24)    # groups not a power of two
     assert not supported(torch.zeros(2, 64, 5, 5).to(memory_format=cl), 32)      # 25 pixels: not a whole tile
@@ -85,17 +96,18 @@ def test_fused_decoder_is_the_same_function_with_the_same_keys():
     fused = copy.deepcopy(vae)
     n = fuse_groupnorm_silu(fused.decoder)
     assert replace_conv_out(fused.decoder)
-    resnets = [m for m in fused.decoder.modules() if type(m).__name__ == "FusedResnetBlock2D"]
-    assert len(resnets) == 6 and n == 2 * len(resnets) + 1
+    kinds = [type(m).__name__ for m in fused.decoder.modules()]
+    assert kinds.count("FusedResnetBlock2D") == 6 and n == 2 * 6 + 1
+    assert kinds.count("FusedUpDecoderBlock2D") == 2 and "UpDecoderBlock2D" not in kinds
     assert list(fused.state_dict()) == list(vae.state_dict())
     z = torch.randn(2, 4, 8, 8)
-    assert (fused.decode(z).sample - vae.decode(z).sample).abs().max() < 1e-5
+    assert (fused.decode(z).sample - vae.decode(z).sample).abs().max() < 5e-5
     # loading a state dict after the swap reaches the swapped modules (they share the parameters)
     other = tiny_vae()
     for p in other.parameters():
         p.add_(0.2 * torch.randn_like(p))
     fused.load_state_dict(other.state_dict())
-    assert (fused.decode(z).sample - other.decode(z).sample).abs().max() < 1e-5
+    assert (fused.decode(z).sample - other.decode(z).sample).abs().max() < 5e-5
     assert not any(isinstance(m, GroupNormSiLU) for m in fused.encoder.modules())    # only what was asked
 
 

@@ -80,13 +80,13 @@ def ref_decode_float(vae, latents):
 @pytest.mark.parametrize("fps,fast", [(25, False), (30, False), (24, False), (25, True)])
 @torch.no_grad()
 def test_frames_equal_musetalks_pipeline(models_dir, model, stock, fps, fast):
-    """fast: the GPU path's replacements (FusedResnetBlock2D with the norms through norm_silu, per-tap output
-    convolutions) switched on here on the CPU, where the norms take PyTorch's path: the same function."""
+    """fast: the GPU path's decoder replacements (fused norms and residual sums, per-tap output convolution,
+    mid-block attention as matrix products) switched on here on the CPU, where the norms take PyTorch's path."""
     if fast:
         model = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), fused_kernels=True)
-        for net in (model.unet, model.vae.decoder):
-            assert any(type(m).__name__ == "FusedResnetBlock2D" for m in net.modules())
-            assert type(net.conv_out).__name__ == "TapConv2d"
+        kinds = [type(m).__name__ for m in model.vae.decoder.modules()]
+        assert "FusedResnetBlock2D" in kinds and "FusedUpDecoderBlock2D" in kinds and "ResnetBlock2D" not in kinds
+        assert type(model.vae.decoder.conv_out).__name__ == "TapConv2d"
     unet, vae = stock
     rng = np.random.default_rng(fps)
     crops_rgb = rng.integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)

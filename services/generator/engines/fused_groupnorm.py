@@ -10,9 +10,13 @@ x is read twice and y written once. An optional bias [C] or [N, C] is added to x
 the convolution before the norm (torch.compile adds a convolution's bias in a pass of its own, which fuses into
 its consumer unless the consumer is an opaque kernel like this one) and a UNet block's time embedding.
 
+Between two resnets of a decoder up block, the residual sum (conv2's output + biases + shortcut) is written and its
+statistics taken in the same pass (`add_group_norm_silu`), so it is not read back for them.
+
 `fuse_groupnorm_silu(module)` rewires a loaded diffusers model, keeping its parameters and state-dict keys:
-ResnetBlock2Ds get a forward that calls these kernels (`FusedResnetBlock2D`), and the final norm + SiLU of a
-decoder or UNet and the input norm of Transformer2DModels become `GroupNormSiLU`. Shapes the kernels do not cover
+ResnetBlock2Ds and UpDecoderBlock2Ds get forwards that call these kernels (`FusedResnetBlock2D`,
+`FusedUpDecoderBlock2D`), and the final norm + SiLU of a decoder or UNet and the input norm of
+Transformer2DModels become `GroupNormSiLU`. Shapes the kernels do not cover
 (CPU tensors, NCHW memory, pixels not a multiple of the tile) take PyTorch's path: the same function.
 """
 from __future__ import annotations
@@ -27,7 +31,7 @@ try:
 except ImportError:       # CPU-only installs: PyTorch's path
     triton = None
 
-TILE = 8192              # elements per program (pixels x channels, channels rounded up to a power of two)
+TILE = 8192              # elements per program (pixels x channels)
 
 
 def _next_pow2(v: int) -> int:
@@ -36,30 +40,42 @@ def _next_pow2(v: int) -> int:
 
 if triton is not None:
     @triton.jit
-    def _group_sum(v, onehot):
-        """[BLOCK_C] per-channel values -> [G] per-group sums."""
-        return tl.sum(tl.where(onehot, v[:, None], 0.0), axis=0)
-
-    @triton.jit
     def _partials(x_ptr, xb_ptr, mean_ptr, m2_ptr, HW, T, xb_stride, C: tl.constexpr, G: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, HAS_XB: tl.constexpr):
+                  BLOCK_P: tl.constexpr, HAS_XB: tl.constexpr):
         n = tl.program_id(0).to(tl.int64)
         t = tl.program_id(1)
         rows = t * BLOCK_P + tl.arange(0, BLOCK_P)
-        cols = tl.arange(0, BLOCK_C)
-        cmask = cols < C
-        onehot = ((cols // (C // G))[:, None] == tl.arange(0, G)[None, :]) & cmask[:, None]    # [BLOCK_C, G]
-        x = tl.load(x_ptr + n * HW * C + rows[:, None] * C + cols[None, :], mask=cmask[None, :], other=0.0)
-        x = x.to(tl.float32)
+        cols = tl.arange(0, C)
+        x = tl.load(x_ptr + n * HW * C + rows[:, None] * C + cols[None, :]).to(tl.float32)
         if HAS_XB:
-            x += tl.load(xb_ptr + n * xb_stride + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            x += tl.load(xb_ptr + n * xb_stride + cols).to(tl.float32)[None, :]
+        _tile_stats(x, mean_ptr, m2_ptr, n, t, T, C, G, BLOCK_P)
+
+    @triton.jit
+    def _add_partials(h_ptr, skip_ptr, hb_ptr, out_ptr, mean_ptr, m2_ptr, HW, T, inv_scale, C: tl.constexpr,
+                      G: tl.constexpr, BLOCK_P: tl.constexpr):
+        """out = (h + hb + skip) * inv_scale, written, and the statistics of out as written (rounded)."""
+        n = tl.program_id(0).to(tl.int64)
+        t = tl.program_id(1)
+        rows = t * BLOCK_P + tl.arange(0, BLOCK_P)
+        cols = tl.arange(0, C)
+        offs = n * HW * C + rows[:, None] * C + cols[None, :]
+        v = tl.load(h_ptr + offs).to(tl.float32) + tl.load(hb_ptr + cols).to(tl.float32)[None, :]
+        v = (v + tl.load(skip_ptr + offs).to(tl.float32)) * inv_scale
+        v = v.to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + offs, v)
+        _tile_stats(v.to(tl.float32), mean_ptr, m2_ptr, n, t, T, C, G, BLOCK_P)
+
+    @triton.jit
+    def _tile_stats(x, mean_ptr, m2_ptr, n, t, T, C: tl.constexpr, G: tl.constexpr, BLOCK_P: tl.constexpr):
+        """mean and M2 of each group of a [BLOCK_P, C] fp32 tile -> partials[n, t, :]."""
+        xg = tl.reshape(x, (BLOCK_P, G, C // G))
         count = BLOCK_P * (C // G)
-        mean = _group_sum(tl.sum(x, axis=0), onehot) / count                       # [G]
-        mean_c = tl.sum(tl.where(onehot, mean[None, :], 0.0), axis=1)               # [BLOCK_C]
-        d = tl.where(cmask[None, :], x - mean_c[None, :], 0.0)
-        s1 = _group_sum(tl.sum(d, axis=0), onehot)     # corrected two-pass: the first mean's rounding error
+        mean = tl.sum(tl.sum(xg, axis=2), axis=0) / count
+        d = xg - mean[None, :, None]
+        s1 = tl.sum(tl.sum(d, axis=2), axis=0)      # corrected two-pass: the first mean's rounding error
         mean += s1 / count
-        m2 = _group_sum(tl.sum(d * d, axis=0), onehot) - s1 * s1 / count
+        m2 = tl.sum(tl.sum(d * d, axis=2), axis=0) - s1 * s1 / count
         out = (n * T + t) * G + tl.arange(0, G)
         tl.store(mean_ptr + out, mean)
         tl.store(m2_ptr + out, m2)
@@ -88,61 +104,81 @@ if triton is not None:
 
     @triton.jit
     def _apply(x_ptr, xb_ptr, y_ptr, stat_ptr, w_ptr, b_ptr, HW, xb_stride, C: tl.constexpr, G: tl.constexpr,
-               BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, SILU: tl.constexpr, HAS_XB: tl.constexpr):
+               BLOCK_P: tl.constexpr, SILU: tl.constexpr, HAS_XB: tl.constexpr):
         n = tl.program_id(0).to(tl.int64)
         t = tl.program_id(1)
         rows = t * BLOCK_P + tl.arange(0, BLOCK_P)
-        cols = tl.arange(0, BLOCK_C)
-        cmask = cols < C
+        cols = tl.arange(0, C)
         grp = cols // (C // G)
-        mean = tl.load(stat_ptr + n * 2 * G + grp, mask=cmask, other=0.0)
-        rstd = tl.load(stat_ptr + n * 2 * G + G + grp, mask=cmask, other=0.0)
-        scale = rstd * tl.load(w_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
+        mean = tl.load(stat_ptr + n * 2 * G + grp)
+        scale = tl.load(stat_ptr + n * 2 * G + G + grp) * tl.load(w_ptr + cols).to(tl.float32)
         if HAS_XB:      # (x + xb - mean): subtract before scaling, so a large mean does not cancel digits
-            mean -= tl.load(xb_ptr + n * xb_stride + cols, mask=cmask, other=0.0).to(tl.float32)
+            mean -= tl.load(xb_ptr + n * xb_stride + cols).to(tl.float32)
         offs = n * HW * C + rows[:, None] * C + cols[None, :]
-        x = tl.load(x_ptr + offs, mask=cmask[None, :], other=0.0).to(tl.float32)
-        y = (x - mean[None, :]) * scale[None, :] + tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        x = tl.load(x_ptr + offs).to(tl.float32)
+        y = (x - mean[None, :]) * scale[None, :] + tl.load(b_ptr + cols).to(tl.float32)[None, :]
         if SILU:
             y = y * tl.sigmoid(y)
-        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=cmask[None, :])
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty))
 
 
 def _block_p(c: int, hw: int) -> int:
-    return max(1, min(TILE // _next_pow2(c), _next_pow2(hw)))
+    return max(1, min(TILE // c, _next_pow2(hw)))
+
+
+def _pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
 
 
 def supported(x: torch.Tensor, groups: int) -> bool:
-    """Shapes the Triton kernels cover: 4-D channels_last float, groups a power of two dividing the channels,
-    the pixels a multiple of the tile."""
+    """Shapes the Triton kernels cover: 4-D channels_last float; channels, groups and channels per group powers of
+    two (SD-VAE's decoder: 128-512 channels, 32 groups); the pixels a multiple of the tile. (A masked variant for
+    the UNet's 320-1280 channels ran slower than inductor's own kernels at those small sizes: not kept.)"""
     if triton is None or x.dim() != 4 or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     _, c, h, w = x.shape
-    if c % groups or groups & (groups - 1) or _next_pow2(c) > TILE:
+    if not (_pow2(c) and _pow2(groups) and c % groups == 0 and c <= TILE):
         return False
     return x.is_contiguous(memory_format=torch.channels_last) and (h * w) % _block_p(c, h * w) == 0
 
 
-def group_norm_silu_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
-                           silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
+def _launch(x: torch.Tensor, groups: int):
     n, c, h, w = x.shape
-    hw, bc = h * w, _next_pow2(c)
-    bp = _block_p(c, hw)
-    tiles = hw // bp
+    bp = _block_p(c, h * w)
+    tiles = h * w // bp
     part = torch.empty((2, n, tiles, groups), device=x.device, dtype=torch.float32)
+    return n, c, h * w, bp, tiles, part, (8 if bp * c >= 8192 else 4)
+
+
+def _finish(x, part, weight, bias, groups, eps, silu, xb, xb_stride, n, c, hw, bp, tiles, warps):
+    """combine the partials, then normalise x (+ xb) into a new tensor."""
     stats = torch.empty((n, 2, groups), device=x.device, dtype=torch.float32)
-    y = torch.empty_like(x)      # keeps the channels_last strides
-    has_xb = x_bias is not None
-    xb = x_bias.contiguous() if has_xb else weight     # a placeholder pointer when there is no input bias
-    xb_stride = c if has_xb and x_bias.dim() == 2 else 0
-    warps = 8 if bp * bc >= 8192 else 4
-    _partials[(n, tiles)](x, xb, part[0], part[1], hw, tiles, xb_stride, C=c, G=groups, BLOCK_C=bc, BLOCK_P=bp,
-                          HAS_XB=has_xb, num_warps=warps)
     _combine[(n,)](part[0], part[1], stats, tiles, bp * (c // groups), eps, G=groups,
                    BLOCK_T=min(128, _next_pow2(tiles)), num_warps=4)
-    _apply[(n, tiles)](x, xb, y, stats, weight, bias, hw, xb_stride, C=c, G=groups, BLOCK_C=bc, BLOCK_P=bp,
-                       SILU=silu, HAS_XB=has_xb, num_warps=warps)
+    y = torch.empty_like(x)      # keeps the channels_last strides
+    _apply[(n, tiles)](x, xb if xb is not None else weight, y, stats, weight, bias, hw, xb_stride, C=c, G=groups,
+                       BLOCK_P=bp, SILU=silu, HAS_XB=xb is not None, num_warps=warps)
     return y
+
+
+def group_norm_silu_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
+                           silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
+    n, c, hw, bp, tiles, part, warps = _launch(x, groups)
+    xb = x_bias.contiguous() if x_bias is not None else None
+    xb_stride = c if xb is not None and xb.dim() == 2 else 0
+    _partials[(n, tiles)](x, xb if xb is not None else weight, part[0], part[1], hw, tiles, xb_stride, C=c,
+                          G=groups, BLOCK_P=bp, HAS_XB=xb is not None, num_warps=warps)
+    return _finish(x, part, weight, bias, groups, eps, silu, xb, xb_stride, n, c, hw, bp, tiles, warps)
+
+
+def add_group_norm_silu_triton(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor, out_scale: float,
+                               weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
+                               silu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    n, c, hw, bp, tiles, part, warps = _launch(h, groups)
+    out = torch.empty_like(h)
+    _add_partials[(n, tiles)](h, skip, h_bias, out, part[0], part[1], hw, tiles, 1.0 / out_scale, C=c, G=groups,
+                              BLOCK_P=bp, num_warps=warps)
+    return out, _finish(out, part, weight, bias, groups, eps, silu, None, 0, n, c, hw, bp, tiles, warps)
 
 
 @torch.library.custom_op("lipsync::group_norm_silu", mutates_args=())
@@ -154,6 +190,31 @@ def group_norm_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, g
 @group_norm_silu.register_fake
 def _(x, weight, bias, groups, eps, silu, x_bias=None):
     return torch.empty_like(x)
+
+
+@torch.library.custom_op("lipsync::add_group_norm_silu", mutates_args=())
+def add_group_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor, out_scale: float,
+                        weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
+                        silu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return add_group_norm_silu_triton(h, skip, h_bias, out_scale, weight, bias, groups, eps, silu)
+
+
+@add_group_norm_silu.register_fake
+def _(h, skip, h_bias, out_scale, weight, bias, groups, eps, silu):
+    return torch.empty_like(h), torch.empty_like(h)
+
+
+def add_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor | None, out_scale: float,
+                  norm: nn.GroupNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A residual block's end and the next block's first norm: out = (h + h_bias + skip) / out_scale, and
+    silu(norm(out)) computed in the same passes (None without a norm)."""
+    if (norm is not None and h.is_cuda and h_bias is not None and norm.affine and supported(h, norm.num_groups)
+            and skip.shape == h.shape and skip.dtype == h.dtype
+            and skip.is_contiguous(memory_format=torch.channels_last)):
+        return add_group_norm_silu(h, skip, h_bias, out_scale, norm.weight, norm.bias, norm.num_groups, norm.eps,
+                                   True)
+    out = (skip + (h if h_bias is None else h + h_bias.view(1, -1, 1, 1))) / out_scale
+    return out, (None if norm is None else norm_silu(norm, out, True))
 
 
 def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,33 +239,59 @@ class GroupNormSiLU(nn.GroupNorm):
         return norm_silu(self, x, self.silu)
 
 
-def _resnet_class():
+def _classes():
     from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.unets.unet_2d_blocks import UpDecoderBlock2D
 
     class FusedResnetBlock2D(ResnetBlock2D):
         """ResnetBlock2D's forward for the configurations `fusable` accepts: norm1 + SiLU in one kernel; conv1
         without its bias; its bias and the time embedding added inside norm2 + SiLU."""
 
-        def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args, **kwargs):
+        def branch(self, x: torch.Tensor, temb: torch.Tensor | None = None, y: torch.Tensor | None = None):
+            """-> (conv2's output without its bias, the shortcut without its bias, both biases summed);
+            y: silu(norm1(x)) when the caller has it already."""
             x_bias = self.conv1.bias
             if self.time_emb_proj is not None and temb is not None:
                 t = self.time_emb_proj(temb if self.skip_time_act else self.nonlinearity(temb))
                 x_bias = t + x_bias[None, :] if x_bias is not None else t                       # [N, C]
-            h = norm_silu(self.norm1, input_tensor, True)
+            h = norm_silu(self.norm1, x, True) if y is None else y
             if self.upsample is not None:
                 if h.shape[0] >= 64:     # as diffusers does (its note: nearest upsampling of large NHWC batches)
-                    input_tensor, h = input_tensor.contiguous(), h.contiguous()
-                input_tensor, h = self.upsample(input_tensor), self.upsample(h)
+                    x, h = x.contiguous(), h.contiguous()
+                x, h = self.upsample(x), self.upsample(h)
             elif self.downsample is not None:
-                input_tensor, h = self.downsample(input_tensor), self.downsample(h)
+                x, h = self.downsample(x), self.downsample(h)
             h = self.conv1._conv_forward(h, self.conv1.weight, None)
             h = norm_silu(self.norm2, h, True, x_bias)
-            h = self.conv2(self.dropout(h))
+            h = self.conv2._conv_forward(self.dropout(h), self.conv2.weight, None)
+            bias = self.conv2.bias
             if self.conv_shortcut is not None:
-                input_tensor = self.conv_shortcut(input_tensor)
-            return (input_tensor + h) / self.output_scale_factor
+                sc = self.conv_shortcut
+                x = sc._conv_forward(x, sc.weight, None) if isinstance(sc, nn.Conv2d) else sc(x)
+                if isinstance(sc, nn.Conv2d) and sc.bias is not None:
+                    bias = sc.bias if bias is None else bias + sc.bias
+            return h, x, bias
 
-    return FusedResnetBlock2D
+        def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args, **kwargs):
+            h, skip, bias = self.branch(input_tensor, temb)
+            return add_norm_silu(h, skip, bias, self.output_scale_factor, None)[0]
+
+    class FusedUpDecoderBlock2D(UpDecoderBlock2D):
+        """UpDecoderBlock2D whose resnets hand over: each block's residual sum and the next block's norm1 + SiLU
+        are one pass (add_norm_silu), so the sum is not read back just to take its statistics."""
+
+        def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+            x, y = hidden_states, None
+            for i, r in enumerate(self.resnets):
+                nxt = self.resnets[i + 1] if i + 1 < len(self.resnets) else None
+                h, skip, bias = r.branch(x, temb, y)
+                x, y = add_norm_silu(h, skip, bias, r.output_scale_factor,
+                                     nxt.norm1 if isinstance(nxt, FusedResnetBlock2D) else None)
+            for upsampler in self.upsamplers or []:
+                x = upsampler(x)
+            return x
+
+    return FusedResnetBlock2D, FusedUpDecoderBlock2D
 
 
 def fusable(m: nn.Module) -> bool:
@@ -218,12 +305,15 @@ def fusable(m: nn.Module) -> bool:
 def fuse_groupnorm_silu(module: nn.Module) -> int:
     """Rewire GroupNorm (+ SiLU) in a loaded diffusers model (see the module's docstring); returns how many norms
     now run through `norm_silu`."""
-    fused_cls, count = _resnet_class(), 0
+    resnet_cls, up_cls = _classes()
+    count = 0
     for m in list(module.modules()):
         kind = type(m).__name__
         if fusable(m):
-            m.__class__ = fused_cls
+            m.__class__ = resnet_cls
             count += 2
+        elif kind == "UpDecoderBlock2D" and all(fusable(r) for r in m.resnets):
+            m.__class__ = up_cls          # its resnets are swapped as the loop reaches them
         elif kind in ("Decoder", "UNet2DConditionModel") and type(getattr(m, "conv_norm_out", None)) is nn.GroupNorm \
                 and isinstance(getattr(m, "conv_act", None), nn.SiLU):
             m.conv_norm_out, m.conv_act = GroupNormSiLU(m.conv_norm_out, True), nn.Identity()

@@ -64,6 +64,19 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[:, : x.shape[1], :].to(x.device, x.dtype)
 
 
+def fuse_decoder(decoder: nn.Module) -> None:
+    """The GPU path's decoder: its memory-bound passes rewired (the same function, the same state-dict keys):
+    GroupNorm + SiLU in Triton, with conv1's bias inside norm2 and each residual sum inside the next norm's pass
+    (fused_groupnorm.py); the 3-channel output convolution as one 1x1 convolution per tap (tap_conv.py); the
+    mid-block attention (one head of 512 channels) as plain matrix products, faster here than the fused kernels."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    fuse_groupnorm_silu(decoder)
+    replace_conv_out(decoder)
+    for attn in decoder.mid_block.attentions:
+        attn.set_processor(AttnProcessor())
+
+
 def load_unet(files: MuseTalkFiles):
     from diffusers import UNet2DConditionModel
 
@@ -133,12 +146,7 @@ class MuseTalk:
         if fused_kernels is None:
             fused_kernels = self.device.type == "cuda"
         if fused_kernels:
-            # memory-bound passes: GroupNorm + SiLU in Triton (a convolution's bias and the time embedding added
-            # inside), the few-channel output convolutions as one 1x1 convolution per tap (fused_groupnorm.py,
-            # tap_conv.py); the same functions, the same state-dict keys
-            for net in (self.unet, self.vae.decoder):
-                fuse_groupnorm_silu(net)
-                replace_conv_out(net)
+            fuse_decoder(self.vae.decoder)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # fixed shapes: let cuDNN time its convolution algorithms
         self.scaling = float(self.vae.config.scaling_factor)
