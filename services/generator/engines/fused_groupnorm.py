@@ -10,13 +10,13 @@ x is read twice and y written once. An optional bias [C] or [N, C] is added to x
 the convolution before the norm (torch.compile adds a convolution's bias in a pass of its own, which fuses into
 its consumer unless the consumer is an opaque kernel like this one) and a UNet block's time embedding.
 
-Between two resnets of a decoder up block, the residual sum (conv2's output + biases + shortcut) is written and its
-statistics taken in the same pass (`add_group_norm_silu`), so it is not read back for them.
+In the decoder, a tensor that goes into a norm is written by a pass that also takes its statistics: a residual
+sum (conv2's output + biases + shortcut, `add_group_norm_silu`) or an upsampler's interleaved output
+(`phase_group_norm_silu`), so it is not read back just for them.
 
 `fuse_groupnorm_silu(module)` rewires a loaded diffusers model, keeping its parameters and state-dict keys:
-ResnetBlock2Ds and UpDecoderBlock2Ds get forwards that call these kernels (`FusedResnetBlock2D`,
-`FusedUpDecoderBlock2D`), and the final norm + SiLU of a decoder or UNet and the input norm of
-Transformer2DModels become `GroupNormSiLU`. Shapes the kernels do not cover
+ResnetBlock2Ds and SD-VAE's Decoder get forwards that call these kernels (`FusedResnetBlock2D`, `FusedDecoder`),
+and the final norm + SiLU of a UNet and the input norm of Transformer2DModels become `GroupNormSiLU`. Shapes the kernels do not cover
 (CPU tensors, NCHW memory, pixels not a multiple of the tile) take PyTorch's path: the same function.
 """
 from __future__ import annotations
@@ -64,6 +64,22 @@ if triton is not None:
         v = (v + tl.load(skip_ptr + offs).to(tl.float32)) * inv_scale
         v = v.to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + offs, v)
+        _tile_stats(v.to(tl.float32), mean_ptr, m2_ptr, n, t, T, C, G, BLOCK_P)
+
+    @triton.jit
+    def _phase_partials(o_ptr, ob_ptr, out_ptr, mean_ptr, m2_ptr, H, W, T, C: tl.constexpr, G: tl.constexpr,
+                        BLOCK_P: tl.constexpr):
+        """PhaseUpsample's interleave (see phase_upsample.py): out[2i+a, 2j+c] = o[i+a, j+c, phase (a, c)] + ob,
+        written, and the statistics of out as written."""
+        n = tl.program_id(0).to(tl.int64)
+        t = tl.program_id(1)
+        p = t * BLOCK_P + tl.arange(0, BLOCK_P)          # output pixels, row-major over (2H, 2W)
+        yy, xx = p // (2 * W), p % (2 * W)
+        src = ((yy // 2 + yy % 2) * (W + 1) + (xx // 2 + xx % 2)).to(tl.int64) * (4 * C) + ((yy % 2) * 2 + xx % 2) * C
+        cols = tl.arange(0, C)
+        v = tl.load(o_ptr + n * (H + 1) * (W + 1) * 4 * C + src[:, None] + cols[None, :]).to(tl.float32)
+        v = (v + tl.load(ob_ptr + cols).to(tl.float32)[None, :]).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + n * 4 * H * W * C + p[:, None] * C + cols[None, :], v)
         _tile_stats(v.to(tl.float32), mean_ptr, m2_ptr, n, t, T, C, G, BLOCK_P)
 
     @triton.jit
@@ -181,6 +197,17 @@ def add_group_norm_silu_triton(h: torch.Tensor, skip: torch.Tensor, h_bias: torc
     return out, _finish(out, part, weight, bias, groups, eps, silu, None, 0, n, c, hw, bp, tiles, warps)
 
 
+def phase_group_norm_silu_triton(o: torch.Tensor, o_bias: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                 groups: int, eps: float, silu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    b, c4, h1, w1 = o.shape
+    c, h, w = c4 // 4, h1 - 1, w1 - 1
+    out = torch.empty((b, c, 2 * h, 2 * w), device=o.device, dtype=o.dtype, memory_format=torch.channels_last)
+    n, c, hw, bp, tiles, part, warps = _launch(out, groups)
+    _phase_partials[(n, tiles)](o, o_bias, out, part[0], part[1], h, w, tiles, C=c, G=groups, BLOCK_P=bp,
+                                num_warps=warps)
+    return out, _finish(out, part, weight, bias, groups, eps, silu, None, 0, n, c, hw, bp, tiles, warps)
+
+
 @torch.library.custom_op("lipsync::group_norm_silu", mutates_args=())
 def group_norm_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
                     silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,6 +229,38 @@ def add_group_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tenso
 @add_group_norm_silu.register_fake
 def _(h, skip, h_bias, out_scale, weight, bias, groups, eps, silu):
     return torch.empty_like(h), torch.empty_like(h)
+
+
+@torch.library.custom_op("lipsync::phase_group_norm_silu", mutates_args=())
+def phase_group_norm_silu(o: torch.Tensor, o_bias: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                          groups: int, eps: float, silu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return phase_group_norm_silu_triton(o, o_bias, weight, bias, groups, eps, silu)
+
+
+@phase_group_norm_silu.register_fake
+def _(o, o_bias, weight, bias, groups, eps, silu):
+    b, c4, h1, w1 = o.shape
+    shape = (b, c4 // 4, 2 * (h1 - 1), 2 * (w1 - 1))
+    make = lambda: torch.empty(shape, device=o.device, dtype=o.dtype, memory_format=torch.channels_last)  # noqa: E731
+    return make(), make()
+
+
+def upsample_norm_silu(up: nn.Module, x: torch.Tensor, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """An upsampler's output and silu(norm(output)); for a PhaseUpsample on the GPU, the interleave, its bias
+    and the norm's statistics are one pass over the output."""
+    from .phase_upsample import PhaseUpsample
+
+    if isinstance(up, PhaseUpsample) and x.is_cuda and norm.affine:
+        b, _, h, w = x.shape
+        probe = torch.empty((b, up.out_channels, 2 * h, 2 * w), device="meta", dtype=x.dtype,
+                            memory_format=torch.channels_last)
+        if supported(probe, norm.num_groups):
+            o = F.conv2d(x, up.weight, None, padding=1)                  # [B, 4C, H+1, W+1], bias added in the pass
+            if o.is_contiguous(memory_format=torch.channels_last):
+                return phase_group_norm_silu(o, up.bias[:up.out_channels], norm.weight, norm.bias, norm.num_groups,
+                                             norm.eps, True)
+    out = up(x)
+    return out, norm_silu(norm, out, True)
 
 
 def add_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor | None, out_scale: float,
@@ -241,7 +300,7 @@ class GroupNormSiLU(nn.GroupNorm):
 
 def _classes():
     from diffusers.models.resnet import ResnetBlock2D
-    from diffusers.models.unets.unet_2d_blocks import UpDecoderBlock2D
+    from diffusers.models.autoencoders.vae import Decoder
 
     class FusedResnetBlock2D(ResnetBlock2D):
         """ResnetBlock2D's forward for the configurations `fusable` accepts: norm1 + SiLU in one kernel; conv1
@@ -276,22 +335,30 @@ def _classes():
             h, skip, bias = self.branch(input_tensor, temb)
             return add_norm_silu(h, skip, bias, self.output_scale_factor, None)[0]
 
-    class FusedUpDecoderBlock2D(UpDecoderBlock2D):
-        """UpDecoderBlock2D whose resnets hand over: each block's residual sum and the next block's norm1 + SiLU
-        are one pass (add_norm_silu), so the sum is not read back just to take its statistics."""
+    class FusedDecoder(Decoder):
+        """SD-VAE's Decoder forward with the hand-overs fused: each residual sum is written with the next norm's
+        statistics (add_norm_silu), each upsampler's interleave with the next block's first norm
+        (upsample_norm_silu), the last block's sum with the final norm; nothing is read back just for
+        statistics."""
 
-        def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-            x, y = hidden_states, None
-            for i, r in enumerate(self.resnets):
-                nxt = self.resnets[i + 1] if i + 1 < len(self.resnets) else None
-                h, skip, bias = r.branch(x, temb, y)
-                x, y = add_norm_silu(h, skip, bias, r.output_scale_factor,
-                                     nxt.norm1 if isinstance(nxt, FusedResnetBlock2D) else None)
-            for upsampler in self.upsamplers or []:
-                x = upsampler(x)
-            return x
+        def forward(self, sample: torch.Tensor, latent_embeds: torch.Tensor | None = None) -> torch.Tensor:
+            if latent_embeds is not None:
+                return super().forward(sample, latent_embeds)
+            x = self.mid_block(self.conv_in(sample), None)
+            y = None                     # silu(norm1(x)) of the next resnet, when already made
+            blocks = self.up_blocks
+            for bi, block in enumerate(blocks):
+                after = blocks[bi + 1].resnets[0].norm1 if bi + 1 < len(blocks) else self.conv_norm_out
+                for i, r in enumerate(block.resnets):
+                    last = i + 1 == len(block.resnets)
+                    nxt = None if last and block.upsamplers else (after if last else block.resnets[i + 1].norm1)
+                    h, skip, bias = r.branch(x, None, y)
+                    x, y = add_norm_silu(h, skip, bias, r.output_scale_factor, nxt)
+                for up in block.upsamplers or []:
+                    x, y = upsample_norm_silu(up, x, after)
+            return self.conv_out(y)
 
-    return FusedResnetBlock2D, FusedUpDecoderBlock2D
+    return FusedResnetBlock2D, FusedDecoder
 
 
 def fusable(m: nn.Module) -> bool:
@@ -305,15 +372,18 @@ def fusable(m: nn.Module) -> bool:
 def fuse_groupnorm_silu(module: nn.Module) -> int:
     """Rewire GroupNorm (+ SiLU) in a loaded diffusers model (see the module's docstring); returns how many norms
     now run through `norm_silu`."""
-    resnet_cls, up_cls = _classes()
+    resnet_cls, decoder_cls = _classes()
     count = 0
     for m in list(module.modules()):
         kind = type(m).__name__
         if fusable(m):
             m.__class__ = resnet_cls
             count += 2
-        elif kind == "UpDecoderBlock2D" and all(fusable(r) for r in m.resnets):
-            m.__class__ = up_cls          # its resnets are swapped as the loop reaches them
+        elif kind == "Decoder" and type(m.conv_norm_out) is nn.GroupNorm and isinstance(m.conv_act, nn.SiLU) \
+                and all(type(b).__name__ == "UpDecoderBlock2D" and len(b.upsamplers or []) <= 1
+                        and all(fusable(r) for r in b.resnets) for b in m.up_blocks):
+            m.__class__ = decoder_cls     # its resnets are swapped as the loop reaches them
+            count += 1
         elif kind in ("Decoder", "UNet2DConditionModel") and type(getattr(m, "conv_norm_out", None)) is nn.GroupNorm \
                 and isinstance(getattr(m, "conv_act", None), nn.SiLU):
             m.conv_norm_out, m.conv_act = GroupNormSiLU(m.conv_norm_out, True), nn.Identity()
