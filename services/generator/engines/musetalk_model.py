@@ -156,16 +156,20 @@ class MuseTalk:
         self.mask = mask.to(self.device)
         self._unet = lambda x, c: self.unet(x, self.timestep, encoder_hidden_states=c).sample
         self._decode = lambda z: self.vae.decode(z).sample
-        # what the engine runs: decode, then 0..255 uint8 NHWC on the GPU (a quarter of the bytes to copy back)
-        self._decode_u8 = lambda z: self._post(self.vae.decode(z).sample).mul(255).round().to(torch.uint8)
+        self._generate_u8 = self._forward_uint8
         if compile:
             # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
-            # CUDA graphs ("reduce-overhead"): one launch per network, so a busy host cannot starve the GPU
+            # CUDA graphs ("reduce-overhead"): PE + UNet + decode + uint8 as one graph, one launch per batch, so a
+            # busy host cannot starve the GPU
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._unet = torch.compile(self._unet, dynamic=False, mode=mode)
-            self._decode_u8 = torch.compile(self._decode_u8, dynamic=False, mode=mode)
+            self._generate_u8 = torch.compile(self._forward_uint8, dynamic=False, mode=mode)
+
+    def _forward_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        pred = self.unet(latents, self.timestep, encoder_hidden_states=self.pe(tokens)).sample
+        image = self.vae.decode((pred / self.scaling).to(self.dtype)).sample
+        return self._post(image).mul(255).round().to(torch.uint8)
 
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
@@ -207,11 +211,9 @@ class MuseTalk:
 
     @torch.no_grad()
     def generate_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Same as `generate`, as uint8 [B, 256, 256, 3] RGB on the model's device (the compiled path)."""
-        audio = self.pe(tokens.to(self.device, self.dtype))
-        pred = self._unet(latents.to(self.device, self.dtype), audio)
-        # a new tensor between the two networks (with CUDA graphs the UNet's output buffer is reused next call)
-        return self._decode_u8((pred / self.scaling).to(self.dtype))
+        """Same as `generate`, as uint8 [B, 256, 256, 3] RGB on the model's device: what the engine runs (one
+        compiled graph on the GPU). The result is valid until the next call (CUDA graphs reuse its buffer)."""
+        return self._generate_u8(latents.to(self.device, self.dtype), tokens.to(self.device, self.dtype))
 
     @staticmethod
     def _post(image: torch.Tensor) -> torch.Tensor:
