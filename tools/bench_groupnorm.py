@@ -68,7 +68,9 @@ def conv_out(batch: int, rows: list) -> None:
 
 def networks(batch: int, rows: list, profile: bool) -> None:
     """Stock modules (phase upsampling only) against the engine's fused decoder, each network compiled alone."""
+    from services.generator.engines.fused_groupnorm import fuse_groupnorm_silu
     from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles, fuse_decoder
+    from services.generator.engines.tap_conv import replace_conv_out
 
     models = tempfile.mkdtemp()
     write_full_size_models(models)
@@ -86,11 +88,16 @@ def networks(batch: int, rows: list, profile: bool) -> None:
                            for i in range(0, batch, 8)])
         ref_vae = ref_unet = None
         best = {}
-        for net, fused in (("unet", False), ("decoder", False), ("decoder", True)):   # the engine fuses the decoder
+        variants = [v.split(":") for v in os.environ.get("GN_NETS", "unet:0,unet:1,decoder:0,decoder:1").split(",")]
+        for net, fused in ((net, fused == "1") for net, fused in variants):
             mod = m.unet if net == "unet" else m.vae
             if fused:
                 mod = copy.deepcopy(mod)
-                fuse_decoder(mod.decoder)
+                if net == "unet":
+                    fuse_groupnorm_silu(mod)
+                    replace_conv_out(mod)
+                else:
+                    fuse_decoder(mod.decoder)
             if net == "unet":
                 fn = torch.compile(lambda a, b, u=mod: u(a, m.timestep, encoder_hidden_states=b).sample,
                                    dynamic=False)
@@ -110,13 +117,14 @@ def networks(batch: int, rows: list, profile: bool) -> None:
                              err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6),
                              ref_absmax=round(ref.abs().max().item(), 3)))
             print(json.dumps(rows[-1]), flush=True)
-            if profile and fused:
+            if profile and fused and net == "unet":
                 rows.append(dict(part=f"{name} profile", top=_top(call)))
-        for fused in ("", " + fused kernels"):
-            ms = best["unet"] + best["decoder" + fused]
-            rows.append(dict(part="unet + decoder" + fused, batch=batch, ms=round(ms, 2),
-                             fps=round(batch / ms * 1e3, 1), tflops=round(batch / ms * 1e3 * GFLOP_PER_FRAME / 1e3)))
-            print(json.dumps(rows[-1]), flush=True)
+        for u in [k for k in best if k.startswith("unet")]:
+            for d in [k for k in best if k.startswith("decoder")]:
+                ms = best[u] + best[d]
+                rows.append(dict(part=f"{u} | {d}", batch=batch, ms=round(ms, 2), fps=round(batch / ms * 1e3, 1),
+                                 tflops=round(batch / ms * 1e3 * GFLOP_PER_FRAME / 1e3)))
+                print(json.dumps(rows[-1]), flush=True)
 
 
 def main() -> int:

@@ -29,7 +29,10 @@ for n, c, h, w, g, dtype, silu, xbias, offset in [
         (1, 64, 32, 16, 8, torch.float32, True, True, 0.0),
         (2, 128, 8, 8, 32, torch.float32, True, False, 300.0),   # a large mean: the variance must not cancel
         (2, 128, 16, 16, 32, torch.float16, True, True, 2.0),
-        (2, 256, 8, 8, 32, torch.float32, True, "per-sample", 0.0)]:   # a UNet block's time embedding
+        (2, 256, 8, 8, 32, torch.float32, True, "per-sample", 0.0),    # a UNet block's time embedding
+        (2, 320, 8, 8, 32, torch.float32, True, "per-sample", 0.0),    # 10 channels a group (lanes padded to 16)
+        (1, 96, 4, 4, 32, torch.float16, False, False, 1.0),           # 3 channels a group
+        (2, 1920, 4, 4, 32, torch.float32, True, False, 0.0)]:
     x = (torch.randn(n, c, h, w) * 3 + offset).to(dtype).to(memory_format=torch.channels_last)
     wt, b = torch.randn(c).to(dtype), torch.randn(c).to(dtype)
     xb = (torch.randn(n, c) if xbias == "per-sample" else torch.randn(c)).to(dtype) * 2 if xbias else None
@@ -83,7 +86,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     cases = json.loads(res.stdout.strip().splitlines()[-1])
-    assert len(cases) == 11
+    assert len(cases) == 14
     for case in cases:
         assert case["channels_last"] and case["out_dtype"] == case["dtype"], case
         assert case["err"] < (4e-3 if case["dtype"] == "torch.float16" else 2e-5), case
@@ -92,7 +95,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
 def test_supported_shapes():
     cl = torch.channels_last
     assert supported(torch.zeros(2, 128, 16, 16).to(memory_format=cl), 32)
-    assert not supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)   # 10 channels per group
+    assert supported(torch.zeros(2, 320, 16, 16).to(memory_format=cl), 32)       # 10 channels per group
     assert not supported(torch.zeros(2, 128, 16, 16), 32)                        # NCHW memory
     assert not supported(torch.zeros(2, 96, 16, 16).to(memory_format=cl), 24)    # groups not a power of two
     assert not supported(torch.zeros(2, 64, 5, 5).to(memory_format=cl), 32)      # 25 pixels: not a whole tile

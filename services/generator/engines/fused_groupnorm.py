@@ -97,6 +97,52 @@ if triton is not None:
         tl.store(m2_ptr + out, m2)
 
     @triton.jit
+    def _partials_pad(x_ptr, xb_ptr, mean_ptr, m2_ptr, HW, T, xb_stride, C: tl.constexpr, G: tl.constexpr,
+                      CGP: tl.constexpr, BLOCK_P: tl.constexpr, HAS_XB: tl.constexpr):
+        """_partials for channels per group that are not a power of two (a UNet's 320-2560 channels): the tile is
+        [pixels, group, CGP lanes] with lanes past C // G masked."""
+        n = tl.program_id(0).to(tl.int64)
+        t = tl.program_id(1)
+        rows = t * BLOCK_P + tl.arange(0, BLOCK_P)
+        k = tl.arange(0, CGP)
+        ch = tl.arange(0, G)[:, None] * (C // G) + k[None, :]                          # [G, CGP]
+        valid = (k < C // G)[None, None, :]
+        x = tl.load(x_ptr + n * HW * C + rows[:, None, None] * C + ch[None, :, :], mask=valid, other=0.0)
+        x = x.to(tl.float32)
+        if HAS_XB:
+            x += tl.load(xb_ptr + n * xb_stride + ch, mask=(k < C // G)[None, :], other=0.0).to(tl.float32)[None, :, :]
+        count = BLOCK_P * (C // G)
+        mean = tl.sum(tl.sum(x, axis=2), axis=0) / count
+        d = tl.where(valid, x - mean[None, :, None], 0.0)
+        s1 = tl.sum(tl.sum(d, axis=2), axis=0)
+        mean += s1 / count
+        m2 = tl.sum(tl.sum(d * d, axis=2), axis=0) - s1 * s1 / count
+        out = (n * T + t) * G + tl.arange(0, G)
+        tl.store(mean_ptr + out, mean)
+        tl.store(m2_ptr + out, m2)
+
+    @triton.jit
+    def _apply_pad(x_ptr, xb_ptr, y_ptr, stat_ptr, w_ptr, b_ptr, HW, xb_stride, C: tl.constexpr, G: tl.constexpr,
+                   CGP: tl.constexpr, BLOCK_P: tl.constexpr, SILU: tl.constexpr, HAS_XB: tl.constexpr):
+        n = tl.program_id(0).to(tl.int64)
+        t = tl.program_id(1)
+        rows = t * BLOCK_P + tl.arange(0, BLOCK_P)
+        g = tl.arange(0, G)
+        k = tl.arange(0, CGP)
+        ch = g[:, None] * (C // G) + k[None, :]                                          # [G, CGP]
+        ok = k[None, :] < C // G
+        mean = tl.load(stat_ptr + n * 2 * G + g)[:, None]
+        scale = tl.load(stat_ptr + n * 2 * G + G + g)[:, None] * tl.load(w_ptr + ch, mask=ok, other=0.0).to(tl.float32)
+        if HAS_XB:
+            mean = mean - tl.load(xb_ptr + n * xb_stride + ch, mask=ok, other=0.0).to(tl.float32)
+        offs = n * HW * C + rows[:, None, None] * C + ch[None, :, :]
+        x = tl.load(x_ptr + offs, mask=ok[None, :, :], other=0.0).to(tl.float32)
+        y = (x - mean[None, :, :]) * scale[None, :, :] + tl.load(b_ptr + ch, mask=ok, other=0.0).to(tl.float32)[None, :, :]
+        if SILU:
+            y = y * tl.sigmoid(y)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=ok[None, :, :])
+
+    @triton.jit
     def _combine(mean_ptr, m2_ptr, stat_ptr, T, per_tile, eps, G: tl.constexpr, BLOCK_T: tl.constexpr):
         n = tl.program_id(0).to(tl.int64)
         g = tl.arange(0, G)
@@ -138,8 +184,9 @@ if triton is not None:
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty))
 
 
-def _block_p(c: int, hw: int) -> int:
-    return max(1, min(TILE // c, _next_pow2(hw)))
+def _block_p(c: int, hw: int, groups: int = 1) -> int:
+    width = groups * _next_pow2(c // groups)           # lanes per pixel (c itself when c // groups is a power of 2)
+    return max(1, min(TILE // width, _next_pow2(hw)))
 
 
 def _pow2(v: int) -> bool:
@@ -147,15 +194,19 @@ def _pow2(v: int) -> bool:
 
 
 def supported(x: torch.Tensor, groups: int) -> bool:
-    """Shapes the Triton kernels cover: 4-D channels_last float; channels, groups and channels per group powers of
-    two (SD-VAE's decoder: 128-512 channels, 32 groups); the pixels a multiple of the tile. (A masked variant for
-    the UNet's 320-1280 channels ran slower than inductor's own kernels at those small sizes: not kept.)"""
+    """Shapes the Triton kernels cover: 4-D channels_last float; groups a power of two dividing the channels (any
+    channels per group: lanes are padded to a power of two); the pixels a multiple of the tile."""
     if triton is None or x.dim() != 4 or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
     _, c, h, w = x.shape
-    if not (_pow2(c) and _pow2(groups) and c % groups == 0 and c <= TILE):
+    if not (_pow2(groups) and c % groups == 0 and groups * _next_pow2(c // groups) <= TILE):
         return False
-    return x.is_contiguous(memory_format=torch.channels_last) and (h * w) % _block_p(c, h * w) == 0
+    return x.is_contiguous(memory_format=torch.channels_last) and (h * w) % _block_p(c, h * w, groups) == 0
+
+
+def _fused_ok(x: torch.Tensor, groups: int) -> bool:
+    """The residual and upsampler variants: channels a power of two as well (SD-VAE's decoder)."""
+    return supported(x, groups) and _pow2(x.shape[1])
 
 
 def _launch(x: torch.Tensor, groups: int):
@@ -179,9 +230,26 @@ def _finish(x, part, weight, bias, groups, eps, silu, xb, xb_stride, n, c, hw, b
 
 def group_norm_silu_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float,
                            silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
-    n, c, hw, bp, tiles, part, warps = _launch(x, groups)
     xb = x_bias.contiguous() if x_bias is not None else None
+    n, c, h, w = x.shape
     xb_stride = c if xb is not None and xb.dim() == 2 else 0
+    if not _pow2(c // groups):
+        cgp, hw = _next_pow2(c // groups), h * w
+        bp = _block_p(c, hw, groups)
+        tiles = hw // bp
+        part = torch.empty((2, n, tiles, groups), device=x.device, dtype=torch.float32)
+        stats = torch.empty((n, 2, groups), device=x.device, dtype=torch.float32)
+        warps = 8 if bp * groups * cgp >= 8192 else 4
+        xbp = xb if xb is not None else weight
+        _partials_pad[(n, tiles)](x, xbp, part[0], part[1], hw, tiles, xb_stride, C=c, G=groups, CGP=cgp,
+                                  BLOCK_P=bp, HAS_XB=xb is not None, num_warps=warps)
+        _combine[(n,)](part[0], part[1], stats, tiles, bp * (c // groups), eps, G=groups,
+                       BLOCK_T=min(128, _next_pow2(tiles)), num_warps=4)
+        y = torch.empty_like(x)
+        _apply_pad[(n, tiles)](x, xbp, y, stats, weight, bias, hw, xb_stride, C=c, G=groups, CGP=cgp, BLOCK_P=bp,
+                               SILU=silu, HAS_XB=xb is not None, num_warps=warps)
+        return y
+    n, c, hw, bp, tiles, part, warps = _launch(x, groups)
     _partials[(n, tiles)](x, xb if xb is not None else weight, part[0], part[1], hw, tiles, xb_stride, C=c,
                           G=groups, BLOCK_P=bp, HAS_XB=xb is not None, num_warps=warps)
     return _finish(x, part, weight, bias, groups, eps, silu, xb, xb_stride, n, c, hw, bp, tiles, warps)
@@ -254,7 +322,7 @@ def upsample_norm_silu(up: nn.Module, x: torch.Tensor, norm: nn.GroupNorm) -> tu
         b, _, h, w = x.shape
         probe = torch.empty((b, up.out_channels, 2 * h, 2 * w), device="meta", dtype=x.dtype,
                             memory_format=torch.channels_last)
-        if supported(probe, norm.num_groups):
+        if _fused_ok(probe, norm.num_groups):
             o = F.conv2d(x, up.weight, None, padding=1)                  # [B, 4C, H+1, W+1], bias added in the pass
             if o.is_contiguous(memory_format=torch.channels_last):
                 return phase_group_norm_silu(o, up.bias[:up.out_channels], norm.weight, norm.bias, norm.num_groups,
@@ -267,7 +335,7 @@ def add_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor | No
                   norm: nn.GroupNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A residual block's end and the next block's first norm: out = (h + h_bias + skip) / out_scale, and
     silu(norm(out)) computed in the same passes (None without a norm)."""
-    if (norm is not None and h.is_cuda and h_bias is not None and norm.affine and supported(h, norm.num_groups)
+    if (norm is not None and h.is_cuda and h_bias is not None and norm.affine and _fused_ok(h, norm.num_groups)
             and skip.shape == h.shape and skip.dtype == h.dtype
             and skip.is_contiguous(memory_format=torch.channels_last)):
         return add_group_norm_silu(h, skip, h_bias, out_scale, norm.weight, norm.bias, norm.num_groups, norm.eps,

@@ -130,7 +130,7 @@ class MuseTalk:
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
-                 fused_kernels: bool | None = None):
+                 fused_kernels: bool | None = None, fused_unet: bool = True):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -147,6 +147,9 @@ class MuseTalk:
             fused_kernels = self.device.type == "cuda"
         if fused_kernels:
             fuse_decoder(self.vae.decoder)
+            if fused_unet:     # the UNet's norms too (lanes padded for its 10-80 channels a group)
+                fuse_groupnorm_silu(self.unet)
+                replace_conv_out(self.unet)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True    # fixed shapes: let cuDNN time its convolution algorithms
         self.scaling = float(self.vae.config.scaling_factor)
