@@ -23,6 +23,8 @@ class GeneratorConfig:
     max_wait_ms: float = 4.0         # musetalk: how long a batch waits for more frames
     latent: str = "mode"             # musetalk: VAE posterior "mode" (deterministic) or "sample"
     compile: bool | None = None      # musetalk: torch.compile; unset = on for cuda, off for cpu
+    fused: bool | None = None        # musetalk: Triton GroupNorm kernels etc.; unset = on for cuda
+    fused_unet: bool = False         # musetalk: those kernels in the UNet too (no gain measured there)
     speech_cache_dir: str = ""       # visemes: where the multilingual whisper model is joined (~145 MB, once)
 
     @classmethod
@@ -42,6 +44,8 @@ class GeneratorConfig:
             max_wait_ms=env_float("MUSETALK_MAX_WAIT_MS", cls.max_wait_ms),
             latent=env_str("MUSETALK_LATENT", cls.latent),
             compile=None if env_str("MUSETALK_COMPILE", "") == "" else env_str("MUSETALK_COMPILE", "") == "1",
+            fused=None if env_str("MUSETALK_FUSED", "") == "" else env_str("MUSETALK_FUSED", "") == "1",
+            fused_unet=env_str("MUSETALK_FUSED_UNET", "0") == "1",
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", os.path.join(
                 os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech")),
         )

@@ -34,7 +34,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             "loudness": WarpEngine("loudness"),
             "musetalk": MuseTalkEngine(cfg.models_dir, MuseTalkSettings(
                 device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-                latent=cfg.latent, compile=cfg.compile))}
+                latent=cfg.latent, compile=cfg.compile, fused=cfg.fused,
+                fused_unet=cfg.fused_unet))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

@@ -49,6 +49,8 @@ class MuseTalkSettings:
     latent: str = "mode"        # "mode" (deterministic) or "sample" (MuseTalk's random draw, seeded)
     seed: int = 0
     compile: bool | None = None  # channels_last + torch.compile; None = on for cuda, off for cpu
+    fused: bool | None = None    # Triton GroupNorm kernels, per-tap conv_out (fused_groupnorm.py); None = on for cuda
+    fused_unet: bool = False     # the same in the UNet (no gain measured; see BENCHMARKS.md)
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -106,7 +108,8 @@ class MuseTalkEngine:
         sizes = buckets(s.max_batch)
         for version in self.versions():
             model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
-                             latent=s.latent, seed=s.seed, compile=compile_)
+                             latent=s.latent, seed=s.seed, compile=compile_, fused_kernels=s.fused,
+                             fused_unet=s.fused_unet)
             self.models[version] = model
             self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items, sizes), s.max_batch,
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")

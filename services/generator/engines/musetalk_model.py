@@ -130,7 +130,7 @@ class MuseTalk:
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
-                 fused_kernels: bool | None = None, fused_unet: bool = True):
+                 fused_kernels: bool | None = None, fused_unet: bool = False):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -147,7 +147,8 @@ class MuseTalk:
             fused_kernels = self.device.type == "cuda"
         if fused_kernels:
             fuse_decoder(self.vae.decoder)
-            if fused_unet:     # the UNet's norms too (lanes padded for its 10-80 channels a group)
+            if fused_unet:     # the UNet's norms too (lanes padded for its 10-80 channels a group); off by default:
+                # no gain measured (BENCHMARKS.md, 2026-11-25)
                 fuse_groupnorm_silu(self.unet)
                 replace_conv_out(self.unet)
         if self.device.type == "cuda":
