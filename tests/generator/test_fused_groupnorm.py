@@ -75,6 +75,8 @@ for c, side in [(128, 4), (64, 8)]:
                                                                            (y.double() - y_ref).abs().max().item()),
                     channels_last=up.is_contiguous(memory_format=torch.channels_last)
                     and y.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
+from services.generator.engines.fused_groupnorm import self_check
+out.append(dict(self_check=[self_check("cpu", torch.float32), self_check("cpu", torch.float16)]))
 print(json.dumps(out))
 """
 
@@ -86,10 +88,22 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     cases = json.loads(res.stdout.strip().splitlines()[-1])
+    assert cases.pop()["self_check"] == [None, None]
     assert len(cases) == 14
     for case in cases:
         assert case["channels_last"] and case["out_dtype"] == case["dtype"], case
         assert case["err"] < (4e-3 if case["dtype"] == "torch.float16" else 2e-5), case
+
+
+def test_self_check_reports_a_failing_kernel(monkeypatch):
+    pytest.importorskip("triton")
+    from services.generator.engines import fused_groupnorm as fg
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(fg, "group_norm_silu_triton", broken)
+    assert fg.self_check("cpu", torch.float32) == "RuntimeError: no kernel image is available for execution on the device"
 
 
 def test_supported_shapes():

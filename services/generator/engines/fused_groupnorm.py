@@ -344,6 +344,39 @@ def add_norm_silu(h: torch.Tensor, skip: torch.Tensor, h_bias: torch.Tensor | No
     return out, (None if norm is None else norm_silu(norm, out, True))
 
 
+def self_check(device: str | torch.device, dtype: torch.dtype = torch.float16) -> str | None:
+    """Run each kernel once on small tensors against PyTorch; None when they agree, else why not (a GPU or a
+    Triton build the kernels do not work on). The engine calls this before it rewires a model."""
+    if triton is None:
+        return "triton is not installed"
+    try:
+        gen = torch.Generator().manual_seed(0)
+        rnd = lambda *shape: torch.randn(*shape, generator=gen).to(device, dtype)  # noqa: E731
+        cl = torch.channels_last
+        x, skip = rnd(2, 64, 8, 8).to(memory_format=cl), rnd(2, 64, 8, 8).to(memory_format=cl)
+        w, b, xb = rnd(64), rnd(64), rnd(64)
+        tol = 1e-4 if dtype == torch.float32 else 2e-2
+
+        def ref(t):
+            return F.silu(F.group_norm(t.float(), 32, w.float(), b.float(), 1e-6))
+
+        checks = {"group_norm_silu": (group_norm_silu_triton(x, w, b, 32, 1e-6, True, xb), ref(x + xb.view(1, -1, 1, 1)))}
+        out, y = add_group_norm_silu_triton(x, skip, xb, 1.0, w, b, 32, 1e-6, True)
+        checks["add_group_norm_silu"] = (y, ref(out))
+        checks["add_group_norm_silu sum"] = (out, x.float() + skip.float() + xb.float().view(1, -1, 1, 1))
+        x3 = rnd(2, 96, 8, 8).to(memory_format=cl)
+        w3, b3 = rnd(96), rnd(96)
+        checks["group_norm_silu (padded lanes)"] = (group_norm_silu_triton(x3, w3, b3, 32, 1e-6, False),
+                                                    F.group_norm(x3.float(), 32, w3.float(), b3.float(), 1e-6))
+        for name, (got, want) in checks.items():
+            err = (got.float() - want.float()).abs().max().item()
+            if not err <= tol * max(1.0, want.float().abs().max().item()):
+                return f"{name}: max error {err:.3g} against PyTorch"
+    except Exception as e:       # noqa: BLE001 - any failure means: do not use the kernels here
+        return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+    return None
+
+
 def norm_silu(norm: nn.GroupNorm, x: torch.Tensor, silu: bool, x_bias: torch.Tensor | None = None) -> torch.Tensor:
     """silu?(norm(x + x_bias)); x_bias is [C] or [N, C]."""
     if x.is_cuda and norm.affine and supported(x, norm.num_groups):

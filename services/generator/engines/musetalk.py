@@ -6,6 +6,7 @@ many, close), the per-source latent cache and the cross-request batcher.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from lipsync_common.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import num_frames
 from services.generator.batcher import Batcher
 from services.generator.engines.base import EngineUnavailable, batched
+
+log = logging.getLogger(__name__)
 
 # Files in the official MuseTalk layout (a file may have alternatives, e.g. .bin or .safetensors).
 COMMON_FILES = [
@@ -111,6 +114,8 @@ class MuseTalkEngine:
                              latent=s.latent, seed=s.seed, compile=compile_, fused_kernels=s.fused,
                              fused_unet=s.fused_unet)
             self.models[version] = model
+            log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
+                     model.fused_detail)
             self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items, sizes), s.max_batch,
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code

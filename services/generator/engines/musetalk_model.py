@@ -16,6 +16,7 @@ MuseTalk's behaviour reproducibly.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fused_groupnorm import fuse_groupnorm_silu
+from .fused_groupnorm import fuse_groupnorm_silu, self_check
 from .phase_upsample import replace_upsamplers
 from .tap_conv import replace_conv_out
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 AUDIO_FPS = 50          # whisper encoder steps per second
@@ -64,14 +67,15 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[:, : x.shape[1], :].to(x.device, x.dtype)
 
 
-def fuse_decoder(decoder: nn.Module) -> None:
+def fuse_decoder(decoder: nn.Module, norms: bool = True) -> None:
     """The GPU path's decoder: its memory-bound passes rewired (the same function, the same state-dict keys):
     GroupNorm + SiLU in Triton, with conv1's bias inside norm2 and each residual sum inside the next norm's pass
     (fused_groupnorm.py); the 3-channel output convolution as one 1x1 convolution per tap (tap_conv.py); the
     mid-block attention (one head of 512 channels) as plain matrix products, faster here than the fused kernels."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    fuse_groupnorm_silu(decoder)
+    if norms:
+        fuse_groupnorm_silu(decoder)
     replace_conv_out(decoder)
     for attn in decoder.mid_block.attentions:
         attn.set_processor(AttnProcessor())
@@ -145,9 +149,15 @@ class MuseTalk:
             replace_upsamplers(self.vae.decoder)
         if fused_kernels is None:
             fused_kernels = self.device.type == "cuda"
+        # which fast paths are on, for the logs (the kernels are checked on this device first)
+        self.fused_detail = "off"
         if fused_kernels:
-            fuse_decoder(self.vae.decoder)
-            if fused_unet:     # the UNet's norms too (lanes padded for its 10-80 channels a group); off by default:
+            problem = self_check(self.device, dtype) if self.device.type == "cuda" else None
+            if problem:
+                log.warning("Triton GroupNorm kernels not used on %s: %s", self.device, problem)
+            self.fused_detail = f"GroupNorm kernels not used: {problem}" if problem else "on"
+            fuse_decoder(self.vae.decoder, norms=not problem)
+            if fused_unet and not problem:     # the UNet's norms too (lanes padded for its 10-80 channels a group); off by default:
                 # no gain measured (BENCHMARKS.md, 2026-11-25)
                 fuse_groupnorm_silu(self.unet)
                 replace_conv_out(self.unet)
