@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.generator.engines.fused_groupnorm import GroupNormSiLU, fuse_groupnorm_silu, norm_silu, supported
-from services.generator.engines.tap_conv import TapConv2d, replace_conv_out
+from services.generator.engines.tap_conv import replace_conv_out
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -170,13 +170,3 @@ def test_norm_silu_fallback_adds_the_bias():
     ref = F.silu(norm(x + xb[:, :, None, None]))
     assert torch.allclose(norm_silu(norm, x, True, xb), ref, atol=1e-6)
     assert torch.allclose(norm_silu(norm, x, False, xb[0]), norm(x + xb[0].view(1, -1, 1, 1)), atol=1e-6)
-
-
-@pytest.mark.parametrize("cin,out,h,w", [(16, 3, 9, 7), (8, 1, 5, 5), (32, 8, 4, 6)])
-def test_tap_conv_equals_conv(cin, out, h, w):
-    torch.manual_seed(cin)
-    conv = nn.Conv2d(cin, out, 3, padding=1).double()
-    tap = TapConv2d(conv)
-    x = torch.randn(2, cin, h, w, dtype=torch.float64)
-    assert (tap(x) - conv(x)).abs().max() < 1e-12
-    assert list(tap.state_dict()) == list(conv.state_dict())
