@@ -62,6 +62,40 @@ def write_full_size_models(root: str) -> None:
     WhisperFeatureExtractor().save_pretrained(os.path.join(root, "whisper"))
 
 
+MEM_PROBE = """
+import json, sys, numpy as np, torch
+from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
+from lipsync_common.source_cache import SourceCache, SourceMeta
+import tempfile
+engine = MuseTalkEngine(sys.argv[1], MuseTalkSettings())          # the defaults: max_batch 32, CUDA graphs
+engine.load()
+cache = SourceCache(tempfile.mkdtemp())
+w = cache.writer("cd" * 16, 256, 256)
+rng = np.random.default_rng(0)
+for _ in range(40):
+    crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
+entry = w.commit(SourceMeta("cd" * 16, 40, 25.0, 256, 256, False, 40, (0, 0)))
+audio = (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32)
+frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
+free, total = torch.cuda.mem_get_info()
+print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one process: GPU memory", frames=frames,
+                      peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                      reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2),
+                      device_used_gb=round((total - free) / 2**30, 2))))
+"""
+
+
+def default_memory(models: str) -> dict:
+    """GPU memory of an engine with the default settings, in a process of its own (the ≤ 8 GB target)."""
+    import subprocess
+    res = subprocess.run([sys.executable, "-c", MEM_PROBE, models], capture_output=True, text=True, timeout=600,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if res.returncode != 0:
+        return dict(setting="default settings: GPU memory", error=res.stderr.strip().splitlines()[-1:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
     from lipsync_common.source_cache import SourceCache, SourceMeta
@@ -112,7 +146,8 @@ def main() -> int:
         crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
         w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
     entry = w.commit(SourceMeta("ab" * 16, 50, 25.0, 256, 256, False, 50, (0, 0)))
-    engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4))
+    fused_unet = os.environ.get("MUSETALK_FUSED_UNET", "0") == "1"      # A/B of the UNet's fused norms
+    engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4, fused_unet=fused_unet))
     t0 = time.perf_counter()
     engine.load()          # loads, compiles and warms every batch bucket: what the service does before SERVING
     print(f"engine load + compile + warm-up: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -153,8 +188,11 @@ def main() -> int:
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_ms(lambda: best.generate_uint8(lat, tok), iters=10, warm=2)
         row("engine: fp16 + channels_last + phase upsampling + Triton GroupNorm/SiLU + per-tap conv_out + "
-            "torch.compile/CUDA graphs (PE + UNet + decode + uint8 crops on the GPU)", bs, ms,
-            torch.cuda.max_memory_allocated())
+            "torch.compile/CUDA graphs (PE + UNet + decode + uint8 crops on the GPU)"
+            + (", UNet norms fused too" if fused_unet else ""), bs, ms, torch.cuda.max_memory_allocated())
+    if os.environ.get("BENCH_MEM_DEFAULT", "1") == "1":
+        rows.append(default_memory(models))
+        print(json.dumps(rows[-1]), flush=True)
 
     stamp = datetime.date.today().isoformat()
     os.makedirs(out_dir, exist_ok=True)
@@ -164,7 +202,8 @@ def main() -> int:
              "| setting | batch | ms/batch | frames/s | share of peak | peak GPU mem GB | reserved GB |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {r['batch']} | {r['ms']} | {r['fps']} | {r['peak_share']:.0%} | {r['mem_gb']} "
-              f"| {r['reserved_gb']} |" for r in rows]
+              f"| {r['reserved_gb']} |" for r in rows if "fps" in r]
+    lines += ["", *(f"- {json.dumps(r)}" for r in rows if "fps" not in r)]
     with open(os.path.join(out_dir, "gpu_bench.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return 0
