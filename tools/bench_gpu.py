@@ -62,21 +62,26 @@ def write_full_size_models(root: str) -> None:
     WhisperFeatureExtractor().save_pretrained(os.path.join(root, "whisper"))
 
 
+def random_source(frames: int, key: str):
+    """A cached source of random 256x256 crops, every frame with a face (speed figures only)."""
+    from lipsync_common.source_cache import SourceCache, SourceMeta
+
+    w = SourceCache(tempfile.mkdtemp()).writer(key, 256, 256)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+        w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
+    return w.commit(SourceMeta(key, frames, 25.0, 256, 256, False, frames, (0, 0)))
+
+
 MEM_PROBE = """
 import json, sys, numpy as np, torch
 from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
-from lipsync_common.source_cache import SourceCache, SourceMeta
-import tempfile
+from tools.bench_gpu import random_source
 engine = MuseTalkEngine(sys.argv[1], MuseTalkSettings())          # the defaults: max_batch 32, CUDA graphs
 engine.load()
-cache = SourceCache(tempfile.mkdtemp())
-w = cache.writer("cd" * 16, 256, 256)
-rng = np.random.default_rng(0)
-for _ in range(40):
-    crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-    w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
-entry = w.commit(SourceMeta("cd" * 16, 40, 25.0, 256, 256, False, 40, (0, 0)))
-audio = (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32)
+entry = random_source(40, "cd" * 16)
+audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
 frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
 free, total = torch.cuda.mem_get_info()
 print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one process: GPU memory", frames=frames,
@@ -98,7 +103,6 @@ def default_memory(models: str) -> dict:
 
 def main() -> int:
     from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
-    from lipsync_common.source_cache import SourceCache, SourceMeta
     from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
 
     torch.backends.cudnn.benchmark = True
@@ -139,13 +143,8 @@ def main() -> int:
     torch.cuda.empty_cache()
 
     # whole engine: latents from crops, whisper features, the batcher, uint8 crops back on the host
-    cache = SourceCache(tempfile.mkdtemp())
-    w = cache.writer("ab" * 16, 256, 256)
+    entry = random_source(50, "ab" * 16)
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-        w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
-    entry = w.commit(SourceMeta("ab" * 16, 50, 25.0, 256, 256, False, 50, (0, 0)))
     fused_unet = os.environ.get("MUSETALK_FUSED_UNET", "0") == "1"      # A/B of the UNet's fused norms
     engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4, fused_unet=fused_unet))
     t0 = time.perf_counter()
