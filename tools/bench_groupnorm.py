@@ -42,7 +42,7 @@ def kernels(batch: int, rows: list) -> None:
         print(json.dumps(r), flush=True)
 
 
-def _top(fn, calls=3, n=25):
+def _top(fn, calls=3, n=40):
     from torch.profiler import ProfilerActivity, profile as prof
     with prof(activities=[ProfilerActivity.CUDA]) as p:
         for _ in range(calls):
@@ -117,7 +117,7 @@ def networks(batch: int, rows: list, profile: bool) -> None:
                              err_vs_fp32_max=round(err.max().item(), 5), err_vs_fp32_mean=round(err.mean().item(), 6),
                              ref_absmax=round(ref.abs().max().item(), 3)))
             print(json.dumps(rows[-1]), flush=True)
-            if profile and fused and net == "unet":
+            if profile:
                 rows.append(dict(part=f"{name} profile", top=_top(call)))
         for u in [k for k in best if k.startswith("unet")]:
             for d in [k for k in best if k.startswith("decoder")]:
