@@ -125,6 +125,10 @@ class MuseTalkEngine:
             for size in sizes:
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
+        if device.startswith("cuda"):
+            # give back what compiling and cuDNN's algorithm search left cached (workspaces, temporaries); the
+            # CUDA graphs keep their own pools
+            torch.cuda.empty_cache()
 
     @staticmethod
     def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:
