@@ -80,26 +80,37 @@ from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
 from tools.bench_gpu import random_source
 torch.zeros(1, device="cuda")                       # the CUDA context first: the rest is the engine's
 free0, total = torch.cuda.mem_get_info()
+if sys.argv[2] == "no-tune":           # A/B: no cuDNN algorithm search before the CUDA graphs are captured
+    MuseTalkEngine._tune_convolutions = staticmethod(lambda *a: None)
 engine = MuseTalkEngine(sys.argv[1], MuseTalkSettings())          # the defaults: max_batch 32, CUDA graphs
 engine.load()
+load_peak = torch.cuda.max_memory_allocated()
+torch.cuda.reset_peak_memory_stats()
 entry = random_source(40, "cd" * 16)
 audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
 frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
 free, total = torch.cuda.mem_get_info()
+pools = {}
+for seg in torch.cuda.memory_snapshot():
+    p = pools.setdefault(str(tuple(seg["segment_pool_id"])), [0, 0])
+    p[0] += seg["total_size"] / 2**30
+    p[1] += seg["allocated_size"] / 2**30
 print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one process: GPU memory", frames=frames,
+                      variant=sys.argv[2], pools_reserved_allocated_gb={k: [round(a, 2), round(b, 2)] for k, (a, b) in pools.items()},
+                      load_peak_allocated_gb=round(load_peak / 2**30, 2),
                       peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                       reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2),
                       engine_device_gb=round((free0 - free) / 2**30, 2), context_gb=round((total - free0) / 2**30, 2))))
 """
 
 
-def default_memory(models: str) -> dict:
+def default_memory(models: str, variant: str = "default") -> dict:
     """GPU memory of an engine with the default settings, in a process of its own (the ≤ 8 GB target)."""
     import subprocess
-    res = subprocess.run([sys.executable, "-c", MEM_PROBE, models], capture_output=True, text=True, timeout=600,
+    res = subprocess.run([sys.executable, "-c", MEM_PROBE, models, variant], capture_output=True, text=True, timeout=600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if res.returncode != 0:
-        return dict(setting="default settings: GPU memory", error=res.stderr.strip().splitlines()[-1:])
+        return dict(setting="default settings: GPU memory", error=res.stderr.strip().splitlines()[-3:])
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -131,8 +142,11 @@ def main() -> int:
     print(f"wrote full-size random weights in the official layout in {time.time() - t0:.0f} s", flush=True)
     files = MuseTalkFiles.layout(models, "v15")
     if os.environ.get("BENCH_MEM_DEFAULT", "1") == "1":    # first, while this process holds little GPU memory
-        rows.append(default_memory(models))
-        print(json.dumps(rows[-1]), flush=True)
+        for variant in os.environ.get("BENCH_MEM_VARIANTS", "default").split(","):
+            rows.append(default_memory(models, variant))
+            print(json.dumps(rows[-1]), flush=True)
+        if os.environ.get("BENCH_MEM_ONLY"):
+            return 0
 
     eager = MuseTalk(files, device="cuda", dtype=torch.float16, phase_upsample=False,  # stock diffusers modules
                      fused_kernels=False)
