@@ -120,29 +120,14 @@ class MuseTalkEngine:
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
-            if compile_ and device.startswith("cuda"):
-                self._tune_convolutions(model, latents, tokens, sizes)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
             # and CUDA graphs are captured there, where they will run)
             for size in sizes:
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
         if device.startswith("cuda"):
-            # give back what compiling and cuDNN's algorithm search left cached (workspaces, temporaries); the
-            # CUDA graphs keep their own pools
+            # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()
-
-    @staticmethod
-    def _tune_convolutions(model, latents, tokens, sizes: list[int]) -> None:
-        """cuDNN's algorithm search (cudnn.benchmark) on the uncompiled modules, before any CUDA graph exists: the
-        search's trial workspaces would otherwise be allocated in, and stay reserved by, the graphs' private
-        memory pool. The compiled graphs then find the chosen algorithms in cuDNN's cache."""
-        import torch
-
-        for size in sizes:
-            model.generate(latents.expand(size, -1, -1, -1), tokens.expand(size, -1, -1))
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
 
     @staticmethod
     def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:

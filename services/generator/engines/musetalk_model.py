@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cuda_graphs import SharedPoolGraphs
 from .fused_groupnorm import fuse_groupnorm_silu, self_check
 from .phase_upsample import replace_upsamplers
 from .tap_conv import replace_conv_out
@@ -175,10 +176,11 @@ class MuseTalk:
             # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
-            # CUDA graphs ("reduce-overhead"): PE + UNet + decode + uint8 as one graph, one launch per batch, so a
-            # busy host cannot starve the GPU
-            mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._generate_u8 = torch.compile(self._forward_uint8, dynamic=False, mode=mode)
+            # PE + UNet + decode + uint8 compiled as one function; on CUDA replayed as one CUDA graph per batch
+            # size (one launch per batch, so a busy host cannot starve the GPU), the graphs sharing one pool
+            self._generate_u8 = torch.compile(self._forward_uint8, dynamic=False)
+            if self.device.type == "cuda":
+                self._generate_u8 = SharedPoolGraphs(self._generate_u8)
 
     def _forward_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         pred = self.unet(latents, self.timestep, encoder_hidden_states=self.pe(tokens)).sample
