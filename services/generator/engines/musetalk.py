@@ -121,8 +121,9 @@ class MuseTalkEngine:
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
-            # and CUDA graphs are captured there, where they will run)
-            for size in sizes:
+            # and CUDA graphs are captured there, where they will run); the largest first, so the smaller graph
+            # fits in the memory the larger one's pool already holds
+            for size in reversed(sizes):
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
         if device.startswith("cuda"):
