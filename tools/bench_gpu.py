@@ -87,6 +87,17 @@ torch.cuda.reset_peak_memory_stats()
 entry = random_source(40, "cd" * 16)
 audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
 frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
+model = engine.models["v15"]
+lat = torch.randn(32, 8, 32, 32, device="cuda", dtype=torch.float16)
+tok = torch.randn(32, 50, 384, device="cuda", dtype=torch.float16)
+for _ in range(3):
+    model.generate_uint8(lat, tok)
+a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+a.record()
+for _ in range(10):
+    model.generate_uint8(lat, tok)
+b.record()
+torch.cuda.synchronize()
 free, total = torch.cuda.mem_get_info()
 pools = {}
 for seg in torch.cuda.memory_snapshot():
@@ -94,7 +105,7 @@ for seg in torch.cuda.memory_snapshot():
     p[0] += seg["total_size"] / 2**30
     p[1] += seg["allocated_size"] / 2**30
 print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one process: GPU memory", frames=frames,
-                      variant=sys.argv[2], pools_reserved_allocated_gb={k: [round(a, 2), round(b, 2)] for k, (a, b) in pools.items()},
+                      variant=sys.argv[2], b32_ms=round(a.elapsed_time(b) / 10, 2), pools_reserved_allocated_gb={k: [round(a, 2), round(b, 2)] for k, (a, b) in pools.items()},
                       load_peak_allocated_gb=round(load_peak / 2**30, 2),
                       peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                       reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2),
@@ -164,6 +175,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     fused_unet = os.environ.get("MUSETALK_FUSED_UNET", "0") == "1"      # A/B of the UNet's fused norms
     engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4, fused_unet=fused_unet))
+    chunk = engine.settings.decode_chunk
     t0 = time.perf_counter()
     engine.load()          # loads, compiles and warms every batch bucket: what the service does before SERVING
     print(f"engine load + compile + warm-up: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -215,7 +227,14 @@ def main() -> int:
         ms = cuda_ms(lambda: best.generate_uint8(lat, tok), iters=10, warm=2)
         row("engine: fp16 + channels_last + phase upsampling + Triton GroupNorm/SiLU + per-tap conv_out + "
             "torch.compile/CUDA graphs (PE + UNet + decode + uint8 crops on the GPU)"
-            + (", UNet norms fused too" if fused_unet else ""), bs, ms, torch.cuda.max_memory_allocated())
+            + (", UNet norms fused too" if fused_unet else "") + f", decoding {min(chunk or bs, bs)} frames at a time",
+            bs, ms, torch.cuda.max_memory_allocated())
+    if os.environ.get("BENCH_DECODE_WHOLE", "1") == "1":    # A/B in this process: the decoder on all 64 at once
+        from services.generator.engines.cuda_graphs import SharedPoolGraphs
+        best.decode_chunk = 0
+        whole = SharedPoolGraphs(torch.compile(best._forward_uint8, dynamic=False))
+        ms = cuda_ms(lambda: whole(lat, tok), iters=10, warm=2)
+        row("same, decoding the whole batch at once (MUSETALK_DECODE_CHUNK=0)", 64, ms, torch.cuda.max_memory_allocated())
 
     stamp = datetime.date.today().isoformat()
     os.makedirs(out_dir, exist_ok=True)

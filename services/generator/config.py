@@ -25,6 +25,7 @@ class GeneratorConfig:
     compile: bool | None = None      # musetalk: torch.compile; unset = on for cuda, off for cpu
     fused: bool | None = None        # musetalk: Triton GroupNorm kernels etc.; unset = on for cuda
     fused_unet: bool = False         # musetalk: those kernels in the UNet too (no gain measured there)
+    decode_chunk: int = 16           # musetalk: frames decoded at a time within a batch (memory); 0 = all
     speech_cache_dir: str = ""       # visemes: where the multilingual whisper model is joined (~145 MB, once)
 
     @classmethod
@@ -46,6 +47,7 @@ class GeneratorConfig:
             compile=None if env_str("MUSETALK_COMPILE", "") == "" else env_str("MUSETALK_COMPILE", "") == "1",
             fused=None if env_str("MUSETALK_FUSED", "") == "" else env_str("MUSETALK_FUSED", "") == "1",
             fused_unet=env_str("MUSETALK_FUSED_UNET", "0") == "1",
+            decode_chunk=env_int("MUSETALK_DECODE_CHUNK", cls.decode_chunk),
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", os.path.join(
                 os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech")),
         )

@@ -54,6 +54,7 @@ class MuseTalkSettings:
     compile: bool | None = None  # channels_last + torch.compile; None = on for cuda, off for cpu
     fused: bool | None = None    # Triton GroupNorm kernels, per-tap conv_out (fused_groupnorm.py); None = on for cuda
     fused_unet: bool = False     # the same in the UNet (no gain measured; see BENCHMARKS.md)
+    decode_chunk: int = 16       # frames the VAE decodes at a time within a batch (GPU memory); 0 = whole batch
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -112,7 +113,7 @@ class MuseTalkEngine:
         for version in self.versions():
             model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
                              latent=s.latent, seed=s.seed, compile=compile_, fused_kernels=s.fused,
-                             fused_unet=s.fused_unet)
+                             fused_unet=s.fused_unet, decode_chunk=s.decode_chunk)
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)

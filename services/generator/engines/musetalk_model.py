@@ -135,10 +135,13 @@ class MuseTalk:
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
-                 fused_kernels: bool | None = None, fused_unet: bool = False):
+                 fused_kernels: bool | None = None, fused_unet: bool = False, decode_chunk: int = 0):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
+        if decode_chunk < 0:
+            raise ValueError("decode_chunk must be >= 0 (0 = the whole batch at once)")
+        self.decode_chunk = decode_chunk
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.unet = load_unet(files).to(self.device, dtype)
         self.vae = load_vae(files).to(self.device, dtype)
@@ -184,8 +187,12 @@ class MuseTalk:
 
     def _forward_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         pred = self.unet(latents, self.timestep, encoder_hidden_states=self.pe(tokens)).sample
-        image = self.vae.decode((pred / self.scaling).to(self.dtype)).sample
-        return self._post(image).mul(255).round().to(torch.uint8)
+        z = (pred / self.scaling).to(self.dtype)
+        # the decoder's 256x256 activations are most of the memory: decoding `decode_chunk` frames at a time
+        # bounds them (the same frames: each frame is decoded on its own, GroupNorm works per frame)
+        step = self.decode_chunk or len(z)
+        return torch.cat([self._post(self.vae.decode(z[i:i + step]).sample).mul(255).round().to(torch.uint8)
+                          for i in range(0, len(z), step)])
 
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
