@@ -128,8 +128,6 @@ def main() -> int:
     from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
 
     torch.backends.cudnn.benchmark = True
-    if os.environ.get("CUDNN_BENCHMARK_LIMIT"):      # A/B: how many cuDNN algorithms the search times (torch: 10)
-        torch.backends.cudnn.benchmark_limit = int(os.environ["CUDNN_BENCHMARK_LIMIT"])
     out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
     dev = torch.cuda.get_device_name(0)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
