@@ -2,8 +2,11 @@
 
 One run reports: the fp16 matmul peak; eager diffusers fp16 UNet + VAE decode at batch 8/32/64 (the baseline);
 the engine's path (MuseTalk.generate_uint8: PE + UNet + decode + uint8 crops, compiled with CUDA graphs) at
-batch 16/64; and the engine through its cross-request batcher with 4 concurrent requests.
-frames/s, share of the measured peak, peak GPU memory. Writes JSON and Markdown to $OUT (or bench/).
+batch 16/64 (decoding MUSETALK_DECODE_CHUNK frames at a time, the default 16) and, in the same process, with the
+whole batch decoded at once; the engine through its cross-request batcher with 4 concurrent requests; a check that
+the CUDA graphs sharing one pool give the same frames; and, first, in a process of its own, the GPU memory of an
+engine with the default settings (BENCH_MEM_DEFAULT=0 skips it). frames/s, share of the measured peak, peak GPU
+memory. Writes JSON and Markdown to $OUT (or bench/).
 Random weights: these are speed figures only.
 """
 from __future__ import annotations
@@ -105,7 +108,7 @@ for seg in torch.cuda.memory_snapshot():
     p[0] += seg["total_size"] / 2**30
     p[1] += seg["allocated_size"] / 2**30
 print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one process: GPU memory", frames=frames,
-                      variant=sys.argv[2], b32_ms=round(a.elapsed_time(b) / 10, 2), pools_reserved_allocated_gb={k: [round(a, 2), round(b, 2)] for k, (a, b) in pools.items()},
+                      b32_ms=round(a.elapsed_time(b) / 10, 2), pools_reserved_allocated_gb={k: [round(a, 2), round(b, 2)] for k, (a, b) in pools.items()},
                       load_peak_allocated_gb=round(load_peak / 2**30, 2),
                       peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                       reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2),
@@ -113,10 +116,10 @@ print(json.dumps(dict(setting="default settings (max_batch 32, CUDA graphs), one
 """
 
 
-def default_memory(models: str, variant: str = "default") -> dict:
+def default_memory(models: str) -> dict:
     """GPU memory of an engine with the default settings, in a process of its own (the ≤ 8 GB target)."""
     import subprocess
-    res = subprocess.run([sys.executable, "-c", MEM_PROBE, models, variant], capture_output=True, text=True, timeout=600,
+    res = subprocess.run([sys.executable, "-c", MEM_PROBE, models], capture_output=True, text=True, timeout=600,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if res.returncode != 0:
         return dict(setting="default settings: GPU memory", error=res.stderr.strip().splitlines()[-3:])
@@ -151,9 +154,8 @@ def main() -> int:
     print(f"wrote full-size random weights in the official layout in {time.time() - t0:.0f} s", flush=True)
     files = MuseTalkFiles.layout(models, "v15")
     if os.environ.get("BENCH_MEM_DEFAULT", "1") == "1":    # first, while this process holds little GPU memory
-        for variant in os.environ.get("BENCH_MEM_VARIANTS", "default").split(","):
-            rows.append(default_memory(models, variant))
-            print(json.dumps(rows[-1]), flush=True)
+        rows.append(default_memory(models))
+        print(json.dumps(rows[-1]), flush=True)
         if os.environ.get("BENCH_MEM_ONLY"):
             return 0
 
