@@ -17,7 +17,7 @@ import time
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
 from tests import helpers
-from services.preprocess.render import default_threads
+from services.render.render import default_threads
 from tools.stack import ROOT, Stack
 
 STAGES = {common_pb2.STAGE_AUDIO: "audio", common_pb2.STAGE_PREPROCESS: "preprocess",
@@ -44,7 +44,7 @@ def stage_rows(tmp: str) -> list[str]:
     from lipsync_common.source_cache import SourceCache
     from services.preprocess.landmarks import Landmarker
     from services.preprocess.prepare import PrepareOptions, prepare
-    from services.preprocess.render import Renderer, frame_mask
+    from services.render.render import Renderer, frame_mask
 
     rows = []
     landmarker = Landmarker()

@@ -16,7 +16,7 @@ import numpy as np
 
 from lipsync_common import media
 from lipsync_common.source_cache import SourceCache, SourceMeta
-from services.preprocess.render import Renderer, frame_mask
+from services.render.render import Renderer, frame_mask
 
 
 def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):

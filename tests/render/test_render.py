@@ -7,7 +7,7 @@ import pytest
 from lipsync_common.source_cache import SourceCache
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
-from services.preprocess.render import Renderer, RenderError
+from services.render.render import Renderer, RenderError
 from tests import helpers
 
 
