@@ -10,7 +10,7 @@ from lipsync_common.source_cache import SourceCache, source_frame
 from services.preprocess import landmarks as L
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, source_id
-from services.preprocess.render import frame_mask
+from services.render.render import frame_mask
 from tests import helpers
 
 LOSSLESS = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from services.preprocess import crops as C
-from services.preprocess.render import composite
+from services.render.render import composite
 
 
 def face68(nose29=(100, 120), chin_y=200, x_range=(60, 140)):
