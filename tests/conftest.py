@@ -6,7 +6,24 @@ import pytest
 
 from lipsync.v1 import gateway_pb2_grpc
 from lipsync_client import LipsyncClient
+from tests import helpers
 from tools.stack import Stack
+
+
+def find_shared(name: str) -> str:
+    """The absolute path of ../shared/data/NAME, or a skip that says what is missing and where it was looked for."""
+    path = os.path.join(helpers.SHARED, name)
+    if not os.path.isfile(path):
+        pytest.skip(f"needs ../shared/data/{name} (not found at {path})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_file():
+    """Factory for media from ../shared/data (absent on a fresh clone): shared_file("eng.wav") -> path, else skip.
+
+    The one way tests reach ../shared; session-scoped so fixtures of any scope can request it."""
+    return find_shared
 
 
 @pytest.fixture(scope="session")

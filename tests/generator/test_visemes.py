@@ -13,7 +13,6 @@ from services.generator.engines.warp import WarpEngine, warp_mouth
 from services.preprocess import landmarks as L
 from tests import helpers
 
-ENG = os.path.join(helpers.SHARED, "eng.wav")
 FPS = 25.0
 OPEN_VOWELS = {"AA", "AH", "AE", "AY", "AW", "AO"}
 
@@ -39,11 +38,10 @@ def measure(lm, crops):
 
 
 @pytest.fixture(scope="module")
-def english(source, engine):
-    if not os.path.isfile(ENG):
-        pytest.skip(f"needs ../shared/data/eng.wav (not found at {ENG})")
+def english(source, engine, shared_file):
+    eng = shared_file("eng.wav")
     entry, lm = source
-    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    audio, _ = media.decode_audio(eng, 60, 16000, mono=True)
     audio = np.ascontiguousarray(audio[0][:16000 * 20])
     run = engine.generate(entry, audio, 16000, FPS, 8)
     crops = np.concatenate(list(run))
@@ -153,11 +151,10 @@ def test_non_speech_never_errors_and_rests_in_silence(source, engine, case):
         assert (crops == rest[None]).all() and run.detail.startswith("loudness fallback: no speech")
 
 
-def test_fast_speech(source, engine):
-    if not os.path.isfile(ENG):
-        pytest.skip("needs ../shared/data/eng.wav")
+def test_fast_speech(source, engine, shared_file):
+    eng = shared_file("eng.wav")
     entry, lm = source
-    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    audio, _ = media.decode_audio(eng, 60, 16000, mono=True)
     clip = audio[0][16000 * 3:16000 * 13]
     fast = np.interp(np.arange(0, len(clip), 1.7), np.arange(len(clip)), clip).astype(np.float32)  # 1.7x speed
     run = engine.generate(entry, fast, 16000, FPS, 8)
@@ -180,12 +177,11 @@ def test_other_language_goes_through_the_multilingual_path(tmp_path, source, eng
     assert len(np.concatenate(list(run))) == int(len(audio) / 16000 * FPS) and "(de)" in run.detail
 
 
-def test_frames_stream_before_the_whole_audio_is_transcribed(source, engine):
+def test_frames_stream_before_the_whole_audio_is_transcribed(source, engine, shared_file):
     """The first crops leave while later speech segments are still being read (a spy on the real steps)."""
-    if not os.path.isfile(ENG):
-        pytest.skip("needs ../shared/data/eng.wav")
+    eng = shared_file("eng.wav")
     entry, _ = source
-    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    audio, _ = media.decode_audio(eng, 60, 16000, mono=True)
     speech = engine._speech()
     events, real = [], speech.steps
 
@@ -249,12 +245,11 @@ def test_a_failing_speech_model_falls_back_to_loudness(source, engine):
     assert run.detail == "loudness fallback: speech analysis failed (RuntimeError: decoder exploded)"
 
 
-def test_concurrent_transcriptions_match_sequential_ones(engine):
+def test_concurrent_transcriptions_match_sequential_ones(engine, shared_file):
     """One Speech serves concurrent requests (the generator runs each in its own thread)."""
     from concurrent.futures import ThreadPoolExecutor
-    if not os.path.isfile(ENG):
-        pytest.skip("needs ../shared/data/eng.wav")
-    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+    eng = shared_file("eng.wav")
+    audio, _ = media.decode_audio(eng, 60, 16000, mono=True)
     clips = [np.ascontiguousarray(audio[0][16000 * k:16000 * (k + 5)]) for k in (3, 12, 21)]
     speech = engine._speech()
 
