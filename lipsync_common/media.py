@@ -235,7 +235,7 @@ class Mp4Writer:
 
     def __init__(self, on_bytes: Callable[[bytes], None], width: int, height: int, fps: float,
                  lossless_rgb: bool = False, crf: int = 18,
-                 audio: np.ndarray | None = None, audio_rate: int = 0):
+                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast"):
         self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
                                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
                                            # keep AAC's negative priming timestamp as it is: shifting
@@ -252,7 +252,7 @@ class Mp4Writer:
         self.video.time_base = 1 / rate
         gop = max(1, round(fps))  # a keyframe, so a fragment, every second
         # no B-frames: frame 0 gets pts 0 (no edit-list shift against the audio) and latency stays low
-        opts = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+        opts = {"preset": preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
         if lossless_rgb:
             opts["qp"] = "0"
         else:

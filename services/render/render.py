@@ -84,7 +84,8 @@ class Renderer:
 
     def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
-                 threads: int | None = None, color_match: bool = False, carry: int | None = None):
+                 threads: int | None = None, color_match: bool = False, carry: int | None = None,
+                 preset: str = "veryfast"):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -94,7 +95,7 @@ class Renderer:
         self.next_frame = 0
         m = entry.meta
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
-                                      audio=audio, audio_rate=audio_rate)
+                                      audio=audio, audio_rate=audio_rate, preset=preset)
         self._masks: dict[int, tuple] = {}
         self.encoded = 0                      # frames handed to the encoder (next_frame: frames accepted)
         self._backlog: collections.deque = collections.deque()   # composite futures not yet encoded, in order
