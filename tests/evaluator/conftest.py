@@ -1,20 +1,14 @@
-import os
-
 import numpy as np
 import pytest
 
 from lipsync_common import media
 from tests import helpers
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
-
 
 @pytest.fixture(scope="session")
-def speech_clip(tmp_path_factory, stack):
+def speech_clip(tmp_path_factory, shared_file, stack):
     """8 s of real English speech (eng.wav) and a video the service generated for it from the portrait."""
-    eng = os.path.join(SHARED, "eng.wav")
-    if not os.path.isfile(eng):
-        pytest.skip(f"needs ../shared/data/eng.wav (not found at {os.path.abspath(eng)})")
+    eng = shared_file("eng.wav")
     from lipsync_client import LipsyncClient
     tmp = tmp_path_factory.mktemp("speech")
     audio, _ = media.decode_audio(eng, 60, 16000, mono=True)

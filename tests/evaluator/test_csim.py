@@ -1,15 +1,10 @@
 """CSIM with dlib's descriptor: a face with itself ~1, lower across different faces."""
-import os
-
 import numpy as np
-import pytest
 
 from lipsync_common import media
 from services.evaluator.csim import DlibEmbedder, cosine
 from services.preprocess.landmarks import Landmarker
 from tests import helpers
-
-YONGEN = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yongen.mp4")
 
 
 def mesh(lm, img):
@@ -17,14 +12,13 @@ def mesh(lm, img):
         return s.process(img)
 
 
-def test_same_face_near_one_other_face_lower():
-    if not os.path.isfile(YONGEN):
-        pytest.skip("needs ../shared/data/yongen.mp4")
+def test_same_face_near_one_other_face_lower(shared_file):
+    yongen = shared_file("yongen.mp4")
     lm, emb = Landmarker(), DlibEmbedder()
     face = helpers.face_image()
     moved = np.roll(face, 6, axis=1)
     noisy = np.clip(face + np.random.default_rng(0).normal(0, 6, face.shape), 0, 255).astype(np.uint8)
-    _, frames = media.read_face_media(YONGEN, 10**9, 10**5)
+    _, frames = media.read_face_media(yongen, 10**9, 10**5)
     other = next(frames)
     ref = emb(face, mesh(lm, face))
     assert cosine(ref, emb(moved, mesh(lm, moved))) > 0.98

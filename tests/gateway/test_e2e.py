@@ -99,10 +99,8 @@ def test_stream_sends_video_before_the_job_ends(stack, gateway_stub, tmp_path, a
     assert kinds[-1][0] == "summary"
 
 
-@pytest.mark.skipif(not os.path.isdir(helpers.SHARED), reason="../shared/data is not present")
-def test_yongen_video_with_its_audio_at_30fps(stack, client, tmp_path, assert_healthy):
-    video = os.path.join(helpers.SHARED, "yongen.mp4")
-    audio = os.path.join(helpers.SHARED, "yongen.wav")
+def test_yongen_video_with_its_audio_at_30fps(shared_file, stack, client, tmp_path, assert_healthy):
+    video, audio = shared_file("yongen.mp4"), shared_file("yongen.wav")
     out = str(tmp_path / "yongen.mp4")
     s = client.lipsync(video, audio, out, common_pb2.LipsyncOptions(fps=30, codec=LOSSLESS))
     frames, fps, has_audio, audio_s = helpers.decode_video(out)
@@ -182,12 +180,11 @@ def test_rotated_phone_video_comes_out_upright(client, tmp_path, assert_healthy)
     assert np.abs(frames[0][:250].astype(int) - upright[:250]).mean() < 4
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(helpers.SHARED, "eng.wav")), reason="../shared/data is not present")
-def test_visemes_close_the_lips_on_m_b_p_in_the_output_video(stack, client, tmp_path, assert_healthy):
+def test_visemes_close_the_lips_on_m_b_p_in_the_output_video(shared_file, stack, client, tmp_path, assert_healthy):
     """Landmarks re-detected on the final MP4: each aligned m/b/p has a closed mouth within 40 ms of its time."""
     from lipsync_common.media import decode_audio
     from services.generator import speech as sp
-    a, _ = decode_audio(os.path.join(helpers.SHARED, "eng.wav"), 60, 16000, mono=True)
+    a, _ = decode_audio(shared_file("eng.wav"), 60, 16000, mono=True)
     audio = np.ascontiguousarray(a[0][16000 * 2:16000 * 12])
     wav = helpers.write_wav(str(tmp_path / "speech.wav"), audio)
     face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())

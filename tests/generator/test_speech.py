@@ -1,13 +1,9 @@
 """Audio -> timed phonemes -> viseme tracks with the speech models that ship in registry packages (no download)."""
-import os
-
 import numpy as np
 import pytest
 
 from lipsync_common import media
 from services.generator.speech import SHAPES, Phone, Speech, viseme_tracks
-
-ENG = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "eng.wav")
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +11,8 @@ def speech():
     return Speech()
 
 
-def test_real_speech_gives_words_phones_and_closures(speech):
-    if not os.path.isfile(ENG):
-        pytest.skip("needs ../shared/data/eng.wav")
-    audio, _ = media.decode_audio(ENG, 60, 16000, mono=True)
+def test_real_speech_gives_words_phones_and_closures(speech, shared_file):
+    audio, _ = media.decode_audio(shared_file("eng.wav"), 60, 16000, mono=True)
     phones, path = speech.timed_phones(audio[0][:16000 * 10])
     assert "whisper" in path and len(phones) > 40
     assert all(b.start >= a.start for a, b in zip(phones, phones[1:])) and all(p.end > p.start for p in phones)

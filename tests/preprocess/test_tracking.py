@@ -1,6 +1,5 @@
 """Tracking and smoothing on real faces: a face moved along a known path, jitter on real footage, face choice."""
 import hashlib
-import os
 
 import numpy as np
 import pytest
@@ -12,8 +11,6 @@ from services.preprocess.landmarks import Landmarker, to_68
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.preprocess.smoothing import LandmarkSmoother, box_jitter
 from tests import helpers
-
-YONGEN = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "yongen.mp4")
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +43,8 @@ def test_box_follows_a_face_moving_on_a_known_path(tmp_path, landmarker):
         assert np.abs(off - np.median(off, axis=0)).max() <= 6.0, smoothing
 
 
-def test_smoothing_lowers_jitter_on_real_footage(landmarker):
-    info, frames = media.read_face_media(YONGEN, 10**9, 10**6)
+def test_smoothing_lowers_jitter_on_real_footage(landmarker, shared_file):
+    info, frames = media.read_face_media(shared_file("yongen.mp4"), 10**9, 10**6)
     raw, smooth = [], []
     smoother = LandmarkSmoother(info.fps)
     with landmarker.session() as session:
