@@ -13,6 +13,9 @@ class GatewayConfig:
     port_file: str = ""
     preprocess_addr: str = "127.0.0.1:50052"
     generator_addr: str = "127.0.0.1:50053"
+    # render workers: one address, a comma list ("ipv4:127.0.0.1:50055,127.0.0.1:50056") or a DNS name
+    # ("dns:///render-headless:50055"); calls are spread round_robin over every address
+    render_addr: str = "127.0.0.1:50055"
     evaluator_addr: str = ""             # "" = no evaluator: LipsyncOptions.evaluate gets FAILED_PRECONDITION
     results_dir: str = "var/results"     # jobs and their MP4s; survives restarts
     tmp_dir: str = ""                    # uploads of streaming calls ("" = the system temp dir)
@@ -38,6 +41,7 @@ class GatewayConfig:
             port_file=env_str("GATEWAY_PORT_FILE", ""),
             preprocess_addr=env_str("PREPROCESS_ADDR", cls.preprocess_addr),
             generator_addr=env_str("GENERATOR_ADDR", cls.generator_addr),
+            render_addr=env_str("RENDER_ADDR", cls.render_addr),
             evaluator_addr=env_str("EVALUATOR_ADDR", ""),
             results_dir=env_str("RESULTS_DIR", cls.results_dir),
             tmp_dir=env_str("TMP_DIR", ""),

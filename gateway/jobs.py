@@ -90,7 +90,11 @@ class JobStore:
     def discard(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
 
-    def submit(self, job_id: str, options: common_pb2.LipsyncOptions) -> gateway_pb2.Job:
+    def submit(self, job_id: str, submitted: common_pb2.LipsyncOptions) -> gateway_pb2.Job:
+        options = submitted
+        if options.priority == common_pb2.PRIORITY_UNSPECIFIED:     # jobs are bulk work unless told otherwise
+            options = common_pb2.LipsyncOptions(priority=common_pb2.PRIORITY_BATCH)
+            options.MergeFrom(submitted)
         job = gateway_pb2.Job(job_id=job_id, state=gateway_pb2.JOB_STATE_QUEUED, options=options,
                               created_unix=time.time())
         self.jobs[job_id] = job

@@ -1,4 +1,4 @@
-"""One lip-sync job: audio decode -> Preprocess.Prepare -> Generator.Generate -> Preprocess.Render.
+"""One lip-sync job: audio decode -> Preprocess.Prepare -> Generator.Generate -> Render.Render.
 
 Crops flow from the generator through the gateway into the render stream as they are made, and MP4 chunks
 flow back to the caller as they are written, so the first bytes arrive long before the end.
@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 
 from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_pb2, generator_pb2, generator_pb2_grpc,
-                        preprocess_pb2, preprocess_pb2_grpc)
+                        preprocess_pb2, preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
 from lipsync_common import media
 from lipsync_common.auth import internal_metadata
 from lipsync_common.chunks import file_chunks
@@ -86,7 +86,9 @@ class Pipeline:
         self.cfg = cfg
         self.pre_channel = grpc.aio.insecure_channel(cfg.preprocess_addr, options=CLIENT_OPTIONS)
         self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=CLIENT_OPTIONS)
+        self.render_channel = grpc.aio.insecure_channel(cfg.render_addr, options=CLIENT_OPTIONS)
         self.pre = preprocess_pb2_grpc.PreprocessStub(self.pre_channel)
+        self.render = render_pb2_grpc.RenderStub(self.render_channel)
         self.gen = generator_pb2_grpc.GeneratorStub(self.gen_channel)
         self.eval_channel = (grpc.aio.insecure_channel(cfg.evaluator_addr, options=CLIENT_OPTIONS)
                              if cfg.evaluator_addr else None)
@@ -95,6 +97,7 @@ class Pipeline:
     async def close(self) -> None:
         await self.pre_channel.close()
         await self.gen_channel.close()
+        await self.render_channel.close()
         if self.eval_channel is not None:
             await self.eval_channel.close()
 
@@ -188,18 +191,18 @@ class Pipeline:
         def gen_requests():
             yield generator_pb2.GenerateRequest(config=generator_pb2.GenerateConfig(
                 source_id=prepared.source_id, engine=options.engine, model_version=options.model_version,
-                fps=fps, audio_sample_rate=GEN_RATE))
+                fps=fps, audio_sample_rate=GEN_RATE, priority=options.priority))
             step = CHUNK_BYTES // 4
             for i in range(0, len(mono), step):
                 yield generator_pb2.GenerateRequest(audio=to_tensor(mono[i:i + step]))
 
-        render_cfg = preprocess_pb2.RenderConfig(
+        render_cfg = render_pb2.RenderConfig(
             source_id=prepared.source_id, fps=fps, num_frames=frames, codec=options.codec,
             audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
         if options.HasField("crf"):
             render_cfg.crf = options.crf
         gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata(), timeout=remaining())
-        render_call = self.pre.Render(metadata=internal_metadata(), timeout=remaining())
+        render_call = self.render.Render(metadata=internal_metadata(), timeout=remaining())
         state = {"gen_summary": None, "gen_s": 0.0, "error": None}
 
         async def relay():
@@ -208,14 +211,14 @@ class Pipeline:
             A generator failure is recorded and ends the render call; a render failure (a write that fails)
             just stops the relay: the render stream itself then reports it."""
             try:
-                await render_call.write(preprocess_pb2.RenderRequest(config=render_cfg))
+                await render_call.write(render_pb2.RenderRequest(config=render_cfg))
                 pcm = (np.clip(native.T, -1, 1) * 32767).astype(np.int16)
                 step = CHUNK_BYTES // (2 * pcm.shape[1])
                 for i in range(0, len(pcm), step):
-                    await render_call.write(preprocess_pb2.RenderRequest(audio=to_tensor(pcm[i:i + step])))
+                    await render_call.write(render_pb2.RenderRequest(audio=to_tensor(pcm[i:i + step])))
                 async for resp in gen_call:
                     if resp.WhichOneof("payload") == "crops":
-                        await render_call.write(preprocess_pb2.RenderRequest(crops=resp.crops))
+                        await render_call.write(render_pb2.RenderRequest(crops=resp.crops))
                         done = resp.crops.first_frame + resp.crops.images.shape[0]
                         await emit(_progress(common_pb2.STAGE_GENERATE, done, frames))
                     else:
@@ -257,7 +260,7 @@ class Pipeline:
                 raise state["error"] from None
             if isinstance(e, asyncio.CancelledError):
                 raise
-            raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
+            raise _failure("render", self.cfg.render_addr, e.code(), e.details()) from None
         finally:
             if not relay_task.done():
                 relay_task.cancel()

@@ -14,6 +14,7 @@ from gateway import fetch
 
 ENGINES = ("", "auto", "warp", "visemes", "loudness", "musetalk")
 VERSIONS = (common_pb2.MODEL_VERSION_UNSPECIFIED, common_pb2.MODEL_VERSION_V1, common_pb2.MODEL_VERSION_V15)
+PRIORITIES = (common_pb2.PRIORITY_UNSPECIFIED, common_pb2.PRIORITY_INTERACTIVE, common_pb2.PRIORITY_BATCH)
 CODECS = (common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB)
 
 
@@ -43,6 +44,8 @@ def validate_options(o: common_pb2.LipsyncOptions) -> None:
         raise invalid(f"fps {o.fps} is out of range: use 0 (the source's rate) or a value in (0, 60]")
     if o.codec not in CODECS:
         raise invalid(f"unknown codec {o.codec}")
+    if o.priority not in PRIORITIES:
+        raise invalid(f"unknown priority {o.priority}; use PRIORITY_INTERACTIVE or PRIORITY_BATCH")
     if o.HasField("crf") and not 0 <= o.crf <= 51:
         raise invalid(f"crf {o.crf} is out of range [0, 51]")
     if o.HasField("face_index") and not -1 <= o.face_index <= 16:

@@ -36,4 +36,4 @@ def test_rpcs_are_counted_with_their_status(stack, client, tmp_path):
     gen = scrape(stack, "generator")
     assert value(gen, 'lipsync_frames_total{service="generator"') == frames_before + 10
     assert 'lipsync_rpc_total{code="OK",method="Lipsync",service="gateway"}' in scrape(stack, "gateway")
-    assert value(scrape(stack, "preprocess"), 'lipsync_frames_total{service="preprocess",stage="render"}') >= 10
+    assert value(scrape(stack, "render"), 'lipsync_frames_total{service="render",stage="render"}') >= 10

@@ -5,11 +5,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+from lipsync.v1 import (common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc, render_pb2,
+                        render_pb2_grpc)
 from lipsync_common.tensors import to_tensor
 
 SERVICES = {"gateway": "lipsync.v1.LipsyncGateway", "preprocess": "lipsync.v1.Preprocess",
-            "generator": "lipsync.v1.Generator"}
+            "generator": "lipsync.v1.Generator", "render": "lipsync.v1.Render"}
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -72,17 +73,17 @@ def test_generator_rejects_non_finite_and_malformed_audio(stack, prepared):
 
 
 def test_render_needs_a_prepared_source_and_ordered_crops(stack, prepared):
-    with grpc.insecure_channel(stack.addrs["preprocess"]) as ch:
-        stub = preprocess_pb2_grpc.PreprocessStub(ch)
-        cfg = preprocess_pb2.RenderConfig(source_id="cd" * 16, fps=25, num_frames=2, audio_sample_rate=16000,
+    with grpc.insecure_channel(stack.addrs["render"]) as ch:
+        stub = render_pb2_grpc.RenderStub(ch)
+        cfg = render_pb2.RenderConfig(source_id="cd" * 16, fps=25, num_frames=2, audio_sample_rate=16000,
                                           audio_channels=1)
         with pytest.raises(grpc.RpcError) as e:
-            list(stub.Render(iter([preprocess_pb2.RenderRequest(config=cfg)])))
+            list(stub.Render(iter([render_pb2.RenderRequest(config=cfg)])))
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         cfg.source_id = prepared.source_id
         crops = to_tensor(np.zeros((1, 256, 256, 3), np.uint8))
-        reqs = [preprocess_pb2.RenderRequest(config=cfg),
-                preprocess_pb2.RenderRequest(crops=preprocess_pb2.CropBatch(first_frame=1, images=crops))]
+        reqs = [render_pb2.RenderRequest(config=cfg),
+                render_pb2.RenderRequest(crops=preprocess_pb2.CropBatch(first_frame=1, images=crops))]
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Render(iter(reqs)))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expected frame 0" in e.value.details()

@@ -1,11 +1,13 @@
-"""Run the four services locally on 127.0.0.1 as separate processes (what `make up` / `make down` do).
+"""Run the services locally on 127.0.0.1 as separate processes (what `make up` / `make down` do).
 
-    python -m tools.stack up      # start (fixed ports 50051-50054 unless *_PORT are set), wait until SERVING
+    python -m tools.stack up      # start (fixed ports 50051-50055 unless *_PORT are set), wait until SERVING
+                                  # RENDER_WORKERS=N: N render processes on 50055.. behind the gateway
     python -m tools.stack down    # SIGTERM, wait for the drain
 Tests use `Stack.start(folder)` with ephemeral ports.
 """
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import socket
@@ -19,7 +21,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICES = [("preprocess", "services.preprocess.server"), ("generator", "services.generator.server"),
-            ("evaluator", "services.evaluator.server"), ("gateway", "gateway.server")]
+            ("render", "services.render.server"), ("evaluator", "services.evaluator.server"),
+            ("gateway", "gateway.server")]
+
+
+def render_workers() -> int:
+    """Render worker processes `make up` and the benchmarks start (RENDER_WORKERS, default 1): rendering is
+    CPU-bound and each process is held to one core's worth of Python, so a many-core box runs several."""
+    n = int(os.environ.get("RENDER_WORKERS", "1"))
+    if n < 1:
+        raise ValueError(f"RENDER_WORKERS must be >= 1, not {n}")
+    return n
+
+
+def _instances(services: tuple[str, ...] | None, workers: int) -> list[tuple[str, str, str]]:
+    """(instance name, module, settings prefix) of every process to start, in start order."""
+    out = []
+    for name, module in SERVICES:
+        if services is not None and name not in services:
+            continue
+        count = workers if name == "render" else 1
+        out += [(name if k == 0 else f"{name}-{k + 1}", module, name.upper()) for k in range(count)]
+    return out
 
 
 def wait_serving(addr: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -66,8 +89,9 @@ class Stack:
     @classmethod
     def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
               detach: bool = False, timeout: float = 120.0, metrics: bool = False,
-              services: tuple[str, ...] | None = None) -> "Stack":
-        """services: the names to start (default all); the gateway gets the address of each one started."""
+              services: tuple[str, ...] | None = None, render_workers: int = 1) -> "Stack":
+        """services: the names to start (default all); the gateway gets the address of each one started.
+        render_workers: render processes (named render, render-2, ...), all behind the gateway's RENDER_ADDR."""
         ports = ports or {}
         stack = cls(folder)
         run, logs = os.path.join(folder, "run"), os.path.join(folder, "log")
@@ -80,10 +104,7 @@ class Stack:
         base["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "gen"), base.get("PYTHONPATH", "")])
         base.update(env or {})
         try:
-            for name, module in SERVICES:
-                if services is not None and name not in services:
-                    continue
-                upper = name.upper()
+            for name, module, upper in _instances(services, render_workers):
                 port_file = os.path.join(run, f"{name}.port")
                 if os.path.exists(port_file):
                     os.remove(port_file)
@@ -97,6 +118,9 @@ class Stack:
                     penv["PREPROCESS_ADDR"] = stack.addrs["preprocess"]
                     penv["GENERATOR_ADDR"] = stack.addrs["generator"]
                     penv["EVALUATOR_ADDR"] = stack.addrs.get("evaluator", "")
+                    renders = [a for n, a in stack.addrs.items() if n.split("-")[0] == "render"]
+                    if renders:
+                        penv["RENDER_ADDR"] = renders[0] if len(renders) == 1 else "ipv4:" + ",".join(renders)
                 argv = [sys.executable, "-m", module]
                 stack.launch[name] = (argv, penv, os.path.join(logs, f"{name}.log"), detach)
                 with open(os.path.join(logs, f"{name}.log"), "ab") as log:
@@ -116,7 +140,7 @@ class Stack:
     def restart(self, name: str, timeout: float = 120.0) -> None:
         """Start a service again on its old address (after it died or was killed); waits until SERVING."""
         argv, penv, log_path, detach = self.launch[name]
-        penv = dict(penv, **{f"{name.upper()}_PORT": self.addrs[name].rsplit(":", 1)[1]})
+        penv = dict(penv, **{f"{name.split('-')[0].upper()}_PORT": self.addrs[name].rsplit(":", 1)[1]})
         with open(log_path, "ab") as log:
             self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=penv, stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=detach)
@@ -137,8 +161,8 @@ class Stack:
 def _down(folder: str) -> None:
     run = os.path.join(folder, "run")
     pids = []
-    for name, _ in reversed(SERVICES):
-        path = os.path.join(run, f"{name}.pid")
+    # the gateway first (it drains its streams), then the rest
+    for path in sorted(glob.glob(os.path.join(run, "*.pid")), key=lambda p: not p.endswith("gateway.pid")):
         if os.path.exists(path):
             pid = int(open(path).read())
             try:
@@ -165,8 +189,12 @@ def main() -> None:
         _down(folder)
         ports = {"gateway": int(os.environ.get("GATEWAY_PORT", 50051)),
                  "preprocess": int(os.environ.get("PREPROCESS_PORT", 50052)),
-                 "generator": int(os.environ.get("GENERATOR_PORT", 50053))}
-        stack = Stack.start(folder, ports=ports, detach=True)
+                 "generator": int(os.environ.get("GENERATOR_PORT", 50053)),
+                 "evaluator": int(os.environ.get("EVALUATOR_PORT", 50054))}
+        workers = render_workers()
+        first = int(os.environ.get("RENDER_PORT", 50055))
+        ports.update({name: first + k for k, (name, _, _) in enumerate(_instances(("render",), workers))})
+        stack = Stack.start(folder, ports=ports, detach=True, render_workers=workers)
         for name, addr in stack.addrs.items():
             print(f"{name:<11} {addr}  (log: {os.path.join(folder, 'log', name + '.log')})")
     elif cmd == "down":

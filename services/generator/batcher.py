@@ -1,12 +1,24 @@
-"""Batching across concurrent requests for one accelerator: load once, run many, keep each request's order.
+"""Batching across concurrent requests for one accelerator, scheduled fairly, with the next batch queued on the
+accelerator while the previous one's results are handed back.
 
-Requests put their items in one FIFO queue; a single worker thread takes up to `max_batch` items (waiting at
-most `max_wait_s` after the first for more to arrive), runs them as one batch, and hands each result back to
-its request. A request's items enter the queue in order and the queue is FIFO, so its results come back in
-order; a cancelled request's items are skipped without running.
+Each request keeps its own queue of items (at most `window` waiting). A single worker thread builds every batch:
+1. head start: a new interactive request's first `head_frames` items go ahead of everything else, so its first
+   frames (and so the first MP4 chunk) come back in one batch even when many requests are streaming;
+2. then weighted fair queueing: each request carries a virtual time that grows by 1/weight per item served
+   (interactive 4, batch 1) and the item of the request with the smallest virtual time goes next. A request that
+   joins starts at the smallest virtual time of those waiting, so it neither jumps the queue for long nor waits
+   for others to drain; every waiting request is served within a bounded number of batches (nothing starves).
+A request's items are taken in order and batches finish in order, so its results come back in order. A
+cancelled request's items are dropped without running.
+
+`launch(items)` may return the outputs (synchronous) or a handle: `handle()` waits and returns the outputs,
+`handle.done()` says whether the accelerator finished. With a handle the worker builds and launches batch N+1
+while batch N runs, and hands out batch N's results while N+1 runs, so the accelerator does not wait on Python.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import queue
 import threading
 import time
@@ -21,43 +33,71 @@ QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch
 BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
-_DONE = object()
+INTERACTIVE, BATCH = "interactive", "batch"
+WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0}
+POLL_S = 0.001          # how often the worker looks whether the running batch finished
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request:
+    priority: str
+    arrival: int
+    head: int                       # items still to go ahead of streaming requests
+    items: collections.deque = field(default_factory=collections.deque)
     results: "queue.Queue[Any]" = field(default_factory=queue.Queue)
+    vtime: float = 0.0
     cancelled: bool = False
+
+    @property
+    def weight(self) -> float:
+        return WEIGHTS[self.priority]
 
 
 class Batcher:
-    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], max_batch: int = 32,
-                 max_wait_s: float = 0.004, name: str = "batcher"):
-        self.run_batch = run_batch
+    def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
+                 name: str = "batcher", head_frames: int | None = None):
+        assert max_batch >= 1 and max_wait_s >= 0
+        self.launch = launch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.queue: "queue.Queue[tuple[_Request, Any]]" = queue.Queue()
+        self.head_frames = max_batch if head_frames is None else head_frames
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
-        self.busy_s = 0.0                         # time spent in run_batch (accelerator busy, roughly)
+        self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)
+        self._cond = threading.Condition()
+        self._active: list[_Request] = []         # requests that may still submit items
+        self._waiting = 0                         # items queued over all requests
+        self._vclock = 0.0                        # virtual time of the last item served
+        self._arrivals = itertools.count()
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, items: Iterator[Any] | Sequence[Any], window: int | None = None) -> Iterator[Any]:
+    # ---- request side (runs in the caller's thread)
+
+    def submit(self, items, window: int | None = None, priority: str = INTERACTIVE) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
-        At most `window` items of a request wait in the queue at once (default 4 x max_batch: a lone request
-        keeps its next batches queued while the current one runs), so concurrent
-        requests share the batches instead of queueing behind each other. Closing the generator early (or an
-        exception in the consumer) cancels the rest of the request."""
-        return self._results(_Request(), iter(items), window or 4 * self.max_batch)
+        At most `window` items of a request wait at once (default 4 x max_batch: a lone request keeps its next
+        batches queued while the current one runs). Closing the generator early (or an exception in the
+        consumer) cancels the rest of the request."""
+        if priority not in WEIGHTS:
+            raise ValueError(f"unknown priority {priority!r}; use {INTERACTIVE!r} or {BATCH!r}")
+        req = _Request(priority, next(self._arrivals), self.head_frames if priority == INTERACTIVE else 0)
+        return self._results(req, iter(items), window or 4 * self.max_batch)
 
     def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
+        with self._cond:
+            waiting = [r.vtime for r in self._active if r.items]
+            req.vtime = min(waiting) if waiting else self._vclock
+            self._active.append(req)
         pending = 0
         try:
             for item in items:
-                self.queue.put((req, item))
+                with self._cond:
+                    req.items.append(item)
+                    self._waiting += 1
+                    self._cond.notify()
                 pending += 1
                 if pending < window:
                     continue
@@ -66,7 +106,11 @@ class Batcher:
             for _ in range(pending):
                 yield self._get(req)
         finally:
-            req.cancelled = True
+            with self._cond:
+                req.cancelled = True
+                self._waiting -= len(req.items)
+                req.items.clear()
+                self._active.remove(req)
 
     @staticmethod
     def _get(req: _Request) -> Any:
@@ -75,39 +119,108 @@ class Batcher:
             raise result
         return result
 
-    def _take(self) -> list[tuple[_Request, Any]]:
-        first = self.queue.get()
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            timeout = deadline - time.monotonic()
-            try:
-                batch.append(self.queue.get(timeout=max(timeout, 0)) if timeout > 0 else self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    # ---- worker side
 
-    def _loop(self) -> None:
-        while not self._stop:
-            batch = [(req, item) for req, item in self._take() if req is not None and not req.cancelled]
-            if not batch:
-                continue
-            self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
-            BATCH_SIZE.labels(self.name).observe(len(batch))
-            QUEUE_DEPTH.labels(self.name).set(self.queue.qsize())
-            t0 = time.perf_counter()
-            try:
-                outputs = self.run_batch([item for _, item in batch])
-                self.busy_s += time.perf_counter() - t0
-                BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
-            except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
-                for req, _ in batch:
-                    req.results.put(e)
-                continue
-            for (req, _), out in zip(batch, outputs):
+    def _pick(self) -> list[tuple[_Request, Any]]:
+        """Up to max_batch items: head starts first (oldest request first), then weighted fair queueing.
+        Called with the lock held."""
+        taken: list[tuple[_Request, Any]] = []
+
+        def take(r: _Request) -> None:
+            taken.append((r, r.items.popleft()))
+            r.vtime += 1.0 / r.weight
+            self._vclock = max(self._vclock, r.vtime)
+
+        for r in self._active:                    # in arrival order
+            while r.head > 0 and r.items and len(taken) < self.max_batch:
+                take(r)
+                r.head -= 1
+        while len(taken) < self.max_batch:
+            ready = [r for r in self._active if r.items]
+            if not ready:
+                break
+            take(min(ready, key=lambda r: (r.vtime, r.arrival)))
+        self._waiting -= len(taken)
+        return taken
+
+    def _take(self, running) -> list[tuple[_Request, Any]]:
+        """The next batch. With nothing running: wait for an item, then up to max_wait_s for a full batch.
+        With a batch running: gather items until the batch is full or the running one is done (it is launched
+        behind it on the accelerator); an empty list when it is done and nothing waits."""
+        with self._cond:
+            if running is None:
+                while self._waiting == 0 and not self._stop:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.max_wait_s
+                while self._waiting < self.max_batch and not self._stop:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            else:
+                while self._waiting < self.max_batch and not self._stop and not running.done():
+                    self._cond.wait(POLL_S)
+            if self._stop:
+                return []
+            batch = self._pick()
+            QUEUE_DEPTH.labels(self.name).set(self._waiting)
+            return batch
+
+    def _start(self, batch: list[tuple[_Request, Any]]):
+        """Launch a batch; returns (batch, handle, t0) or None when it failed at launch (requests told)."""
+        self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+        BATCH_SIZE.labels(self.name).observe(len(batch))
+        t0 = time.perf_counter()
+        try:
+            return batch, _Handle.of(self.launch([item for _, item in batch])), t0
+        except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
+            for req, _ in batch:
+                req.results.put(e)
+            return None
+
+    def _finish(self, running) -> None:
+        batch, handle, t0 = running
+        try:
+            outputs = handle()
+        except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
+            for req, _ in batch:
+                req.results.put(e)
+            return
+        elapsed = time.perf_counter() - t0
+        self.busy_s += elapsed
+        BATCH_SECONDS.labels(self.name).observe(elapsed)
+        for (req, _), out in zip(batch, outputs):
+            if not req.cancelled:
                 req.results.put(out)
 
+    def _loop(self) -> None:
+        running = None
+        while not self._stop:
+            batch = self._take(running[1] if running else None)
+            started = self._start(batch) if batch else None
+            if running is not None:
+                self._finish(running)
+            running = started
+
     def close(self) -> None:
-        self._stop = True
-        self.queue.put((None, None))
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
         self._thread.join(timeout=5)
+
+
+class _Handle:
+    """Adapts what `launch` returned: outputs (already done) or a handle with __call__ and done()."""
+
+    def __init__(self, outputs: Sequence[Any] | None = None, handle=None):
+        self.outputs, self.handle = outputs, handle
+
+    @classmethod
+    def of(cls, value) -> "_Handle":
+        return cls(handle=value) if callable(value) else cls(outputs=value)
+
+    def done(self) -> bool:
+        return self.handle is None or self.handle.done()
+
+    def __call__(self) -> Sequence[Any]:
+        return self.outputs if self.handle is None else self.handle()

@@ -15,6 +15,7 @@ from lipsync_common.metrics import FRAMES
 from lipsync_common.source_cache import SourceCache, SourceNotFound
 from lipsync_common.tensors import TensorError, from_tensor, to_tensor
 from services.generator.audio_features import SAMPLE_RATE, num_frames
+from services.generator.batcher import BATCH, INTERACTIVE
 from services.generator.config import GeneratorConfig
 from services.generator.engines.base import EngineUnavailable
 from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
@@ -23,6 +24,8 @@ from services.generator.engines.warp import WarpEngine
 log = logging.getLogger("generator")
 VERSIONS = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v15", common_pb2.MODEL_VERSION_V15: "v15",
             common_pb2.MODEL_VERSION_V1: "v1"}
+PRIORITIES = {common_pb2.PRIORITY_UNSPECIFIED: INTERACTIVE, common_pb2.PRIORITY_INTERACTIVE: INTERACTIVE,
+              common_pb2.PRIORITY_BATCH: BATCH}
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -72,6 +75,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if cfg.model_version not in VERSIONS:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
         version = VERSIONS[cfg.model_version]
+        if cfg.priority not in PRIORITIES:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown priority {cfg.priority}")
         try:
             engine = self.pick(cfg.engine, version)
         except ValueError as e:
@@ -111,7 +116,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if frames == 0:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
 
-        kwargs = {"version": version} if isinstance(engine, MuseTalkEngine) else {}
+        kwargs = {"version": version, "priority": PRIORITIES[cfg.priority]} if isinstance(engine, MuseTalkEngine) else {}
         try:
             batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size, **kwargs)
         except EngineUnavailable as e:

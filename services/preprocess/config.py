@@ -19,8 +19,6 @@ class PreprocessConfig:
     max_frames: int = 18000              # 10 minutes at 30 fps
     grace_s: float = 20.0
     models_dir: str = "models"           # face-parsing weights: face-parse-bisent/79999_iter.pth (optional)
-    render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
-    render_carry: int = -1               # frames left compositing when a message's add returns; -1 = 2 x threads
 
     @classmethod
     def from_env(cls) -> "PreprocessConfig":
@@ -36,6 +34,4 @@ class PreprocessConfig:
             max_frames=env_int("MAX_SOURCE_FRAMES", cls.max_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
             models_dir=env_str("MODELS_DIR", cls.models_dir),
-            render_threads=env_int("RENDER_THREADS", cls.render_threads),
-            render_carry=env_int("RENDER_CARRY", cls.render_carry),
         )

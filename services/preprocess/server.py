@@ -1,8 +1,7 @@
-"""Preprocess gRPC edge: validation, status codes, streaming; the work is in prepare.py and render.py."""
+"""Preprocess gRPC edge: validation, status codes, streaming; the work is in prepare.py."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 from functools import partial
 import hashlib
@@ -19,18 +18,15 @@ from lipsync_common import media, server as boot
 from lipsync_common.auth import internal_interceptors
 from lipsync_common.metrics import FRAMES
 from lipsync_common.chunks import ChunkError, ChunkWriter
-from lipsync_common.source_cache import SourceCache, SourceNotFound
-from lipsync_common.tensors import TensorError, from_tensor
+from lipsync_common.source_cache import SourceCache
 from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare
-from services.preprocess.render import Renderer, RenderError
 
 log = logging.getLogger("preprocess")
 VERSIONS = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v15", common_pb2.MODEL_VERSION_V15: "v15",
             common_pb2.MODEL_VERSION_V1: "v1"}
-CODECS = {common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB}
 
 
 def prepare_options(msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
@@ -138,112 +134,6 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         finally:
             if os.path.exists(path):
                 os.remove(path)
-
-    async def Render(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
-        it = aiter(request_iterator)
-        first = await anext(it, None)
-        if first is None or first.WhichOneof("payload") != "config":
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the render config")
-        cfg = first.config
-        try:
-            entry = self.cache.get(cfg.source_id)
-        except SourceNotFound as e:
-            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        if not 0 < cfg.fps <= 120:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
-        if not 0 < cfg.num_frames <= 10 * self.cfg.max_frames:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"num_frames {cfg.num_frames} is out of range")
-        if cfg.codec not in CODECS:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown codec {cfg.codec}")
-        crf = cfg.crf if cfg.HasField("crf") else 18
-        if not 0 <= crf <= 51:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"crf {crf} is out of range [0, 51]")
-        if cfg.audio_channels not in (1, 2) or not 8000 <= cfg.audio_sample_rate <= 96000:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, "audio must be 1 or 2 channels at 8-96 kHz")
-
-        audio_parts: list[np.ndarray] = []
-        pending: collections.deque = collections.deque()   # MP4 bytes from the encoder thread (thread-safe)
-        offset = 0
-        renderer = None
-        # one batch renders in a worker thread while the next message is read, so x264 never waits for the
-        # network: at most two add() calls are outstanding (one running, one queued behind its lock)
-        inflight: tuple | None = None
-
-        def chunks():
-            nonlocal offset
-            parts = []
-            while pending:
-                parts.append(pending.popleft())
-            data = b"".join(parts)
-            for i in range(0, len(data), boot.CHUNK_BYTES):
-                piece = data[i:i + boot.CHUNK_BYTES]
-                yield preprocess_pb2.RenderResponse(video=common_pb2.Chunk(offset=offset, data=piece))
-                offset += len(piece)
-
-        try:
-            async for req in it:
-                kind = req.WhichOneof("payload")
-                try:
-                    if kind == "audio":
-                        if renderer is not None:
-                            raise ValueError("audio must come before the first crops")
-                        audio_parts.append(from_tensor(req.audio, dtype=np.int16, ndim=2,
-                                                       trailing=(cfg.audio_channels,)))
-                    elif kind == "crops":
-                        if renderer is None:
-                            pcm = np.concatenate(audio_parts) if audio_parts else np.zeros((0, cfg.audio_channels), np.int16)
-                            audio = (pcm.T.astype(np.float32) / 32768.0)
-                            renderer = Renderer(entry, cfg.fps, cfg.num_frames, pending.append,
-                                                lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB,
-                                                crf=crf, audio=audio, audio_rate=cfg.audio_sample_rate,
-                                                threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
-                                                carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
-                                                color_match=cfg.color_match)
-                        crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
-                        previous = inflight
-
-                        async def add_after(prev, first_frame, batch, r=renderer):
-                            if prev is not None:      # strictly in order: a thread lock does not queue FIFO
-                                await asyncio.gather(prev, return_exceptions=True)
-                            await asyncio.to_thread(r.add, first_frame, batch)
-
-                        inflight = (asyncio.ensure_future(add_after(previous[0] if previous else None,
-                                                                    req.crops.first_frame, crops)), len(crops))
-                        if previous is not None:
-                            await previous[0]
-                            FRAMES.labels("preprocess", "render").inc(previous[1])
-                            for msg in chunks():
-                                yield msg
-                            yield preprocess_pb2.RenderResponse(progress=common_pb2.Progress(
-                                stage=common_pb2.STAGE_RENDER, done=renderer.next_frame, total=cfg.num_frames))
-                    else:
-                        raise ValueError("the config may be sent only once, first")
-                except (TensorError, RenderError, ValueError) as e:
-                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            if renderer is None:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
-            try:
-                if inflight is not None:
-                    last, inflight = inflight, None
-                    await last[0]
-                    FRAMES.labels("preprocess", "render").inc(last[1])
-                await asyncio.to_thread(renderer.finish)
-            except RenderError as e:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            for msg in chunks():
-                yield msg
-            renderer_done, renderer = renderer, None
-            yield preprocess_pb2.RenderResponse(summary=preprocess_pb2.RenderSummary(
-                frames=renderer_done.next_frame, width=renderer_done.writer.width, height=renderer_done.writer.height,
-                bytes=offset,
-                duration_s=renderer_done.next_frame / cfg.fps))
-        finally:
-            if renderer is not None:
-                # in a thread: it waits for a running add() before closing the encoder
-                await asyncio.shield(asyncio.to_thread(renderer.abort))
-            if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
-                await asyncio.gather(inflight[0], return_exceptions=True)
 
 
 def main() -> None:

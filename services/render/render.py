@@ -41,7 +41,7 @@ def frame_mask(entry: SourceEntry, idx: int) -> tuple[tuple[int, int, int, int],
     if not entry.has_face[idx]:
         return None
     x1, y1, x2, y2 = (int(v) for v in entry.boxes[idx])
-    return (x1, y1, x2, y2), cv2.resize(np.asarray(entry.masks[idx]), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    return (x1, y1, x2, y2), cv2.resize(entry.mask(idx), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
 
 
 def match_color(gen: np.ndarray, ref: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -97,6 +97,8 @@ class Renderer:
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset)
         self._masks: dict[int, tuple] = {}
+        # source frames are decoded here, in _add (in order, one thread at a time), and handed to the jobs
+        self._reader = entry.frame_reader()
         self.encoded = 0                      # frames handed to the encoder (next_frame: frames accepted)
         self._backlog: collections.deque = collections.deque()   # composite futures not yet encoded, in order
         self._carry = carry if carry is not None else max(threads, 1) * 2
@@ -124,7 +126,7 @@ class Renderer:
                 if len(self._masks) >= 256:   # output frames walk the source in order: keep the recent masks
                     del self._masks[next(iter(self._masks))]
                 self._masks[idx] = frame_mask(self.entry, idx)
-            jobs.append((idx, crop, self._masks[idx]))
+            jobs.append((self._reader.get(idx), crop, self._masks[idx]))
         self.next_frame += len(jobs)
         if self._pool is None:
             for job in jobs:
@@ -142,9 +144,8 @@ class Renderer:
         self.encoded += 1
 
     def _frame(self, job: tuple) -> np.ndarray:
-        idx, crop, bm = job
-        frame = self.entry.frames[idx]
-        return self.writer.convert(np.asarray(frame) if bm is None else composite(frame, crop, bm[0], bm[1], self.color_match))
+        frame, crop, bm = job
+        return self.writer.convert(frame if bm is None else composite(frame, crop, bm[0], bm[1], self.color_match))
 
     def finish(self) -> None:
         with self._lock:
@@ -153,6 +154,7 @@ class Renderer:
             while self._backlog:
                 self._write(self._backlog.popleft().result())
             self._closed = True
+            self._reader.close()
             self.writer.close()
 
     def abort(self) -> None:
@@ -160,6 +162,7 @@ class Renderer:
             if self._closed:
                 return
             self._closed = True
+            self._reader.close()
             while self._backlog:   # let running composites end; their frames are not kept
                 f = self._backlog.popleft()
                 f.cancel()

@@ -42,7 +42,7 @@ def kill_during_generation(stack, client, job_id, name):
     pytest.fail("the job never reached generation")
 
 
-@pytest.mark.parametrize("victim", ["generator", "preprocess"])
+@pytest.mark.parametrize("victim", ["generator", "render"])
 def test_service_killed_then_restarted_the_job_completes(stack, inputs, tmp_path, victim):
     with LipsyncClient(stack.addrs["gateway"]) as client:
         job = client.submit_job(*inputs)

@@ -22,6 +22,12 @@ class ModelVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_VERSION_V1: _ClassVar[ModelVersion]
     MODEL_VERSION_V15: _ClassVar[ModelVersion]
 
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_INTERACTIVE: _ClassVar[Priority]
+    PRIORITY_BATCH: _ClassVar[Priority]
+
 class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
@@ -47,6 +53,9 @@ DATA_TYPE_INT64: DataType
 MODEL_VERSION_UNSPECIFIED: ModelVersion
 MODEL_VERSION_V1: ModelVersion
 MODEL_VERSION_V15: ModelVersion
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_INTERACTIVE: Priority
+PRIORITY_BATCH: Priority
 VIDEO_CODEC_UNSPECIFIED: VideoCodec
 VIDEO_CODEC_H264: VideoCodec
 VIDEO_CODEC_H264_LOSSLESS_RGB: VideoCodec
@@ -79,7 +88,7 @@ class Chunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: bool = ...) -> None: ...
 
 class LipsyncOptions(_message.Message):
-    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate", "face_url", "audio_url")
+    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate", "face_url", "audio_url", "priority")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +103,7 @@ class LipsyncOptions(_message.Message):
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
     FACE_URL_FIELD_NUMBER: _ClassVar[int]
     AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model_version: ModelVersion
     bbox_shift: int
@@ -108,7 +118,8 @@ class LipsyncOptions(_message.Message):
     evaluate: bool
     face_url: str
     audio_url: str
-    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ..., face_url: _Optional[str] = ..., audio_url: _Optional[str] = ...) -> None: ...
+    priority: Priority
+    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ..., face_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
 
 class FaceBox(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2")

@@ -6,7 +6,7 @@ from lipsync.v1 import preprocess_pb2 as lipsync_dot_v1_dot_preprocess__pb2
 
 
 class PreprocessStub(object):
-    """Face preparation and compositing; internal, called by the gateway.
+    """Face preparation; internal, called by the gateway.
     """
 
     def __init__(self, channel):
@@ -20,15 +20,10 @@ class PreprocessStub(object):
                 request_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
                 )
-        self.Render = channel.stream_stream(
-                '/lipsync.v1.Preprocess/Render',
-                request_serializer=lipsync_dot_v1_dot_preprocess__pb2.RenderRequest.SerializeToString,
-                response_deserializer=lipsync_dot_v1_dot_preprocess__pb2.RenderResponse.FromString,
-                )
 
 
 class PreprocessServicer(object):
-    """Face preparation and compositing; internal, called by the gateway.
+    """Face preparation; internal, called by the gateway.
     """
 
     def Prepare(self, request_iterator, context):
@@ -42,15 +37,6 @@ class PreprocessServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Render(self, request_iterator, context):
-        """Paste generated crops back into the source frames and encode the MP4 with
-        the audio muxed in. Request: `config`, then the audio PCM, then the crops
-        in frame order. Response: MP4 chunks as they are written, then a summary.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_PreprocessServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,11 +44,6 @@ def add_PreprocessServicer_to_server(servicer, server):
                     servicer.Prepare,
                     request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.SerializeToString,
-            ),
-            'Render': grpc.stream_stream_rpc_method_handler(
-                    servicer.Render,
-                    request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.RenderRequest.FromString,
-                    response_serializer=lipsync_dot_v1_dot_preprocess__pb2.RenderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -72,7 +53,7 @@ def add_PreprocessServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Preprocess(object):
-    """Face preparation and compositing; internal, called by the gateway.
+    """Face preparation; internal, called by the gateway.
     """
 
     @staticmethod
@@ -89,22 +70,5 @@ class Preprocess(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Preprocess/Prepare',
             lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
             lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
-            options, channel_credentials,
-            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
-
-    @staticmethod
-    def Render(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Preprocess/Render',
-            lipsync_dot_v1_dot_preprocess__pb2.RenderRequest.SerializeToString,
-            lipsync_dot_v1_dot_preprocess__pb2.RenderResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lipsync_common.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import num_frames
-from services.generator.batcher import Batcher
+from services.generator.batcher import INTERACTIVE, Batcher
 from services.generator.engines.base import EngineUnavailable, batched
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class MuseTalkEngine:
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
-            self.batchers[version] = Batcher(lambda items, m=model: self._run(m, items, sizes), s.max_batch,
+            self.batchers[version] = Batcher(lambda items, m=model: self._launch(m, items, sizes), s.max_batch,
                                              s.max_wait_ms / 1000, name=f"musetalk-{version}")
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
@@ -132,22 +132,21 @@ class MuseTalkEngine:
             torch.cuda.empty_cache()
 
     @staticmethod
-    def _run(model, items: list, sizes: list[int]) -> list[np.ndarray]:
+    def _launch(model, items: list, sizes: list[int]):
+        """Queue one batch on the device; returns a handle whose call gives one crop per item (zeros where the
+        source frame has no face) and whose done() says whether the device finished."""
         import torch
 
         real = [i for i, item in enumerate(items) if item is not None]
-        out = [np.zeros((CROP, CROP, 3), np.uint8)] * len(items)
-        if real:
-            latents = torch.stack([items[i][0] for i in real])
-            tokens = torch.stack([items[i][1] for i in real])
-            size = next((b for b in sizes if b >= len(real)), len(real))
-            if size > len(real):   # pad to the bucket: fixed shapes for the compiled networks
-                latents = torch.cat([latents, latents[-1:].expand(size - len(real), -1, -1, -1)])
-                tokens = torch.cat([tokens, tokens[-1:].expand(size - len(real), -1, -1)])
-            crops = model.to_host(model.generate_uint8(latents, tokens))
-            for k, i in enumerate(real):
-                out[i] = crops[k]
-        return out
+        if not real:
+            return _Crops(None, real, len(items))
+        latents = torch.stack([items[i][0] for i in real])
+        tokens = torch.stack([items[i][1] for i in real])
+        size = next((b for b in sizes if b >= len(real)), len(real))
+        if size > len(real):   # pad to the bucket: fixed shapes for the compiled networks
+            latents = torch.cat([latents, latents[-1:].expand(size - len(real), -1, -1, -1)])
+            tokens = torch.cat([tokens, tokens[-1:].expand(size - len(real), -1, -1)])
+        return _Crops(model.to_host_async(model.generate_uint8(latents, tokens)), real, len(items))
 
     def _latents(self, source: SourceEntry, model, version: str):
         """Reference latents of every source frame, computed once per source (kept in the source cache)."""
@@ -163,16 +162,17 @@ class MuseTalkEngine:
             return torch.load(path, map_location=model.device, weights_only=True)
         faces = np.flatnonzero(source.has_face)
         latents = torch.zeros((source.meta.num_frames, 8, CROP // 8, CROP // 8), dtype=model.dtype, device=model.device)
-        for start in range(0, len(faces), 16):
-            idx = faces[start:start + 16]
-            latents[idx] = model.encode_crops(np.asarray(source.crops[idx])).to(model.dtype)
+        with source.frame_reader() as reader:     # face frames in order: one sequential decode
+            for start in range(0, len(faces), 16):
+                idx = faces[start:start + 16]
+                latents[idx] = model.encode_crops(source.crops_at(idx, reader)).to(model.dtype)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save(latents.cpu(), tmp)
         os.replace(tmp, path)
         return latents
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
-                 batch_size: int, version: str = "v15") -> Iterator[np.ndarray]:
+                 batch_size: int, version: str = "v15", priority: str = INTERACTIVE) -> Iterator[np.ndarray]:
         self.check(version)
         if version not in self.models:
             raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
@@ -189,8 +189,26 @@ class MuseTalkEngine:
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 yield (latents[idx], tokens[t]) if source.has_face[idx] else None
 
-        yield from batched(self.batchers[version].submit(items()), batch_size)
+        yield from batched(self.batchers[version].submit(items(), priority=priority), batch_size)
 
     def close(self) -> None:
         for b in self.batchers.values():
             b.close()
+
+
+class _Crops:
+    """One launched batch: its host copy (None when no item had a face) and where each real item sits."""
+
+    def __init__(self, copy, real: list[int], n: int):
+        self.copy, self.real, self.n = copy, real, n
+
+    def done(self) -> bool:
+        return self.copy is None or self.copy.done()
+
+    def __call__(self) -> list[np.ndarray]:
+        out = [np.zeros((CROP, CROP, 3), np.uint8)] * self.n
+        if self.copy is not None:
+            crops = self.copy()
+            for k, i in enumerate(self.real):
+                out[i] = crops[k]
+        return out

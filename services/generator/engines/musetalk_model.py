@@ -246,6 +246,25 @@ class MuseTalk:
     def to_uint8(images: torch.Tensor) -> np.ndarray:
         return (images * 255).round().to(torch.uint8).cpu().numpy()
 
+    def to_host_async(self, crops: torch.Tensor) -> "HostCopy":
+        """Start copying uint8 crops to the host; the returned handle waits for them (call it) or says whether they
+        are there (done()). On CUDA the copy goes into one of three reused pinned buffers, queued on the stream
+        behind the work that made `crops`, so the next batch can be launched before this one is collected (the
+        batcher keeps at most two batches in flight)."""
+        if crops.device.type != "cuda":
+            return HostCopy(crops.numpy(), None)
+        ring = getattr(self, "_pinned_ring", None)
+        if ring is None or ring[0].shape[0] < crops.shape[0]:
+            ring = self._pinned_ring = [torch.empty(crops.shape, dtype=torch.uint8, pin_memory=True)
+                                        for _ in range(3)]
+            self._ring_next = 0
+        buf = ring[self._ring_next][:crops.shape[0]]
+        self._ring_next = (self._ring_next + 1) % len(ring)
+        buf.copy_(crops, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(crops.device))
+        return HostCopy(buf.numpy(), event)
+
     def to_host(self, crops: torch.Tensor) -> np.ndarray:
         """Copy uint8 crops to the host through a reused pinned buffer (on CUDA), then one numpy array."""
         if crops.device.type != "cuda":
@@ -257,3 +276,19 @@ class MuseTalk:
         out.copy_(crops, non_blocking=True)
         torch.cuda.current_stream(crops.device).synchronize()
         return out.numpy().copy()
+
+
+class HostCopy:
+    """Crops on their way to the host: `done()` without waiting, `()` waits and returns a numpy copy."""
+
+    def __init__(self, array: np.ndarray, event):
+        self.array, self.event = array, event
+
+    def done(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def __call__(self) -> np.ndarray:
+        if self.event is None:
+            return self.array
+        self.event.synchronize()
+        return self.array.copy()

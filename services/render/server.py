@@ -1,0 +1,162 @@
+"""Render gRPC edge: validation, status codes, streaming; the work is in render.py.
+
+Workers are stateless (the prepared source comes from the shared cache), so a box runs several of them and a
+cluster scales them on their own Deployment; the gateway's round_robin channel spreads renders over all.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+from functools import partial
+import logging
+
+import grpc
+import numpy as np
+
+from lipsync.v1 import common_pb2, render_pb2, render_pb2_grpc
+from lipsync_common import server as boot
+from lipsync_common.auth import internal_interceptors
+from lipsync_common.metrics import FRAMES
+from lipsync_common.source_cache import SourceCache, SourceNotFound
+from lipsync_common.tensors import TensorError, from_tensor
+from services.render.config import RenderConfig
+from services.render.render import Renderer, RenderError
+
+log = logging.getLogger("render")
+CODECS = {common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB}
+
+
+def check_config(cfg: render_pb2.RenderConfig, max_frames: int) -> int:
+    """Raises ValueError for a bad config; returns the crf."""
+    if not 0 < cfg.fps <= 120:
+        raise ValueError(f"fps {cfg.fps} is out of range (0, 120]")
+    if not 0 < cfg.num_frames <= max_frames:
+        raise ValueError(f"num_frames {cfg.num_frames} is out of range [1, {max_frames}]")
+    if cfg.codec not in CODECS:
+        raise ValueError(f"unknown codec {cfg.codec}")
+    crf = cfg.crf if cfg.HasField("crf") else 18
+    if not 0 <= crf <= 51:
+        raise ValueError(f"crf {crf} is out of range [0, 51]")
+    if cfg.audio_channels not in (1, 2) or not 8000 <= cfg.audio_sample_rate <= 96000:
+        raise ValueError("audio must be 1 or 2 channels at 8-96 kHz")
+    return crf
+
+
+class RenderServicer(render_pb2_grpc.RenderServicer):
+    def __init__(self, cfg: RenderConfig):
+        self.cfg = cfg
+        self.cache = SourceCache(cfg.cache_dir)
+
+    def _renderer(self, entry, cfg, crf: int, audio_parts: list, on_bytes) -> Renderer:
+        pcm = np.concatenate(audio_parts) if audio_parts else np.zeros((0, cfg.audio_channels), np.int16)
+        return Renderer(entry, cfg.fps, cfg.num_frames, on_bytes,
+                        lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB, crf=crf,
+                        audio=pcm.T.astype(np.float32) / 32768.0, audio_rate=cfg.audio_sample_rate,
+                        threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
+                        carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
+                        color_match=cfg.color_match, preset=self.cfg.x264_preset)
+
+    async def Render(self, request_iterator, context):
+        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        it = aiter(request_iterator)
+        first = await anext(it, None)
+        if first is None or first.WhichOneof("payload") != "config":
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the render config")
+        cfg = first.config
+        try:
+            entry = self.cache.get(cfg.source_id)
+        except SourceNotFound as e:
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        try:
+            crf = check_config(cfg, self.cfg.max_frames)
+        except ValueError as e:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+        audio_parts: list[np.ndarray] = []
+        pending: collections.deque = collections.deque()   # MP4 bytes from the encoder thread (thread-safe)
+        offset = 0
+        renderer = None
+        # one batch renders in a worker thread while the next message is read, so x264 never waits for the
+        # network: at most two add() calls are outstanding (one running, one queued behind it)
+        inflight: tuple | None = None
+
+        def chunks():
+            nonlocal offset
+            parts = []
+            while pending:
+                parts.append(pending.popleft())
+            data = b"".join(parts)
+            for i in range(0, len(data), boot.CHUNK_BYTES):
+                piece = data[i:i + boot.CHUNK_BYTES]
+                yield render_pb2.RenderResponse(video=common_pb2.Chunk(offset=offset, data=piece))
+                offset += len(piece)
+
+        async def add_after(prev, r, first_frame, batch):
+            if prev is not None:      # strictly in order: a thread lock does not queue FIFO
+                await asyncio.gather(prev, return_exceptions=True)
+            await asyncio.to_thread(r.add, first_frame, batch)
+
+        try:
+            async for req in it:
+                kind = req.WhichOneof("payload")
+                try:
+                    if kind == "audio":
+                        if renderer is not None:
+                            raise ValueError("audio must come before the first crops")
+                        audio_parts.append(from_tensor(req.audio, dtype=np.int16, ndim=2,
+                                                       trailing=(cfg.audio_channels,)))
+                    elif kind == "crops":
+                        if renderer is None:
+                            renderer = self._renderer(entry, cfg, crf, audio_parts, pending.append)
+                        crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
+                        previous = inflight
+                        inflight = (asyncio.ensure_future(add_after(previous[0] if previous else None, renderer,
+                                                                    req.crops.first_frame, crops)), len(crops))
+                        if previous is not None:
+                            await previous[0]
+                            FRAMES.labels("render", "render").inc(previous[1])
+                            for msg in chunks():
+                                yield msg
+                            yield render_pb2.RenderResponse(progress=common_pb2.Progress(
+                                stage=common_pb2.STAGE_RENDER, done=renderer.next_frame, total=cfg.num_frames))
+                    else:
+                        raise ValueError("the config may be sent only once, first")
+                except (TensorError, RenderError, ValueError) as e:
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            if renderer is None:
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
+            try:
+                if inflight is not None:
+                    last, inflight = inflight, None
+                    await last[0]
+                    FRAMES.labels("render", "render").inc(last[1])
+                await asyncio.to_thread(renderer.finish)
+            except RenderError as e:
+                await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            for msg in chunks():
+                yield msg
+            done, renderer = renderer, None
+            yield render_pb2.RenderResponse(summary=render_pb2.RenderSummary(
+                frames=done.next_frame, width=done.writer.width, height=done.writer.height, bytes=offset,
+                duration_s=done.next_frame / cfg.fps))
+        finally:
+            if renderer is not None:
+                # in a thread: it waits for a running add() before closing the encoder
+                await asyncio.shield(asyncio.to_thread(renderer.abort))
+            if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
+                await asyncio.gather(inflight[0], return_exceptions=True)
+
+
+def main() -> None:
+    cfg = RenderConfig.from_env()
+    boot.setup_logging("render")
+    servicer = RenderServicer(cfg)
+    name = render_pb2.DESCRIPTOR.services_by_name["Render"].full_name
+    asyncio.run(boot.serve(
+        name="render", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
+        service_names=[name], interceptors=internal_interceptors(),
+        add_servicers=lambda s: render_pb2_grpc.add_RenderServicer_to_server(servicer, s)))
+
+
+if __name__ == "__main__":
+    main()
