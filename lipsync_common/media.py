@@ -4,14 +4,19 @@ from __future__ import annotations
 import fractions
 import io
 import itertools
+import logging
+import os
 import queue
 import threading
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import av
 import cv2
 import numpy as np
+
+log = logging.getLogger("media")
 
 # Demuxers that read a single still image.
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "jpegls_pipe"}
@@ -40,11 +45,9 @@ def _open(path: str, what: str):
         raise MediaError(f"{what} could not be opened as a media file: {e}") from None
 
 
-def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-    """Open a face video or image. Returns its info and an iterator of RGB uint8 frames (H, W, 3).
-
-    Raises MediaError for empty, corrupt or unsupported files and for limits exceeded.
-    """
+def _open_face(path: str, max_pixels: int):
+    """Open face media and decode its first frame: (container, stream, info, first frame, the rest).
+    The one way face media is opened, for read_face_media and FrameReader alike (same decoder settings)."""
     container = _open(path, "the face media")
     if not container.streams.video:
         container.close()
@@ -79,21 +82,40 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
     if turns % 2:
         width, height = height, width
     info = VideoInfo(width, height, fps, is_image, int(stream.frames or 0), rotation=90 * turns)
+    return container, stream, info, first, decoded
 
-    def frames() -> Iterator[np.ndarray]:
+
+def _upright_rgb(frame: av.VideoFrame, info: VideoInfo) -> np.ndarray:
+    """A decoded frame as the RGB array everything downstream sees (the same conversion everywhere)."""
+    img = frame.to_ndarray(format="rgb24")
+    turns = info.rotation // 90
+    if turns:
+        img = np.ascontiguousarray(np.rot90(img, turns))
+    if img.shape[0] != info.height or img.shape[1] != info.width:
+        raise MediaError("the face media changes frame size mid-stream")
+    return img
+
+
+def read_face_media(path: str, max_pixels: int, max_frames: int,
+                    timestamps: bool = False) -> tuple[VideoInfo, Iterator]:
+    """Open a face video or image. Returns its info and an iterator of RGB uint8 frames (H, W, 3); with
+    timestamps, of (frame, pts, keyframe): the frame's presentation time in the stream's time base (None when
+    the container gives none) and whether the decoder marked it a keyframe (where FrameReader may seek to).
+
+    Raises MediaError for empty, corrupt or unsupported files and for limits exceeded.
+    """
+    container, _, info, first, decoded = _open_face(path, max_pixels)
+
+    def frames() -> Iterator:
         n = 0
         try:
             for frame in itertools.chain([first], decoded):
                 if n >= max_frames:
                     raise MediaError(f"the face media has more than {max_frames} frames")
-                img = frame.to_ndarray(format="rgb24")
-                if turns:
-                    img = np.ascontiguousarray(np.rot90(img, turns))
-                if img.shape[0] != height or img.shape[1] != width:
-                    raise MediaError("the face media changes frame size mid-stream")
+                img = _upright_rgb(frame, info)
                 n += 1
-                yield img
-                if is_image:
+                yield (img, frame.pts, bool(frame.key_frame)) if timestamps else img
+                if info.is_image:
                     break
         except av.FFmpegError as e:
             if n == 0:
@@ -105,6 +127,224 @@ def read_face_media(path: str, max_pixels: int, max_frames: int) -> tuple[VideoI
             raise MediaError("the face media contains no decodable frame")
 
     return info, frames()
+
+
+def frame_check(img: np.ndarray) -> int:
+    """A cheap fingerprint of a decoded frame (CRC-32 of every 16th pixel of every 16th row, ~0.1 ms at 1080p):
+    recorded when a source is prepared, compared by FrameReader to catch a seek that decoded something else."""
+    return zlib.crc32(np.ascontiguousarray(img[::16, ::16]))
+
+
+NO_PTS = np.iinfo(np.int64).min    # "the container gave no timestamp" in a pts array
+
+
+class _Landed(Exception):
+    """A seek landed somewhere other than the keyframe asked for (its index is the argument)."""
+
+
+class FrameReader:
+    """The frames of a face media file by index, decoded again exactly as read_face_media decoded them (same
+    decoder settings, same conversion, rotation turned upright), for a caller that walks them mostly in order,
+    forward or backward, possibly skipping or repeating frames.
+
+    Forward it keeps decoding sequentially. For a frame behind (or far ahead) it seeks to the closest keyframe
+    at or before it, using the presentation times recorded when the frames were first decoded (`pts`,
+    `keyframes`), and decodes forward to it, keeping the last `window` decoded frames (still in the decoder's
+    format, converted to RGB when asked for) so that a backward walk costs a few forward decodes even with long
+    keyframe intervals while memory stays bounded. A seek that lands wrong (a timestamp that differs, or a
+    frame whose `checks` fingerprint differs) is never used again: the reader falls back to an earlier keyframe,
+    ultimately to decoding from the start and counting frames, so a frame is always the one asked for.
+
+    One thread at a time; returned arrays are read-only (the same array when a frame is asked for twice in a
+    row). `close` when done (also a context manager).
+    """
+
+    def __init__(self, path: str, num_frames: int, pts=None, keyframes=None, checks=None,
+                 size: tuple[int, int] | None = None, fd: int | None = None, window: int = 0,
+                 window_bytes: int = 128 << 20, max_window: int = 48, seek_cost: int = 8):
+        """size: the expected (width, height); fd: an open descriptor of path to read instead (the reader keeps
+        a duplicate: the file stays readable if path is deleted meanwhile); window: frames kept (0: as many as
+        fit in window_bytes, up to max_window); seek_cost: frames a seek is worth (decoding forward is preferred
+        to a seek that saves fewer)."""
+        self.path = path
+        self._fd = os.dup(fd) if fd is not None else os.open(path, os.O_RDONLY)
+        self.num_frames = int(num_frames)
+        self.size = size
+        self._pts = None if pts is None else np.asarray(pts, np.int64)
+        self._seek_points = np.zeros(0, np.int64)
+        if self._pts is not None and keyframes is not None and len(self._pts) == self.num_frames and \
+                (self._pts != NO_PTS).all() and (np.diff(self._pts) > 0).all():
+            keys = np.flatnonzero(np.asarray(keyframes, bool))
+            self._seek_points = keys[keys > 0]     # frame 0: reopen the file, exactly as read_face_media does
+        self._checks = None if checks is None else np.asarray(checks, np.uint32)
+        self._window_size = window
+        self._window_bytes, self._max_window = window_bytes, max_window
+        self._seek_cost = seek_cost
+        self._bad: set[int] = set()
+        self._window: dict[int, tuple[av.VideoFrame, int]] = {}   # index -> (decoded frame, its run's start)
+        self._last: tuple[int, np.ndarray] | None = None
+        self._container = self._stream = self._decoded = self._info = None
+        self._pending = None     # the frame a seek landed on, not yet consumed
+        self._pos = -1           # index of the next frame the decoder gives; -1: nothing is being decoded
+        self._run = 0            # where the current decoding run started (0: at the start of the file)
+        self.stats = {"decoded": 0, "seeks": 0, "restarts": 0, "bad_seeks": 0}
+
+    @property
+    def window(self) -> int:
+        """Frames kept at most (known after the first frame is decoded)."""
+        return self._window_size
+
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._close_container()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+    def _close_container(self) -> None:
+        self._window = {}
+        self._last = self._pending = self._decoded = None
+        self._pos = -1
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def get(self, idx: int) -> np.ndarray:
+        """RGB uint8 (H, W, 3) of frame idx, read-only."""
+        idx = int(idx)
+        if not 0 <= idx < self.num_frames:
+            raise IndexError(f"frame {idx} is outside the {self.num_frames} frames")
+        if self._last is not None and self._last[0] == idx:
+            return self._last[1]
+        while True:
+            if idx not in self._window:
+                self._fill(idx)
+            frame, run = self._window[idx]
+            img = _upright_rgb(frame, self._info)
+            if self._checks is not None and frame_check(img) != int(self._checks[idx]):
+                if run > 0:    # decoded after a seek: that keyframe does not give back the same frames
+                    self._bad.add(run)
+                    self.stats["bad_seeks"] += 1
+                    self._drop()
+                    continue
+                # decoded from the start, as when the source was prepared: this machine converts differently
+                # (or the file changed); seeks can no longer be checked, timestamps still are
+                log.warning("frame %d of %s does not match its recorded fingerprint", idx, self.path)
+                self._checks = None
+            img.flags.writeable = False
+            self._last = (idx, img)
+            return img
+
+    def _drop(self) -> None:
+        self._window = {}
+        self._last = self._pending = None
+        self._pos = -1
+
+    def _seek_point(self, idx: int) -> int:
+        """The last usable keyframe at or before idx (0: the start of the file)."""
+        k = int(np.searchsorted(self._seek_points, idx, side="right"))
+        while k > 0:
+            point = int(self._seek_points[k - 1])
+            if point not in self._bad:
+                return point
+            k -= 1
+        return 0
+
+    def _fill(self, idx: int) -> None:
+        while True:
+            try:
+                point = self._seek_point(idx)
+                if not 0 <= self._pos <= idx or point > self._pos + self._seek_cost:
+                    self._start(point)
+                self._decode_to(idx)
+                return
+            except _Landed as e:
+                self._bad.add(e.args[0])
+                self.stats["bad_seeks"] += 1
+                self._drop()
+
+    def _reopen(self) -> None:
+        self._close_container()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        # through the held descriptor where the system names it (Linux): the same bytes even if path is gone
+        source = f"/proc/self/fd/{self._fd}" if os.path.isdir("/proc/self/fd") else self.path
+        container, stream, info, first, decoded = _open_face(source, 1 << 62)
+        self._container, self._stream, self._info = container, stream, info
+        if self.size is not None and (info.width, info.height) != tuple(self.size):
+            raise MediaError(f"{self.path} decodes to {info.width}x{info.height}, expected "
+                             f"{self.size[0]}x{self.size[1]}")
+        self._decoded, self._pending, self._pos, self._run = decoded, first, 0, 0
+
+    def _start(self, point: int) -> None:
+        if point == 0 or self._container is None:
+            keep = self._window
+            self._reopen()                # decoding from the start: exactly as read_face_media does
+            self._window = keep
+            self.stats["restarts"] += 1
+            if point == 0:
+                return
+        target = int(self._pts[point])
+        self.stats["seeks"] += 1
+        try:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            self._decoded = self._container.decode(self._stream)
+            for frame in self._decoded:      # frames before the keyframe (open GOP) are skipped
+                if frame.pts is not None and frame.pts < target:
+                    continue
+                if frame.pts != target:
+                    raise _Landed(point)
+                self._pending, self._pos, self._run = frame, point, point
+                return
+        except av.FFmpegError:
+            raise _Landed(point) from None
+        raise _Landed(point)
+
+    def _next_frame(self) -> av.VideoFrame:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        try:
+            frame = next(self._decoded, None)
+        except av.FFmpegError as e:
+            if self._run > 0:
+                raise _Landed(self._run) from None
+            raise MediaError(f"{self.path} could not be decoded at frame {self._pos}: {e}") from None
+        if frame is None:
+            if self._run > 0:
+                raise _Landed(self._run)
+            raise MediaError(f"{self.path} ended after {self._pos} frames, {self.num_frames} expected")
+        if self._run > 0 and frame.pts != self._pts[self._pos]:
+            raise _Landed(self._run)
+        return frame
+
+    def _decode_to(self, idx: int) -> None:
+        while self._pos <= idx:
+            frame = self._next_frame()
+            i = self._pos
+            self._pos += 1
+            self.stats["decoded"] += 1
+            if not self._window_size:
+                size = sum(p.buffer_size for p in frame.planes)
+                self._window_size = max(2, min(self._max_window, self._window_bytes // max(1, size)))
+            if i > idx - self._window_size:
+                self._keep(i, frame, idx)
+
+    def _keep(self, i: int, frame: av.VideoFrame, target: int) -> None:
+        """Add frame i (i <= target) to the window. When it is full, what goes is a frame after the target (a
+        walk backward has passed it), else the earliest one: the window ends up holding the frames up to target."""
+        if i not in self._window and len(self._window) >= self._window_size:
+            del self._window[max(self._window, key=lambda k: (k > target, abs(k - target)))]
+        self._window[i] = (frame, self._run)
 
 
 def count_video_frames(path: str) -> int:

@@ -3,29 +3,42 @@
 One folder per source id, written under a temporary name and renamed when complete, so a reader never sees
 a half-written entry. An entry whose files do not match its meta.json (a crash mid-copy, a truncated volume) is
 treated as absent and moved aside, so it is rebuilt. With `max_bytes` set, committing an entry evicts the least
-recently used ones (use = `get`, recorded in the folder's mtime) until the cache fits:
+recently used ones (use = `get`, recorded in the folder's mtime) until the cache fits.
 
-    meta.json     sizes, fps, options, bbox_shift range
-    frames.u8     raw RGB frames [N, H, W, 3]
-    crops.u8      256x256 RGB crops [N, 256, 256, 3] (zeros where no face)
-    masks.u8      blend masks [N, 256, 256] (0..255)
-    boxes.npy     int32 [N, 4] crop boxes x1, y1, x2, y2 in frame pixels
-    has_face.npy  bool [N]
-    mesh.npy      float32 [N, 468, 2] Face Mesh points in crop coordinates (NaN where no face)
+An entry costs about what its source holds: the uploaded media file itself, decoded again when frames are
+needed (`SourceEntry.frame_reader`, the same decoding as prepare's, so the same pixels), plus a few kB per
+frame. Crops are not stored: `crop_face` of the frame and its box, as prepare computed them.
+
+    meta.json         sizes, fps, options, bbox_shift range; "storage": the media file's size and fingerprint
+    source.media      the face media as uploaded, byte for byte (a hard link to the upload where possible)
+    pts.npy           int64 [N] presentation time of each decoded frame, stream time base (media.NO_PTS: none)
+    keyframe.npy      bool [N] the decoder marked the frame a keyframe (a seek point for the frame reader)
+    check.npy         uint32 [N] media.frame_check of each RGB frame (catches a seek that decodes differently)
+    masks.z           blend masks [256, 256] (0..255), zlib-compressed one by one (no bytes: all zero)
+    mask_offsets.npy  int64 [N + 1] where frame i's mask starts and ends in masks.z
+    boxes.npy         int32 [N, 4] crop boxes x1, y1, x2, y2 in frame pixels
+    has_face.npy      bool [N]
+    mesh.npy          float32 [N, 468, 2] Face Mesh points in crop coordinates (NaN where no face)
+    latents-*.pt      written later by the musetalk engine (reference latents); counted like the rest
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from lipsync_common import media
+
 CROP = 256
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MEDIA = "source.media"
 
 
 class SourceNotFound(LookupError):
@@ -50,64 +63,159 @@ class SourceMeta:
     format_version: int = FORMAT_VERSION
 
 
+def _fingerprint(f, span: int = 1 << 16) -> str:
+    """Size and SHA-256 of the first and last 64 kB of an open file: notices a media file truncated or
+    rewritten in place (a hard link shares the upload's bytes) without reading all of it."""
+    size = os.fstat(f.fileno()).st_size
+    h = hashlib.sha256(str(size).encode())
+    f.seek(0)
+    h.update(f.read(span))
+    if size > span:
+        f.seek(max(span, size - span))
+        h.update(f.read(span))
+    return h.hexdigest()
+
+
 class SourceEntry:
-    """Read access to one prepared source; arrays are memory-mapped."""
+    """Read access to one prepared source. Frames: `frame_reader()` (decodes the stored media); crops: `crop`,
+    `crops_at`; masks: `mask`; boxes, has_face and mesh are arrays in memory."""
 
     def __init__(self, path: str):
         with open(os.path.join(path, "meta.json")) as f:
             raw = json.load(f)
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise CorruptEntry(f"format {raw.get('format_version')}, expected {FORMAT_VERSION}")
+        storage = raw.pop("storage")
         raw["bbox_shift_range"] = tuple(raw["bbox_shift_range"])
         self.meta = SourceMeta(**raw)
-        if self.meta.format_version != FORMAT_VERSION:
-            raise CorruptEntry(f"format {self.meta.format_version}, expected {FORMAT_VERSION}")
-        n, h, w = self.meta.num_frames, self.meta.height, self.meta.width
-        for name, size in (("frames.u8", n * h * w * 3), ("crops.u8", n * CROP * CROP * 3),
-                           ("masks.u8", n * CROP * CROP)):
-            if os.path.getsize(os.path.join(path, name)) != size:
-                raise CorruptEntry(f"{name} has the wrong size")
         self.path = path
-        self.frames = np.memmap(os.path.join(path, "frames.u8"), np.uint8, "r", shape=(n, h, w, 3))
-        self.crops = np.memmap(os.path.join(path, "crops.u8"), np.uint8, "r", shape=(n, CROP, CROP, 3))
-        self.masks = np.memmap(os.path.join(path, "masks.u8"), np.uint8, "r", shape=(n, CROP, CROP))
-        self.boxes = np.load(os.path.join(path, "boxes.npy"))
-        self.has_face = np.load(os.path.join(path, "has_face.npy"))
-        self.mesh = np.load(os.path.join(path, "mesh.npy"))
+        n = self.meta.num_frames
+        self.media_path = os.path.join(path, MEDIA)
+        # the media and the masks are held open from here on: an entry evicted while in use stays readable
+        self._media = open(self.media_path, "rb")
+        if os.fstat(self._media.fileno()).st_size != storage["media_bytes"] or \
+                _fingerprint(self._media) != storage["media_fingerprint"]:
+            raise CorruptEntry(f"{MEDIA} is not the file the entry was made from")
+        load = lambda name: np.load(os.path.join(path, name))  # noqa: E731
+        self.boxes = load("boxes.npy")
+        self.has_face = load("has_face.npy")
+        self.mesh = load("mesh.npy")
+        self.pts, self.keyframe, self.checks = load("pts.npy"), load("keyframe.npy"), load("check.npy")
+        self._mask_offsets = load("mask_offsets.npy")
         if self.boxes.shape != (n, 4) or self.has_face.shape != (n,) or self.mesh.shape[0] != n:
             raise CorruptEntry("boxes/has_face/mesh do not match the frame count")
+        if self.pts.shape != (n,) or self.keyframe.shape != (n,) or self.checks.shape != (n,):
+            raise CorruptEntry("pts/keyframe/check do not match the frame count")
+        off = self._mask_offsets
+        if off.shape != (n + 1,) or off[0] != 0 or (np.diff(off) < 0).any() or \
+                off[-1] != os.path.getsize(os.path.join(path, "masks.z")):
+            raise CorruptEntry("masks.z does not match its offsets")
+        self._masks = np.memmap(os.path.join(path, "masks.z"), np.uint8, "r") if off[-1] else None
+
+    def frame_reader(self, **kw) -> media.FrameReader:
+        """A reader of the source's frames (RGB uint8 [H, W, 3], read-only) by index, fast for rendering's walk
+        forward then backward; one per thread of use, `close` it (or use it in a with block).
+        kw: FrameReader's tuning (window, window_bytes, ...)."""
+        m = self.meta
+        return media.FrameReader(self.media_path, m.num_frames, self.pts, self.keyframe, self.checks,
+                                 size=(m.width, m.height), fd=self._media.fileno(), **kw)
+
+    def crops_at(self, indices, reader: media.FrameReader | None = None) -> np.ndarray:
+        """uint8 [k, 256, 256, 3]: the face crops prepare made of these frames (zeros without a face), from
+        `reader` (one of this entry's, best for frames in order) or from a reader opened for this call."""
+        from services.preprocess.crops import crop_face   # prepare's own crop, so the pixels are the same
+
+        indices = [int(i) for i in np.asarray(indices).reshape(-1)]
+        out = np.zeros((len(indices), CROP, CROP, 3), np.uint8)
+        if not any(self.has_face[i] for i in indices):
+            return out
+        own = reader is None
+        reader = self.frame_reader() if own else reader
+        try:
+            for k, i in enumerate(indices):
+                if self.has_face[i]:
+                    out[k] = crop_face(reader.get(i), tuple(int(v) for v in self.boxes[i]))
+        finally:
+            if own:
+                reader.close()
+        return out
+
+    def crop(self, idx: int, reader: media.FrameReader | None = None) -> np.ndarray:
+        """uint8 [256, 256, 3] crop of frame idx (see crops_at)."""
+        return self.crops_at([idx], reader)[0]
+
+    def mask(self, idx: int) -> np.ndarray:
+        """uint8 [256, 256] blend mask of frame idx (all zero without a face)."""
+        start, end = int(self._mask_offsets[idx]), int(self._mask_offsets[idx + 1])
+        if start == end:
+            return np.zeros((CROP, CROP), np.uint8)
+        try:
+            return np.frombuffer(zlib.decompress(self._masks[start:end]), np.uint8).reshape(CROP, CROP).copy()
+        except (zlib.error, ValueError) as e:
+            raise CorruptEntry(f"mask {idx}: {e}") from None
 
 
 class EntryWriter:
-    """Builds an entry in a temporary folder; `commit` renames it into place."""
+    """Builds an entry in a temporary folder; `commit` renames it into place. media_path: the face media the
+    frames are decoded from (linked or copied into the entry as it is)."""
 
-    def __init__(self, cache: "SourceCache", source_id: str, width: int, height: int):
+    def __init__(self, cache: "SourceCache", source_id: str, media_path: str):
         self.cache = cache
         self.source_id = source_id
-        self.width, self.height = width, height
         self.tmp = os.path.join(cache.root, f".tmp-{source_id}-{uuid.uuid4().hex[:8]}")
         os.makedirs(self.tmp)
-        self._frames = open(os.path.join(self.tmp, "frames.u8"), "wb")
-        self._crops = open(os.path.join(self.tmp, "crops.u8"), "wb")
-        self._masks = open(os.path.join(self.tmp, "masks.u8"), "wb")
+        try:
+            dst = os.path.join(self.tmp, MEDIA)
+            try:
+                os.link(media_path, dst)       # the upload's bytes, not a second copy (same volume)
+            except OSError:
+                shutil.copyfile(media_path, dst)
+            with open(dst, "rb") as f:
+                self.media_bytes, self.media_fingerprint = os.fstat(f.fileno()).st_size, _fingerprint(f)
+            self._masks = open(os.path.join(self.tmp, "masks.z"), "wb")
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self._offsets = [0]
+        self.pts: list[int] = []
+        self.keyframe: list[bool] = []
+        self.checks: list[int] = []
         self.boxes: list[tuple[int, int, int, int]] = []
         self.has_face: list[bool] = []
         self.mesh: list[np.ndarray] = []
 
-    def add(self, frame: np.ndarray, box, crop: np.ndarray, mask: np.ndarray, mesh: np.ndarray, has_face: bool):
-        self._frames.write(np.ascontiguousarray(frame, np.uint8).tobytes())
-        self._crops.write(np.ascontiguousarray(crop, np.uint8).tobytes())
-        self._masks.write(np.ascontiguousarray(mask, np.uint8).tobytes())
+    def add(self, frame: np.ndarray, pts: int | None, keyframe: bool, box, mask: np.ndarray, mesh: np.ndarray,
+            has_face: bool) -> None:
+        """One decoded frame, in order: the frame itself is not kept, only its fingerprint (media.frame_check);
+        pts/keyframe as read_face_media(timestamps=True) gave them."""
+        mask = np.ascontiguousarray(mask, np.uint8)
+        if mask.shape != (CROP, CROP):
+            raise ValueError(f"mask shape {mask.shape}, expected {(CROP, CROP)}")
+        data = zlib.compress(mask.tobytes(), 6) if mask.any() else b""
+        self._masks.write(data)
+        self._offsets.append(self._offsets[-1] + len(data))
+        self.pts.append(media.NO_PTS if pts is None else int(pts))
+        self.keyframe.append(bool(keyframe))
+        self.checks.append(media.frame_check(frame))
         self.boxes.append(tuple(box))
         self.has_face.append(bool(has_face))
         self.mesh.append(mesh.astype(np.float32))
 
     def commit(self, meta: SourceMeta) -> SourceEntry:
-        for f in (self._frames, self._crops, self._masks):
-            f.close()
-        np.save(os.path.join(self.tmp, "boxes.npy"), np.array(self.boxes, np.int32).reshape(-1, 4))
-        np.save(os.path.join(self.tmp, "has_face.npy"), np.array(self.has_face, bool))
-        np.save(os.path.join(self.tmp, "mesh.npy"), np.stack(self.mesh) if self.mesh else np.zeros((0, 468, 2), np.float32))
+        if meta.num_frames != len(self.boxes):
+            raise ValueError(f"meta says {meta.num_frames} frames, {len(self.boxes)} were added")
+        self._masks.close()
+        save = lambda name, a: np.save(os.path.join(self.tmp, name), a)  # noqa: E731
+        save("mask_offsets.npy", np.array(self._offsets, np.int64))
+        save("pts.npy", np.array(self.pts, np.int64))
+        save("keyframe.npy", np.array(self.keyframe, bool))
+        save("check.npy", np.array(self.checks, np.uint32))
+        save("boxes.npy", np.array(self.boxes, np.int32).reshape(-1, 4))
+        save("has_face.npy", np.array(self.has_face, bool))
+        save("mesh.npy", np.stack(self.mesh) if self.mesh else np.zeros((0, 468, 2), np.float32))
         with open(os.path.join(self.tmp, "meta.json"), "w") as f:
-            json.dump(asdict(meta), f)
+            json.dump({**asdict(meta), "storage": {"media_bytes": self.media_bytes,
+                                                   "media_fingerprint": self.media_fingerprint}}, f)
         final = self.cache.path(self.source_id)
         try:
             os.rename(self.tmp, final)
@@ -117,8 +225,7 @@ class EntryWriter:
         return SourceEntry(final)
 
     def abort(self) -> None:
-        for f in (self._frames, self._crops, self._masks):
-            f.close()
+        self._masks.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -160,12 +267,12 @@ class SourceCache:
         except SourceNotFound:
             return False
 
-    def writer(self, source_id: str, width: int, height: int) -> EntryWriter:
-        return EntryWriter(self, source_id, width, height)
+    def writer(self, source_id: str, media_path: str) -> EntryWriter:
+        return EntryWriter(self, source_id, media_path)
 
     def _discard(self, path: str, why: str = "") -> None:
-        """Move an entry aside first (atomic: readers stop seeing it at once), then delete it. Open memory maps
-        of it stay valid until closed."""
+        """Move an entry aside first (atomic: readers stop seeing it at once), then delete it. Open frame
+        readers and SourceEntry objects of it keep reading (they hold its files open)."""
         trash = os.path.join(self.root, f".trash-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(path, trash)

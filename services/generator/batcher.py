@@ -60,7 +60,8 @@ class Batcher:
         self.launch = launch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self.head_frames = max_batch if head_frames is None else head_frames
+        # a new request's first message of crops (8 frames) opens its MP4 on the render side: that much goes ahead
+        self.head_frames = max(1, max_batch // 4) if head_frames is None else head_frames
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)

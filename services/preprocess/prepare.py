@@ -1,4 +1,5 @@
-"""Prepare a face source: decode, landmarks, MuseTalk crop boxes, crops and masks, into the source cache."""
+"""Prepare a face source: decode, landmarks, MuseTalk crop boxes and masks, into the source cache (which keeps
+the media file itself and decodes it again for frames; crops are crop_face of a frame and its box)."""
 from __future__ import annotations
 
 import hashlib
@@ -56,17 +57,17 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
     sid = source_id(media_sha256, opts)
     if cache.has(sid):
         return cache.get(sid).meta, True
-    info, frames = media.read_face_media(media_path, max_pixels=max_pixels, max_frames=max_frames)
+    info, frames = media.read_face_media(media_path, max_pixels=max_pixels, max_frames=max_frames, timestamps=True)
     eff = opts.effective()
-    writer = cache.writer(sid, info.width, info.height)
+    writer = cache.writer(sid, media_path)
     lm68_found: list[np.ndarray] = []
     n = 0
-    empty_crop = np.zeros((C.CROP, C.CROP, 3), np.uint8)
     empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
     no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
 
-    def finish(frame: np.ndarray, pts: np.ndarray | None) -> np.ndarray | None:
-        """Crop box, crop, mask and cache write of one frame (in order, in one worker thread)."""
+    def finish(decoded: tuple, pts: np.ndarray | None) -> np.ndarray | None:
+        """Crop box, mask and cache write of one frame (in order, in one worker thread)."""
+        frame, frame_pts, keyframe = decoded
         box = None
         if pts is not None:
             lm68 = to_68(pts)
@@ -75,13 +76,14 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
             except ValueError:
                 box = None  # face at the very edge: pass the frame through
         if box is None:
-            writer.add(frame, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
+            writer.add(frame, frame_pts, keyframe, (0, 0, 0, 0), empty_mask, no_mesh, False)
             return None
         mesh_crop = C.to_crop_coords(pts, box)
-        crop = C.crop_face(frame, box)
-        # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
-        mask = parser.mask(crop, blur_frac=0.15) if opts.mask == "bisenet" else C.lower_face_mask(mesh_crop)
-        writer.add(frame, box, crop, mask, mesh_crop, True)
+        # the crop (not stored: SourceEntry.crop makes it again, the same way) is exactly the face box: blur 0.15
+        # of its width = MuseTalk's 0.1 on a 1.5x crop
+        mask = (parser.mask(C.crop_face(frame, box), blur_frac=0.15) if opts.mask == "bisenet"
+                else C.lower_face_mask(mesh_crop))
+        writer.add(frame, frame_pts, keyframe, box, mask, mesh_crop, True)
         return lm68
 
     # three stages overlap: decoding (a prefetch thread + ffmpeg's threads), landmarks (here: tracking is
@@ -102,14 +104,14 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
         smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
         with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post:
             session.hint = opts.face_hint
-            for frame in media.prefetch(frames):
-                pts = session.process(frame, opts.face_index)
+            for decoded in media.prefetch(frames):
+                pts = session.process(decoded[0], opts.face_index)
                 if smoother is not None:
                     if pts is None:
                         smoother.reset()
                     else:
                         pts = smoother(pts)
-                pending.append(post.submit(finish, frame, pts))
+                pending.append(post.submit(finish, decoded, pts))
                 collect(16)
             collect(0)
         if not lm68_found:

@@ -103,3 +103,136 @@ def test_prefetch_keeps_order_raises_and_stops():
     assert [next(it) for _ in range(5)] == list(range(5))
     it.close()
     assert threading.active_count() == before and len(produced) <= 5 + 4
+
+
+def gop_video(path, n, size=(160, 120), gop=10, bf=2, rotation=0, pix_fmt="yuv420p"):
+    """A moving portrait crop and a frame counter, keyframes every `gop` frames, `bf` B-frames: every frame
+    differs, so a frame decoded from the wrong place shows."""
+    import av
+
+    w, h = size
+    img = helpers.face_image()
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.options = {"g": str(gop), "keyint_min": str(gop), "bf": str(bf), "sc_threshold": "0"}
+        if rotation:
+            s.set_display_rotation(rotation)
+        for i in range(n):
+            f = np.full((h, w, 3), 90, np.uint8)
+            x, y = int(10 + 8 * np.sin(i / 4)), int(5 + 4 * np.cos(i / 7))
+            f[y:y + h // 2, x:x + w // 2] = img[150:150 + h // 2, 180:180 + w // 2]
+            f[-8:, :8] = (i * 7) % 255
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def decoded(path):
+    """What prepare sees: the frames, and the reader's index (pts, keyframes, fingerprints)."""
+    info, it = media.read_face_media(path, 10**8, 10**5, timestamps=True)
+    frames, pts, keys = zip(*it)
+    return info, list(frames), dict(pts=list(pts), keyframes=list(keys),
+                                    checks=[media.frame_check(f) for f in frames], size=(info.width, info.height))
+
+
+def walk(n):
+    """Rendering's walk: forward, backward, forward at half the frame rate, repeats, then random jumps."""
+    rng = np.random.default_rng(0)
+    return (list(range(n)) + list(range(n - 1, -1, -1)) + list(range(0, n, 2)) + [n // 2] * 3
+            + list(rng.integers(0, n, 40)))
+
+
+@pytest.mark.parametrize("kind", ["short gop", "long gop", "rotated odd size"])
+def test_reader_gives_the_frames_prepare_decoded_in_any_order(tmp_path, kind):
+    if kind == "short gop":
+        path = gop_video(str(tmp_path / "v.mp4"), 60, gop=10, bf=2)
+    elif kind == "long gop":          # x264's default: a keyframe every 250 frames, here only the first
+        path = gop_video(str(tmp_path / "v.mp4"), 90, gop=250, bf=3)
+    else:                             # a phone's portrait video, an odd size (4:4:4 allows it)
+        path = gop_video(str(tmp_path / "v.mp4"), 40, size=(161, 121), gop=8, rotation=90, pix_fmt="yuv444p")
+    info, frames, index = decoded(path)
+    if kind == "rotated odd size":
+        assert (info.width, info.height, info.rotation) == (121, 161, 90)
+    with media.FrameReader(path, len(frames), window=8, **index) as reader:
+        for i in walk(len(frames)):
+            got = reader.get(i)
+            assert np.array_equal(got, frames[i]), i
+            assert not got.flags.writeable
+        assert reader.stats["bad_seeks"] == 0
+        if kind == "short gop":
+            assert reader.stats["seeks"] > 0
+
+
+def test_backward_walk_cost_and_memory_are_bounded(tmp_path):
+    n, window = 120, 16
+    path = gop_video(str(tmp_path / "v.mp4"), n, gop=250)          # one keyframe: the worst case
+    _, frames, index = decoded(path)
+    reader = media.FrameReader(path, n, window=window, **index)
+    for i in range(n):
+        reader.get(i)
+    assert reader.stats["decoded"] == n and reader.stats["restarts"] == 1   # forward: one sequential decode
+    for i in range(n - 1, -1, -1):
+        assert np.array_equal(reader.get(i), frames[i])
+        assert len(reader._window) <= window
+    backward = reader.stats["decoded"] - n
+    # a block of `window` frames per decode from the keyframe: about n^2 / (2 window), not n^2 / 2
+    assert backward <= sum(range(n - window, 0, -window)) + n, backward
+    reader.close()
+    # the window follows the frame size: at most window_bytes of decoded frames
+    frame_bytes = 160 * 120 * 3 // 2
+    with media.FrameReader(path, n, window_bytes=5 * frame_bytes, **index) as small:
+        small.get(30)
+        assert 2 <= small.window <= 5 and len(small._window) <= small.window   # (planes are padded)
+    with media.FrameReader(path, n, **index) as default:
+        default.get(0)
+        assert default.window == 48                                 # the cap, for small frames
+
+
+def test_wrong_seek_information_still_gives_the_right_frames(tmp_path, caplog):
+    path = gop_video(str(tmp_path / "v.mp4"), 50, gop=10)
+    _, frames, index = decoded(path)
+    order = list(range(49, -1, -1)) + [33, 7, 45]
+    # a keyframe flag on a frame that is not one: the seek lands on the keyframe before it, frames are skipped
+    keys = list(index["keyframes"])
+    keys[15] = keys[35] = True
+    with media.FrameReader(path, 50, window=4, **{**index, "keyframes": keys}) as reader:
+        assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
+    # timestamps that do not match what the demuxer gives: those seek points are dropped, nothing else
+    pts = list(index["pts"])
+    pts[20] += 1
+    with media.FrameReader(path, 50, window=4, **{**index, "pts": pts}) as reader:
+        assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
+        assert reader.stats["bad_seeks"] > 0
+    # a fingerprint that differs after a seek: the reader goes back further, down to decoding from the start;
+    # there it cannot be the seek, so the fingerprints are no longer trusted (a warning), the frames still are
+    checks = list(index["checks"])
+    checks[25] ^= 1
+    with media.FrameReader(path, 50, window=4, **{**index, "checks": checks}) as reader:
+        assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
+        assert reader.stats["bad_seeks"] >= 2 and "does not match its recorded fingerprint" in caplog.text
+    # no timestamps at all: no seeking, decoding from the start for every step back
+    with media.FrameReader(path, 50, window=4, size=index["size"]) as reader:
+        assert all(np.array_equal(reader.get(i), frames[i]) for i in order[:12])
+        assert reader.stats["seeks"] == 0 and reader.stats["restarts"] > 1
+
+
+def test_reader_of_a_still_image_and_of_a_deleted_file(tmp_path):
+    png = helpers.write_png(str(tmp_path / "f.png"), helpers.face_image())
+    _, frames, index = decoded(png)
+    with media.FrameReader(png, 1, **index) as reader:
+        assert np.array_equal(reader.get(0), frames[0]) and reader.get(0) is reader.get(0)
+        with pytest.raises(IndexError):
+            reader.get(1)
+    path = gop_video(str(tmp_path / "v.mp4"), 30, gop=10)
+    _, frames, index = decoded(path)
+    reader = media.FrameReader(path, 30, window=4, **index)
+    assert np.array_equal(reader.get(29), frames[29])
+    os.remove(path)                                  # evicted from the cache while a render reads it
+    assert all(np.array_equal(reader.get(i), frames[i]) for i in (3, 0, 17))
+    reader.close()
+    with pytest.raises(media.MediaError, match="decodes to"):
+        with media.FrameReader(png, 1, size=(10, 10)) as reader:
+            reader.get(0)

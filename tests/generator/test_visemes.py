@@ -58,7 +58,7 @@ def frames_in(start, end, n, margin=0.0):
 def closed_gap(source):
     """Face Mesh's inner-lip gap on this face with its lips closed by the warp (not 0: lip thickness)."""
     entry, lm = source
-    closed = warp_mouth(np.asarray(entry.crops[0]), entry.mesh[0], np.asarray(entry.masks[0]), 0.0, 0.0)
+    closed = warp_mouth(entry.crop(0), entry.mesh[0], entry.mask(0), 0.0, 0.0)
     return measure(lm, [closed])[0][0]
 
 
@@ -147,7 +147,7 @@ def test_non_speech_never_errors_and_rests_in_silence(source, engine, case):
     crops = np.concatenate(list(run))
     assert len(crops) == int(len(audio) / 16000 * FPS) and run.detail
     if case == "silence":
-        rest = warp_mouth(np.asarray(entry.crops[0]), entry.mesh[0], np.asarray(entry.masks[0]), 0.0, 0.0)
+        rest = warp_mouth(entry.crop(0), entry.mesh[0], entry.mask(0), 0.0, 0.0)
         assert (crops == rest[None]).all() and run.detail.startswith("loudness fallback: no speech")
 
 

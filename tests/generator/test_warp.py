@@ -16,7 +16,7 @@ def lip_gap(lm, crop):
 
 def test_opening_is_measurable_on_the_output(source):
     entry, lm = source
-    crop, mesh, mask = np.asarray(entry.crops[0]), entry.mesh[0], np.asarray(entry.masks[0])
+    crop, mesh, mask = entry.crop(0), entry.mesh[0], entry.mask(0)
     source_gap = lip_gap(lm, crop)           # she smiles with her teeth showing
     gaps = [lip_gap(lm, warp_mouth(crop, mesh, mask, o, 0.0)) for o in (0.0, 0.5, 1.0)]
     assert gaps[0] < 0.5 * source_gap, (source_gap, gaps)  # silence closes the mouth
@@ -26,7 +26,7 @@ def test_opening_is_measurable_on_the_output(source):
 
 def test_only_the_masked_region_changes(source):
     entry, _ = source
-    crop, mesh, mask = np.asarray(entry.crops[0]), entry.mesh[0], np.asarray(entry.masks[0])
+    crop, mesh, mask = entry.crop(0), entry.mesh[0], entry.mask(0)
     out = warp_mouth(crop, mesh, mask, 1.0, 1.0)
     assert np.array_equal(out[:100], crop[:100])          # eyes and above untouched
     changed = np.abs(out.astype(int) - crop).sum(2) > 0
@@ -40,7 +40,7 @@ def test_engine_streams_one_crop_per_frame_in_batches(source):
     crops = np.concatenate(batches)
     assert [len(b) for b in batches][:-1] == [8] * (len(batches) - 1)
     assert crops.shape == (55, 256, 256, 3)
-    rest = warp_mouth(np.asarray(entry.crops[0]), entry.mesh[0], np.asarray(entry.masks[0]), 0.0, 0.0)
+    rest = warp_mouth(entry.crop(0), entry.mesh[0], entry.mask(0), 0.0, 0.0)
     diff = np.abs(crops.astype(int) - rest[None]).mean(axis=(1, 2, 3))
     assert diff[:12].max() == 0 and diff[-12:].max() == 0   # silence: the closed mouth, every frame
     assert diff[20:35].mean() > 1.0 and np.ptp(diff[16:40]) > 0.5  # speech: the mouth moves

@@ -194,6 +194,6 @@ def test_prepare_uses_the_parser_for_masks(tmp_path, parser):
     plain, _ = prepare(path, digest, PrepareOptions(), cache, lm, 10**8, 100)
     assert parsed.source_id != plain.source_id and parsed.options["mask"] == "bisenet"
     a, b = cache.get(parsed.source_id), cache.get(plain.source_id)
-    crop = np.asarray(a.crops[0])
+    crop = a.crop(0)
     want = parser.mask(crop, blur_frac=0.15)                      # random weights: wiring, not quality
-    assert np.array_equal(np.asarray(a.masks[0]), want) and not np.array_equal(want, np.asarray(b.masks[0]))
+    assert np.array_equal(a.mask(0), want) and not np.array_equal(want, b.mask(0))

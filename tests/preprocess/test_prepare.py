@@ -1,11 +1,15 @@
 """Landmarks on a real portrait, the cache entry, and the no-face error (MediaPipe Face Mesh, real weights)."""
+import dataclasses
 import hashlib
+import json
 import os
 
 import numpy as np
 import pytest
 
+from lipsync_common import media
 from lipsync_common.source_cache import SourceCache
+from services.preprocess import crops as C
 from services.preprocess import landmarks as L
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare, source_id
@@ -44,8 +48,8 @@ def test_prepare_writes_a_complete_entry_once(tmp_path, landmarker):
     lo, hi = meta.bbox_shift_range
     assert lo < 0 < hi
     entry = cache.get(meta.source_id)
-    assert entry.frames.shape == (10, 480, 640, 3) and entry.crops.shape == (10, 256, 256, 3)
-    assert entry.has_face.all() and (entry.masks.reshape(10, -1).max(1) == 255).all()
+    assert (meta.width, meta.height) == (640, 480) and entry.crops_at(range(10)).shape == (10, 256, 256, 3)
+    assert entry.has_face.all() and all(entry.mask(i).max() == 255 for i in range(10))
     x1, y1, x2, y2 = entry.boxes[0]
     assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
     assert [n for n in os.listdir(cache.root) if n.startswith(".tmp")] == []
@@ -84,7 +88,60 @@ def test_frames_without_a_face_are_kept_and_flagged(tmp_path, landmarker):
     meta, _ = prepare(path, sha(path), PrepareOptions(), cache, landmarker, 10**8, 1000)
     entry = cache.get(meta.source_id)
     assert meta.num_frames == 3 and meta.frames_with_face == 2
-    assert list(entry.has_face) == [True, False, True] and entry.masks[1].max() == 0
+    assert list(entry.has_face) == [True, False, True] and entry.mask(1).max() == 0 and entry.crop(1).max() == 0
+
+
+def test_the_entry_gives_back_the_frames_crops_and_masks_prepare_made(tmp_path, landmarker, monkeypatch):
+    """The cache keeps the media, not the frames: decoded again they are the same pixels, and so are the crops;
+    the masks come back as prepare made them. Checked against what prepare itself saw, forward and backward."""
+    decoded, masks = [], []
+    read_face_media, lower_face_mask = media.read_face_media, C.lower_face_mask
+
+    def read_spy(*a, **kw):
+        info, frames = read_face_media(*a, **kw)
+        return info, (decoded.append(item[0].copy()) or item for item in frames)
+
+    def mask_spy(*a, **kw):
+        masks.append(lower_face_mask(*a, **kw))
+        return masks[-1]
+    monkeypatch.setattr(media, "read_face_media", read_spy)
+    monkeypatch.setattr(C, "lower_face_mask", mask_spy)
+    path = helpers.face_video(str(tmp_path / "v.mp4"), n=40)
+    cache = SourceCache(str(tmp_path / "cache"))
+    meta, _ = prepare(path, sha(path), PrepareOptions(), cache, landmarker, 10**8, 1000)
+    monkeypatch.undo()
+    entry = cache.get(meta.source_id)
+    assert len(decoded) == meta.num_frames == 40 and entry.has_face.all()
+    order = list(range(40)) + list(range(39, -1, -1)) + [5, 31, 0, 17]
+    with entry.frame_reader(window=8) as reader:
+        for i in order:
+            assert np.array_equal(reader.get(i), decoded[i]), i
+        crops = entry.crops_at(order, reader)
+    for k, i in enumerate(order):
+        want = C.crop_face(decoded[i], tuple(int(v) for v in entry.boxes[i]))   # what prepare cropped
+        assert np.array_equal(crops[k], want), i
+    assert np.array_equal(entry.crop(7), crops[7])
+    assert len(masks) == 40 and all(np.array_equal(entry.mask(i), masks[i]) for i in range(40))
+    # the whole entry is the media file plus a few kB a frame (raw frames, crops and masks were 1.2 MB here)
+    size = sum(f.stat().st_size for f in os.scandir(entry.path))
+    assert size - os.path.getsize(path) < 12_000 * 40, size
+
+
+def test_an_old_or_damaged_entry_is_prepared_again(tmp_path, landmarker):
+    path = helpers.face_video(str(tmp_path / "v.mp4"), n=6)
+    cache = SourceCache(str(tmp_path / "cache"))
+    meta, _ = prepare(path, sha(path), PrepareOptions(), cache, landmarker, 10**8, 1000)
+    entry_path = cache.path(meta.source_id)
+    os.remove(os.path.join(entry_path, "mask_offsets.npy"))     # a volume that lost a file
+    again, cached = prepare(path, sha(path), PrepareOptions(), cache, landmarker, 10**8, 1000)
+    assert not cached and again == meta and cache.get(meta.source_id).mask(0).max() == 255
+    for name in os.listdir(entry_path):                          # the entry of format 1: raw frames
+        os.remove(os.path.join(entry_path, name))
+    json.dump({**dataclasses.asdict(meta), "format_version": 1}, open(os.path.join(entry_path, "meta.json"), "w"))
+    for name in ("frames.u8", "crops.u8", "masks.u8"):
+        open(os.path.join(entry_path, name), "wb").close()
+    _, cached = prepare(path, sha(path), PrepareOptions(), cache, landmarker, 10**8, 1000)
+    assert not cached and "masks.z" in os.listdir(entry_path)
 
 
 def scene(width=1280, height=720, faces=((256, 200, 150),)):

@@ -1,13 +1,16 @@
-"""Renderer: parallel compositing gives the same file as serial, frames in order, and a bounded mask cache."""
+"""Renderer: parallel compositing gives the same file as serial, frames in order, and a bounded mask cache;
+the source frames it pastes into are the source's own, walked forward and backward."""
 import hashlib
+import os
 
 import numpy as np
 import pytest
 
-from lipsync_common.source_cache import SourceCache
+from lipsync_common import media
+from lipsync_common.source_cache import SourceCache, source_frame
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
-from services.render.render import Renderer, RenderError
+from services.render.render import Renderer, RenderError, composite, frame_mask
 from tests import helpers
 
 
@@ -21,12 +24,13 @@ def entry(tmp_path_factory):
     return cache.get(meta.source_id)
 
 
-def render(entry, crops, threads, batch=5):
+def render(entry, crops, threads, batch=5, fps=25.0, **kw):
     out = []
-    r = Renderer(entry, 25.0, len(crops), out.append, threads=threads)
+    r = Renderer(entry, fps, len(crops), out.append, threads=threads, **kw)
     for i in range(0, len(crops), batch):
         r.add(i, crops[i:i + batch])
     r.finish()
+    assert r._reader._fd is None                                        # its frame reader is closed
     return b"".join(out)
 
 
@@ -50,3 +54,22 @@ def test_out_of_order_and_too_many_crops(entry):
     r.abort()
     with pytest.raises(RenderError, match="stopped"):
         r.add(2, crops[:1])
+
+
+@pytest.mark.parametrize("fps", [25.0, 40.0, 15.0])
+def test_each_output_frame_is_its_source_frame_with_the_crop_pasted(entry, tmp_path, fps):
+    """Lossless output: frame t is exactly composite(source frame, crop t, box, mask) of the source frame that
+    source_frame picks (forward, backward, forward; repeated or skipped at another frame rate)."""
+    video = os.path.join(os.path.dirname(os.path.dirname(entry.path)), "v.mp4")   # the fixture's source
+    _, frames = media.read_face_media(video, 10**8, 1000)
+    frames = list(frames)
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 255, (40, 256, 256, 3), dtype=np.uint8)
+    path = tmp_path / "o.mp4"
+    path.write_bytes(render(entry, crops, threads=2, fps=fps, lossless_rgb=True))
+    out, _, _, _ = helpers.decode_video(str(path))
+    assert len(out) == 40
+    for t in range(40):
+        idx = source_frame(t, entry.meta.num_frames, entry.meta.fps, fps)
+        (box, alpha) = frame_mask(entry, idx)
+        assert np.array_equal(out[t], composite(frames[idx], crops[t], box, alpha)), t

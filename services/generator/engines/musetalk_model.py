@@ -261,7 +261,7 @@ class MuseTalk:
         buf = ring[self._ring_next][:crops.shape[0]]
         self._ring_next = (self._ring_next + 1) % len(ring)
         buf.copy_(crops, non_blocking=True)
-        event = torch.cuda.Event()
+        event = torch.cuda.Event(blocking=True)     # a waiting thread sleeps instead of spinning on a core
         event.record(torch.cuda.current_stream(crops.device))
         return HostCopy(buf.numpy(), event)
 
