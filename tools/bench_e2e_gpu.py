@@ -1,16 +1,22 @@
 """On the GPU machine: the whole service end to end with the musetalk engine (full-size random weights).
 
-All three services run there as processes; a 1280x720 H.264 source (250 frames at 25 fps) and 10 s of audio go
-through the gateway; the second request finds the source prepared. Reports frames/s and the time from the request
-to the first MP4 chunk. Random weights: speed only.
+The services run there as processes (RENDER_WORKERS render workers, default 4); a 1280x720 H.264 source (250 frames
+at 25 fps) and 10 s of audio go through the gateway; the second request finds the source prepared. Reports
+frames/s and the time from the request to the first MP4 chunk, one request at a time, then a concurrency sweep
+(E2E_SWEEP, default 1,2,4,8,16 simultaneous requests): aggregate and per-request frames/s, first chunk p50/p95 and
+each process's CPU share (100% = one core) during each level; with py-spy installed, a profile of each service
+during the 8-request level. Random weights: speed only.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
@@ -18,21 +24,24 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_pb2_grpc, preprocess_pb2,
-                        preprocess_pb2_grpc)
+                        preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.tensors import to_tensor
 from tests import helpers
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
 
+ENGINE = os.environ.get("E2E_ENGINE", "musetalk")     # another engine: a smoke run of this script on a CPU machine
 
-def timed_call(addr: str, video: str, audio: str) -> dict:
+
+def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRIORITY_UNSPECIFIED) -> dict:
     with grpc.insecure_channel(addr, options=OPTIONS) as ch:
         stub = gateway_pb2_grpc.LipsyncGatewayStub(ch)
         t0 = time.perf_counter()
         first = None
         summary = None
-        for resp in stub.Lipsync(upload_requests(video, audio, common_pb2.LipsyncOptions(engine="musetalk"))):
+        options = common_pb2.LipsyncOptions(engine=ENGINE, priority=priority)
+        for resp in stub.Lipsync(upload_requests(video, audio, options)):
             kind = resp.WhichOneof("payload")
             if kind == "video" and first is None:
                 first = time.perf_counter() - t0
@@ -65,14 +74,14 @@ def stages_alone(addrs: dict, video: str, seconds: float = 10.0, engine: str = "
                 batches.append(r.crops)
         gen_s = time.perf_counter() - t0
     frames = sum(b.images.shape[0] for b in batches)
-    rcfg = preprocess_pb2.RenderConfig(source_id=prepared.source_id, fps=25, num_frames=frames,
-                                       audio_sample_rate=16000, audio_channels=1)
+    rcfg = render_pb2.RenderConfig(source_id=prepared.source_id, fps=25, num_frames=frames,
+                                   audio_sample_rate=16000, audio_channels=1)
     pcm = (audio * 32767).astype(np.int16)[:, None]
-    reqs = [preprocess_pb2.RenderRequest(config=rcfg), preprocess_pb2.RenderRequest(audio=to_tensor(pcm))]
-    reqs += [preprocess_pb2.RenderRequest(crops=b) for b in batches]
-    with grpc.insecure_channel(addrs["preprocess"], options=OPTIONS) as ch:
+    reqs = [render_pb2.RenderRequest(config=rcfg), render_pb2.RenderRequest(audio=to_tensor(pcm))]
+    reqs += [render_pb2.RenderRequest(crops=b) for b in batches]
+    with grpc.insecure_channel(addrs["render"], options=OPTIONS) as ch:
         t0 = time.perf_counter()
-        out = sum(len(r.video.data) for r in preprocess_pb2_grpc.PreprocessStub(ch).Render(iter(reqs)))
+        out = sum(len(r.video.data) for r in render_pb2_grpc.RenderStub(ch).Render(iter(reqs)))
         render_s = time.perf_counter() - t0
     return [{"run": "generator alone (Generate, cached source)", "frames": frames, "wall_s": round(gen_s, 2),
              "fps": round(frames / gen_s, 1)},
@@ -80,16 +89,101 @@ def stages_alone(addrs: dict, video: str, seconds: float = 10.0, engine: str = "
              "fps": round(frames / render_s, 1), "bytes": out}]
 
 
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, float), q)) if values else float("nan")
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system, all threads) of each service process so far."""
+    import psutil
+
+    out = {}
+    for name, proc in stack.procs.items():
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+            out[name] = t.user + t.system
+        except psutil.Error:
+            out[name] = float("nan")
+    return out
+
+
+def gpu_memory_mib() -> dict[str, float]:
+    """GPU memory per process (nvidia-smi), by pid."""
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {line.split(",")[0].strip(): float(line.split(",")[1]) for line in text.splitlines() if "," in line}
+
+
+def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
+    """py-spy (when installed) records every service for `seconds`, as collapsed stacks into $OUT."""
+    spy = shutil.which("py-spy") or ("/tmp/site/bin/py-spy" if os.path.exists("/tmp/site/bin/py-spy") else None)
+    if spy is None or not os.environ.get("OUT"):
+        return []
+    procs = []
+    for name in ("generator", "gateway", "render"):
+        if name in stack.procs:
+            out = os.path.join(os.environ["OUT"], f"spy-{name}.txt")
+            procs.append(subprocess.Popen([spy, "record", "-p", str(stack.procs[name].pid), "-d", str(int(seconds)),
+                                           "-r", "50", "--threads", "--idle", "-f", "raw", "-o", out, "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) -> dict:
+    """n requests at once; aggregate = all frames / the time until the last one ended."""
+    results: list[dict] = [None] * n   # type: ignore[list-item]
+    errors: list[str] = []
+
+    def one(k: int) -> None:
+        try:
+            results[k] = timed_call(stack.addrs["gateway"], video, audio)
+        except grpc.RpcError as e:
+            errors.append(f"{e.code().name}: {e.details()}")
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    spies = profile(stack, spy_s) if spy_s else []
+    cpu0, t0 = cpu_seconds(stack), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu1 = cpu_seconds(stack)
+    for p in spies:
+        p.wait(60)
+    done = [r for r in results if r]
+    frames = sum(r["frames"] for r in done)
+    share: dict[str, float] = {}
+    for name in cpu1:
+        key = name.split("-")[0]
+        share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
+    firsts = [r["first_chunk_ms"] for r in done]
+    return {"run": f"sweep: {n} at once", "concurrent": n, "ok": len(done), "errors": errors[:3],
+            "aggregate_fps": round(frames / wall, 1),
+            "per_request_fps": round(percentile([r["fps"] for r in done], 50), 1),
+            "first_chunk_ms_p50": round(percentile(firsts, 50)), "first_chunk_ms_p95": round(percentile(firsts, 95)),
+            "first_chunk_ms_max": max(firsts) if firsts else None, "wall_s": round(wall, 2),
+            "cpu_percent": share, "cores": os.cpu_count()}
+
+
 def main() -> int:
     tmp = tempfile.mkdtemp()
     models = os.path.join(tmp, "models")
-    write_full_size_models(models)
+    if ENGINE == "musetalk":
+        write_full_size_models(models)
     video = helpers.face_video(os.path.join(tmp, "src720.mp4"), n=250, fps=25, size=(1280, 720))
     audio = helpers.write_wav(os.path.join(tmp, "a.wav"), helpers.speech_like([(10.0, True)]))
     t0 = time.perf_counter()
-    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MUSETALK_MAX_BATCH": "32"},
-                        timeout=540, services=("preprocess", "generator", "gateway"))   # no evaluation here
-    print(f"stack SERVING after {time.perf_counter() - t0:.0f} s (generator compiles and warms up)", flush=True)
+    workers = int(os.environ.get("RENDER_WORKERS", "4"))
+    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MUSETALK_MAX_BATCH": "32",
+                                                         "MAX_STREAMS": "64"},
+                        timeout=540, services=("preprocess", "generator", "render", "gateway"),   # no evaluation here
+                        render_workers=workers)
+    print(f"stack SERVING after {time.perf_counter() - t0:.0f} s (generator compiles and warms up); "
+          f"{workers} render workers", flush=True)
     rows = []
     try:
         cached = int(os.environ.get("E2E_RUNS", "8"))        # repeat requests on the cached source
@@ -98,10 +192,18 @@ def main() -> int:
             r["run"] = label
             rows.append(r)
             print(json.dumps(r), flush=True)
-        for _ in range(2):
-            for r in stages_alone(stack.addrs, video):
+        for _ in range(int(os.environ.get("E2E_ALONE", "1"))):
+            for r in stages_alone(stack.addrs, video, engine=ENGINE):
                 rows.append(r)
                 print(json.dumps(r), flush=True)
+        for n in [int(x) for x in os.environ.get("E2E_SWEEP", "1,2,4,8,16").split(",") if x]:
+            r = sweep_level(stack, video, audio, n, spy_s=6 if n == 8 else 0)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+        gen_pid = str(stack.procs["generator"].pid)
+        r = {"run": "GPU memory after the sweep (nvidia-smi)", "generator_mib": gpu_memory_mib().get(gen_pid)}
+        rows.append(r)
+        print(json.dumps(r), flush=True)
         # E2E_RESTART="preprocess:RENDER_THREADS=6;generator:MUSETALK_FIRST_BATCH=0": a service restarted with
         # a setting changed (on top of the earlier ones), then the cached runs again
         for spec in filter(None, os.environ.get("E2E_RESTART", "").split(";")):
@@ -120,13 +222,13 @@ def main() -> int:
                 r["run"] = f"{label}, {setting}"
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-            for r in stages_alone(stack.addrs, video):
+            for r in stages_alone(stack.addrs, video, engine=ENGINE):
                 r["run"] += f", {setting}"
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     finally:
         stack.stop()
-        for name in ("generator", "preprocess", "gateway"):
+        for name in ("generator", "preprocess", "render", "gateway"):
             log = os.path.join(tmp, "stack", "log", f"{name}.log")
             if os.environ.get("OUT") and os.path.exists(log):
                 os.system(f"tail -c 20000 {log} > {os.environ['OUT']}/{name}.log")
