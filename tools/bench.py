@@ -56,11 +56,13 @@ def stage_rows(tmp: str) -> list[str]:
         meta, _ = prepare(video, digest, PrepareOptions(), cache, landmarker, 10**8, 10**4)
         prep = meta.num_frames / (time.perf_counter() - t0)
         entry = cache.get(meta.source_id)
-        crops = np.asarray(entry.crops)
+        with entry.frame_reader() as reader:
+            frames = [reader.get(k) for k in range(meta.num_frames)]
+        crops = entry.crops_at(range(meta.num_frames))
         n = 250
         r = Renderer(entry, 25.0, n, lambda b: None)
         masks = [frame_mask(entry, k) for k in range(meta.num_frames)]
-        jobs = [(i % meta.num_frames, crops[i % meta.num_frames], masks[i % meta.num_frames]) for i in range(n)]
+        jobs = [(frames[i % meta.num_frames], crops[i % meta.num_frames], masks[i % meta.num_frames]) for i in range(n)]
         t0 = time.perf_counter()
         if r._pool is None:
             list(map(r._frame, jobs))

@@ -20,19 +20,24 @@ from services.render.render import Renderer, frame_mask
 
 
 def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
+    """(cache, entry, crops): an H.264 source of n smooth moving frames (x264's speed depends on the content;
+    noise would be far slower than a face video) in the cache, and n generated-looking crops."""
+    from tests import helpers
+
     rng = np.random.default_rng(0)
     cache = SourceCache(root)
-    wr = cache.writer("cd" * 16, w, h)
-    # smooth content (x264's speed depends on it; noise would be far slower than a face video)
     base = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 6)
+    video = helpers.write_video(os.path.join(root, "source.mp4"), [np.roll(base, i * 3, axis=1) for i in range(n)])
+    wr = cache.writer("cd" * 16, video)
     yy, xx = np.mgrid[:256, :256]
     mask = (((yy - 160) / 90.0) ** 2 + ((xx - 128) / 100.0) ** 2 < 1).astype(np.uint8) * 255
-    for i in range(n):
-        frame = np.roll(base, i * 3, axis=1)
+    _, frames = media.read_face_media(video, 10**9, 10**6, timestamps=True)
+    for i, (frame, pts, key) in enumerate(frames):
         box = (480 + i % 7, 160, 480 + i % 7 + 320, 480)
-        crop = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (0, 0), 3)
-        wr.add(frame, box, crop, mask, np.zeros((468, 2), np.float32), True)
-    return cache, wr.commit(SourceMeta("cd" * 16, n, 25.0, w, h, False, n, (0, 0)))
+        wr.add(frame, pts, key, box, mask, np.zeros((468, 2), np.float32), True)
+    crops = np.stack([cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (0, 0), 3)
+                      for _ in range(n)])
+    return cache, wr.commit(SourceMeta("cd" * 16, n, 25.0, w, h, False, n, (0, 0))), crops
 
 
 def x264_variants(conv: list, add) -> None:
@@ -83,8 +88,7 @@ def x264_variants(conv: list, add) -> None:
 def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
-    _, entry = synthetic_entry(os.path.join(tmp, "cache"), n)
-    crops = np.asarray(entry.crops).copy()
+    _, entry, crops = synthetic_entry(os.path.join(tmp, "cache"), n)
     rows = []
 
     def add(name, seconds):
@@ -92,7 +96,9 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
 
     wr = media.Mp4Writer(lambda b: None, 1280, 720, 25.0)
-    conv = [wr.convert(np.asarray(entry.frames[i])) for i in range(n)]
+    with entry.frame_reader() as reader:
+        frames = [reader.get(i) for i in range(n)]
+    conv = [wr.convert(f) for f in frames]
     t0 = time.perf_counter()
     for c in conv:
         wr.write_converted(c)
@@ -101,7 +107,7 @@ def main() -> int:
     x264_variants(conv, add)
     for threads, carry in ((0, None), (4, 0), (4, None), (6, None), (8, None)):
         r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
-        jobs = [(i, crops[i], frame_mask(entry, i)) for i in range(n)]
+        jobs = [(frames[i], crops[i], frame_mask(entry, i)) for i in range(n)]
         t0 = time.perf_counter()
         list(map(r._frame, jobs)) if r._pool is None else list(r._pool.map(r._frame, jobs))
         comp = time.perf_counter() - t0
