@@ -246,7 +246,7 @@ class SourceCache:
             return None
         try:
             entry = SourceEntry(path)
-        except (OSError, ValueError, TypeError, KeyError) as e:   # unreadable or inconsistent: rebuild it
+        except (OSError, ValueError, TypeError, KeyError, EOFError) as e:   # unreadable or inconsistent: rebuild it
             self._discard(path, f"corrupt ({e})")
             return None
         try:

@@ -65,7 +65,7 @@ def test_roundtrip_and_no_half_written_entry(tmp_path, video):
 
 
 @pytest.mark.parametrize("damage", ["truncate media", "rewrite media", "truncate masks", "meta", "boxes", "pts",
-                                    "old format"])
+                                    "empty mesh", "old format"])
 def test_a_corrupt_entry_is_ignored_and_can_be_rebuilt(tmp_path, video, damage):
     cache = SourceCache(str(tmp_path))
     path = put(cache, "aa", video).path
@@ -87,6 +87,8 @@ def test_a_corrupt_entry_is_ignored_and_can_be_rebuilt(tmp_path, video, damage):
         np.save(os.path.join(path, "boxes.npy"), np.zeros((1, 4), np.int32))
     elif damage == "pts":
         np.save(os.path.join(path, "pts.npy"), np.zeros(N + 1, np.int64))
+    elif damage == "empty mesh":
+        open(os.path.join(path, "mesh.npy"), "wb").close()
     else:                                                          # an entry of the raw-frames format
         meta = json.load(open(os.path.join(path, "meta.json")))
         meta["format_version"] = FORMAT_VERSION - 1
