@@ -49,6 +49,10 @@ def test_generator_validation(stack):
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "call Prepare first" in e.details()
     bad_rate = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="loudness", fps=25, audio_sample_rate=44100)
     assert gen_call(stack, bad_rate, ok_audio).code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad_priority = generator_pb2.GenerateConfig(source_id="ab" * 16, engine="loudness", fps=25,
+                                                audio_sample_rate=16000, priority=9)
+    e = gen_call(stack, bad_priority, ok_audio)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown priority 9" in e.details()
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def test_bad_audio(client, tmp_path, media, audio, words, assert_healthy):
     ({"extra_margin": -1}, "extra_margin -1"),
     ({"codec": 7}, "unknown codec"),
     ({"model_version": 9}, "unknown model_version"),
+    ({"priority": 5}, "unknown priority 5"),
     ({"engine": "wav2lip"}, "unknown engine 'wav2lip'"),
 ])
 def test_options_out_of_range(client, tmp_path, media, options, words, assert_healthy):

@@ -42,6 +42,14 @@ def test_submit_poll_download(client, inputs, tmp_path, assert_healthy):
     assert client.download_result(job.job_id, out) == job.summary.output_bytes
     frames, fps, has_audio, _ = helpers.decode_video(out)
     assert len(frames) == 25 and has_audio
+    assert job.options.priority == common_pb2.PRIORITY_BATCH     # jobs are bulk work unless told otherwise
+
+
+def test_a_job_keeps_the_priority_it_was_given(client, inputs):
+    job = client.submit_job(inputs["face"], inputs["short"],
+                            common_pb2.LipsyncOptions(priority=common_pb2.PRIORITY_INTERACTIVE))
+    assert job.options.priority == common_pb2.PRIORITY_INTERACTIVE
+    assert wait(client, job.job_id).state == gateway_pb2.JOB_STATE_SUCCEEDED
 
 
 def test_failed_job_reports_why(client, inputs, tmp_path, assert_healthy):
