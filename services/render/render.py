@@ -96,9 +96,10 @@ class Renderer:
         m = entry.meta
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset)
-        self._masks: dict[int, tuple] = {}
-        # source frames are decoded here, in _add (in order, one thread at a time), and handed to the jobs
-        self._reader = entry.frame_reader()
+        # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
+        # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
+        self._source = media.prefetch(self._source_frames(), depth=8)
+        self.reader_closed = False
         self.encoded = 0                      # frames handed to the encoder (next_frame: frames accepted)
         self._backlog: collections.deque = collections.deque()   # composite futures not yet encoded, in order
         self._carry = carry if carry is not None else max(threads, 1) * 2
@@ -118,15 +119,10 @@ class Renderer:
             raise RenderError(f"crops for frame {first_frame} arrived, expected frame {self.next_frame}")
         if self.next_frame + len(crops) > self.num_frames:
             raise RenderError(f"more crops than the {self.num_frames} frames configured")
-        m = self.entry.meta
         jobs = []
-        for k, crop in enumerate(crops):
-            idx = source_frame(self.next_frame + k, m.num_frames, m.fps, self.fps)
-            if idx not in self._masks:
-                if len(self._masks) >= 256:   # output frames walk the source in order: keep the recent masks
-                    del self._masks[next(iter(self._masks))]
-                self._masks[idx] = frame_mask(self.entry, idx)
-            jobs.append((self._reader.get(idx), crop, self._masks[idx]))
+        for crop in crops:
+            frame, bm = next(self._source)
+            jobs.append((frame, crop, bm))
         self.next_frame += len(jobs)
         if self._pool is None:
             for job in jobs:
@@ -138,6 +134,23 @@ class Renderer:
         self._backlog.extend(self._pool.submit(self._frame, job) for job in jobs)
         while len(self._backlog) > self._carry:
             self._write(self._backlog.popleft().result())
+
+    def _source_frames(self):
+        """(source frame, blend mask) of every output frame in order; runs in the prefetch thread, which owns the
+        reader (closing the generator closes it there)."""
+        m = self.entry.meta
+        masks: dict[int, tuple | None] = {}
+        try:
+            with self.entry.frame_reader() as reader:
+                for t in range(self.num_frames):
+                    idx = source_frame(t, m.num_frames, m.fps, self.fps)
+                    if idx not in masks:
+                        if len(masks) >= 256:   # output frames walk the source in order: keep the recent masks
+                            del masks[next(iter(masks))]
+                        masks[idx] = frame_mask(self.entry, idx)
+                    yield reader.get(idx), masks[idx]
+        finally:
+            self.reader_closed = True
 
     def _write(self, data: np.ndarray) -> None:
         self.writer.write_converted(data)
@@ -154,7 +167,7 @@ class Renderer:
             while self._backlog:
                 self._write(self._backlog.popleft().result())
             self._closed = True
-            self._reader.close()
+            self._source.close()
             self.writer.close()
 
     def abort(self) -> None:
@@ -162,7 +175,7 @@ class Renderer:
             if self._closed:
                 return
             self._closed = True
-            self._reader.close()
+            self._source.close()
             while self._backlog:   # let running composites end; their frames are not kept
                 f = self._backlog.popleft()
                 f.cancel()

@@ -30,7 +30,7 @@ def render(entry, crops, threads, batch=5, fps=25.0, **kw):
     for i in range(0, len(crops), batch):
         r.add(i, crops[i:i + batch])
     r.finish()
-    assert r._reader._fd is None                                        # its frame reader is closed
+    assert r.reader_closed                                              # its frame reader is closed
     return b"".join(out)
 
 

@@ -73,7 +73,8 @@ class MuseTalkEngine:
         self.settings = settings or MuseTalkSettings()
         self.models: dict = {}
         self.batchers: dict[str, Batcher] = {}
-        self._audio_lock = threading.Lock()
+        # audio features of at most 4 requests at once (each holds a 30 s whisper segment on the device)
+        self._audio_slots = threading.BoundedSemaphore(4)
 
     def check(self, version: str) -> None:
         missing = missing_files(self.models_dir, version)
@@ -171,6 +172,25 @@ class MuseTalkEngine:
         os.replace(tmp, path)
         return latents
 
+    def _inputs(self, source: SourceEntry, model, version: str, audio: np.ndarray, fps: float, frames: int):
+        """A request's reference latents and whisper features, in the request's own thread. On CUDA on a stream of
+        its own at high priority: on the default stream they would queue behind the batches of every streaming
+        request (a new request's first frames then wait seconds under load); requests compute them side by side."""
+        import torch
+
+        with self._audio_slots:
+            if not str(model.device).startswith("cuda"):
+                return (self._latents(source, model, version),
+                        model.audio_tokens(audio, fps, frames).to(model.dtype))
+            stream = torch.cuda.Stream(device=model.device, priority=-1)
+            with torch.cuda.stream(stream):
+                latents = self._latents(source, model, version)
+                tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
+            stream.synchronize()
+            for t in (latents, tokens):     # read on the default stream by the batcher's graphs
+                t.record_stream(torch.cuda.default_stream(model.device))
+            return latents, tokens
+
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
                  batch_size: int, version: str = "v15", priority: str = INTERACTIVE) -> Iterator[np.ndarray]:
         self.check(version)
@@ -178,10 +198,8 @@ class MuseTalkEngine:
             raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
                                     "restart the generator")
         model = self.models[version]
-        latents = self._latents(source, model, version)
         frames = num_frames(len(audio), sample_rate, fps)
-        with self._audio_lock:
-            tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
+        latents, tokens = self._inputs(source, model, version, audio, fps, frames)
         m = source.meta
 
         def items():
