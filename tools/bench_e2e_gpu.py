@@ -210,13 +210,16 @@ def main() -> int:
         for spec in filter(None, os.environ.get("E2E_RESTART", "").split(";")):
             name, setting = spec.split(":", 1)
             key, value = setting.split("=", 1)
-            proc = stack.procs[name]
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            argv, penv, log, detach = stack.launch[name]
-            stack.launch[name] = (argv, dict(penv, **{key: value}), log, detach)
+            names = [n for n in stack.procs if n.split("-")[0] == name]     # "render": every render worker
+            for n in names:
+                stack.procs[n].send_signal(signal.SIGTERM)
+            for n in names:
+                stack.procs[n].wait(60)
             t0 = time.perf_counter()
-            stack.restart(name, timeout=400)
+            for n in names:
+                argv, penv, log, detach = stack.launch[n]
+                stack.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
+                stack.restart(n, timeout=400)
             print(f"{name} SERVING again after {time.perf_counter() - t0:.0f} s with {setting}", flush=True)
             for label in ("cached source", "cached source again"):
                 r = timed_call(stack.addrs["gateway"], video, audio)

@@ -75,6 +75,8 @@ class MuseTalkEngine:
         self.batchers: dict[str, Batcher] = {}
         # audio features of at most 4 requests at once (each holds a 30 s whisper segment on the device)
         self._audio_slots = threading.BoundedSemaphore(4)
+        self._side = None
+        self._side_lock = threading.Lock()
 
     def check(self, version: str) -> None:
         missing = missing_files(self.models_dir, version)
@@ -172,6 +174,17 @@ class MuseTalkEngine:
         os.replace(tmp, path)
         return latents
 
+    def _side_stream(self, device):
+        """One high-priority stream for every request's side work. One, not one per request: the caching allocator
+        keeps freed memory per stream, so fresh streams would each grow their own pool (and each first allocation
+        there calls cudaMalloc, which waits for the whole device, batches in flight included)."""
+        import torch
+
+        with self._side_lock:
+            if self._side is None:
+                self._side = torch.cuda.Stream(device=device, priority=-1)
+            return self._side
+
     def _inputs(self, source: SourceEntry, model, version: str, audio: np.ndarray, fps: float, frames: int):
         """A request's reference latents and whisper features, in the request's own thread. On CUDA on a stream of
         its own at high priority: on the default stream they would queue behind the batches of every streaming
@@ -182,7 +195,7 @@ class MuseTalkEngine:
             if not str(model.device).startswith("cuda"):
                 return (self._latents(source, model, version),
                         model.audio_tokens(audio, fps, frames).to(model.dtype))
-            stream = torch.cuda.Stream(device=model.device, priority=-1)
+            stream = self._side_stream(model.device)
             with torch.cuda.stream(stream):
                 latents = self._latents(source, model, version)
                 tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
