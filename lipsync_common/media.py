@@ -45,7 +45,7 @@ def _open(path: str, what: str):
         raise MediaError(f"{what} could not be opened as a media file: {e}") from None
 
 
-def _open_face(path: str, max_pixels: int):
+def _open_face(path: str, max_pixels: int, threads: int = 0):
     """Open face media and decode its first frame: (container, stream, info, first frame, the rest).
     The one way face media is opened, for read_face_media and FrameReader alike (same decoder settings)."""
     container = _open(path, "the face media")
@@ -66,6 +66,8 @@ def _open_face(path: str, max_pixels: int):
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = 0.0 if is_image else float(rate or 25)
     stream.thread_type = "AUTO"   # ffmpeg's frame + slice threads for decoding
+    if threads > 0:               # 0: ffmpeg's choice (about one per core); fewer when many decoders run at once
+        stream.codec_context.thread_count = threads
     decoded = container.decode(stream)
     try:
         first = next(decoded, None)
@@ -161,7 +163,7 @@ class FrameReader:
 
     def __init__(self, path: str, num_frames: int, pts=None, keyframes=None, checks=None,
                  size: tuple[int, int] | None = None, fd: int | None = None, window: int = 0,
-                 window_bytes: int = 128 << 20, max_window: int = 48, seek_cost: int = 8):
+                 window_bytes: int = 128 << 20, max_window: int = 48, seek_cost: int = 8, threads: int = 0):
         """size: the expected (width, height); fd: an open descriptor of path to read instead (the reader keeps
         a duplicate: the file stays readable if path is deleted meanwhile); window: frames kept (0: as many as
         fit in window_bytes, up to max_window); seek_cost: frames a seek is worth (decoding forward is preferred
@@ -180,6 +182,7 @@ class FrameReader:
         self._window_size = window
         self._window_bytes, self._max_window = window_bytes, max_window
         self._seek_cost = seek_cost
+        self._threads = threads   # decoder threads (0: ffmpeg's choice)
         self._bad: set[int] = set()
         self._window: dict[int, tuple[av.VideoFrame, int]] = {}   # index -> (decoded frame, its run's start)
         self._last: tuple[int, np.ndarray] | None = None
@@ -278,7 +281,7 @@ class FrameReader:
             self._fd = os.open(self.path, os.O_RDONLY)
         # through the held descriptor where the system names it (Linux): the same bytes even if path is gone
         source = f"/proc/self/fd/{self._fd}" if os.path.isdir("/proc/self/fd") else self.path
-        container, stream, info, first, decoded = _open_face(source, 1 << 62)
+        container, stream, info, first, decoded = _open_face(source, 1 << 62, self._threads)
         self._container, self._stream, self._info = container, stream, info
         if self.size is not None and (info.width, info.height) != tuple(self.size):
             raise MediaError(f"{self.path} decodes to {info.width}x{info.height}, expected "
@@ -475,7 +478,7 @@ class Mp4Writer:
 
     def __init__(self, on_bytes: Callable[[bytes], None], width: int, height: int, fps: float,
                  lossless_rgb: bool = False, crf: int = 18,
-                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast"):
+                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast", threads: int = 0):
         self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
                                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
                                            # keep AAC's negative priming timestamp as it is: shifting
@@ -500,6 +503,8 @@ class Mp4Writer:
         self.video.options = opts
         # frame threads: higher throughput than PyAV's default slice threads (+23% on 2 cores at 720p)
         self.video.codec_context.thread_type = "FRAME"
+        if threads > 0:     # 0: x264's choice (1.5 per core); fewer when many encoders run at once
+            self.video.codec_context.thread_count = threads
         self.rate = rate
         self.frames = 0
         self.audio = audio

@@ -54,7 +54,8 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         audio=pcm.T.astype(np.float32) / 32768.0, audio_rate=cfg.audio_sample_rate,
                         threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
-                        color_match=cfg.color_match, preset=self.cfg.x264_preset)
+                        color_match=cfg.color_match, preset=self.cfg.x264_preset,
+                        codec_threads=self.cfg.codec_threads)
 
     async def Render(self, request_iterator, context):
         fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call

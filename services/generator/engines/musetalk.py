@@ -133,6 +133,9 @@ class MuseTalkEngine:
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()
+            # the graphs are captured: cuDNN's algorithm search (on for the capture) is off again for the eager
+            # work that follows (whisper per request, VAE encoding per new source)
+            torch.backends.cudnn.benchmark = False
 
     @staticmethod
     def _launch(model, items: list, sizes: list[int]):
