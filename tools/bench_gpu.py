@@ -66,14 +66,29 @@ def write_full_size_models(root: str) -> None:
 
 
 def random_source(frames: int, key: str):
-    """A cached source of random 256x256 crops, every frame with a face (speed figures only)."""
+    """A cached source of random 256x256 frames, every frame one face crop (speed figures only)."""
+    import av
+
+    from lipsync_common import media
     from lipsync_common.source_cache import SourceCache, SourceMeta
 
-    w = SourceCache(tempfile.mkdtemp()).writer(key, 256, 256)
+    folder = tempfile.mkdtemp()
+    video = os.path.join(folder, "source.mp4")
     rng = np.random.default_rng(0)
-    for _ in range(frames):
-        crop = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
-        w.add(crop, (0, 0, 256, 256), crop, np.full((256, 256), 255, np.uint8), np.zeros((468, 2), np.float32), True)
+    with av.open(video, "w") as out:
+        stream = out.add_stream("libx264rgb", rate=25)
+        stream.width = stream.height = 256
+        stream.pix_fmt, stream.options = "rgb24", {"qp": "0", "preset": "ultrafast"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    w = SourceCache(os.path.join(folder, "cache")).writer(key, video)
+    _, decoded = media.read_face_media(video, 10**8, 10**6, timestamps=True)
+    for frame, pts, keyframe in decoded:
+        w.add(frame, pts, keyframe, (0, 0, 256, 256), frame, np.full((256, 256), 255, np.uint8),
+              np.zeros((468, 2), np.float32), True)
     return w.commit(SourceMeta(key, frames, 25.0, 256, 256, False, frames, (0, 0)))
 
 

@@ -32,11 +32,11 @@ def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
     yy, xx = np.mgrid[:256, :256]
     mask = (((yy - 160) / 90.0) ** 2 + ((xx - 128) / 100.0) ** 2 < 1).astype(np.uint8) * 255
     _, frames = media.read_face_media(video, 10**9, 10**6, timestamps=True)
-    for i, (frame, pts, key) in enumerate(frames):
-        box = (480 + i % 7, 160, 480 + i % 7 + 320, 480)
-        wr.add(frame, pts, key, box, mask, np.zeros((468, 2), np.float32), True)
     crops = np.stack([cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (0, 0), 3)
                       for _ in range(n)])
+    for i, (frame, pts, key) in enumerate(frames):
+        box = (480 + i % 7, 160, 480 + i % 7 + 320, 480)
+        wr.add(frame, pts, key, box, crops[i], mask, np.zeros((468, 2), np.float32), True)
     return cache, wr.commit(SourceMeta("cd" * 16, n, 25.0, w, h, False, n, (0, 0))), crops
 
 

@@ -1,5 +1,5 @@
 """Prepare a face source: decode, landmarks, MuseTalk crop boxes and masks, into the source cache (which keeps
-the media file itself and decodes it again for frames; crops are crop_face of a frame and its box)."""
+the media file itself and decodes it again for frames; crops are stored losslessly)."""
 from __future__ import annotations
 
 import hashlib
@@ -63,10 +63,11 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
     lm68_found: list[np.ndarray] = []
     n = 0
     empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
+    empty_crop = np.zeros((C.CROP, C.CROP, 3), np.uint8)
     no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
 
     def finish(decoded: tuple, pts: np.ndarray | None) -> np.ndarray | None:
-        """Crop box, mask and cache write of one frame (in order, in one worker thread)."""
+        """Crop box, crop, mask and cache write of one frame (in order, in one worker thread)."""
         frame, frame_pts, keyframe = decoded
         box = None
         if pts is not None:
@@ -76,14 +77,13 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
             except ValueError:
                 box = None  # face at the very edge: pass the frame through
         if box is None:
-            writer.add(frame, frame_pts, keyframe, (0, 0, 0, 0), empty_mask, no_mesh, False)
+            writer.add(frame, frame_pts, keyframe, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
             return None
         mesh_crop = C.to_crop_coords(pts, box)
-        # the crop (not stored: SourceEntry.crop makes it again, the same way) is exactly the face box: blur 0.15
-        # of its width = MuseTalk's 0.1 on a 1.5x crop
-        mask = (parser.mask(C.crop_face(frame, box), blur_frac=0.15) if opts.mask == "bisenet"
-                else C.lower_face_mask(mesh_crop))
-        writer.add(frame, frame_pts, keyframe, box, mask, mesh_crop, True)
+        crop = C.crop_face(frame, box)
+        # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
+        mask = parser.mask(crop, blur_frac=0.15) if opts.mask == "bisenet" else C.lower_face_mask(mesh_crop)
+        writer.add(frame, frame_pts, keyframe, box, crop, mask, mesh_crop, True)
         return lm68
 
     # three stages overlap: decoding (a prefetch thread + ffmpeg's threads), landmarks (here: tracking is

@@ -19,7 +19,7 @@ class RenderConfig:
     render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
     render_carry: int = -1               # frames left compositing when a message's add returns; -1 = 2 x threads
     x264_preset: str = "veryfast"        # x264 speed/size trade-off; faster presets give larger files
-    codec_threads: int = 0               # threads of each render's x264 encoder and source decoder; 0 = ffmpeg's
+    x264_threads: int = 0                # threads of each render's x264 encoder; 0 = x264's choice (1.5 per core)
 
     def __post_init__(self):
         if self.x264_preset not in X264_PRESETS:
@@ -37,5 +37,5 @@ class RenderConfig:
             render_threads=env_int("RENDER_THREADS", cls.render_threads),
             render_carry=env_int("RENDER_CARRY", cls.render_carry),
             x264_preset=env_str("X264_PRESET", cls.x264_preset),
-            codec_threads=env_int("RENDER_CODEC_THREADS", cls.codec_threads),
+            x264_threads=env_int("X264_THREADS", cls.x264_threads),
         )

@@ -55,7 +55,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                         color_match=cfg.color_match, preset=self.cfg.x264_preset,
-                        codec_threads=self.cfg.codec_threads)
+                        x264_threads=self.cfg.x264_threads)
 
     async def Render(self, request_iterator, context):
         fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call

@@ -164,7 +164,7 @@ def test_reader_gives_the_frames_prepare_decoded_in_any_order(tmp_path, kind):
         assert reader.stats["bad_seeks"] == 0
         if kind == "short gop":
             assert reader.stats["seeks"] > 0
-    # fewer decoder threads (RENDER_CODEC_THREADS) than prepare's: still the same pixels (ffmpeg is bit-exact
+    # fewer decoder threads (the renderer uses one) than prepare's: still the same pixels (ffmpeg is bit-exact
     # across thread counts; the fingerprints would notice otherwise)
     with media.FrameReader(path, len(frames), window=8, threads=1, **index) as reader:
         for i in walk(len(frames))[::3]:

@@ -34,7 +34,8 @@ def put(cache: SourceCache, sid: str, video: str):
     _, decoded = media.read_face_media(video, 10**8, 1000, timestamps=True)
     for i, ((frame, pts, key), mask) in enumerate(zip(decoded, masks())):
         mesh = np.full((468, 2), i, np.float32)
-        w.add(frame, pts, key, (0, 0, W, H) if i != 1 else (0, 0, 0, 0), mask, mesh, i != 1)
+        crop = np.full((256, 256, 3), 10 + i, np.uint8)
+        w.add(frame, pts, key, (0, 0, W, H) if i != 1 else (0, 0, 0, 0), crop, mask, mesh, i != 1)
     return w.commit(SourceMeta(sid, N, 25.0, W, H, False, N - 1, (-1, 1)))
 
 
@@ -49,13 +50,14 @@ def test_roundtrip_and_no_half_written_entry(tmp_path, video):
     w.abort()
     assert not cache.has("aa") and os.listdir(tmp_path) == []
     entry = put(cache, "aa", video)
-    assert cache.has("aa") and not hasattr(entry, "frames") and not hasattr(entry, "crops")
+    assert cache.has("aa") and not hasattr(entry, "frames")
     _, decoded = media.read_face_media(video, 10**8, 1000)
     with entry.frame_reader() as reader:
         for i, frame in enumerate(decoded):
             assert np.array_equal(reader.get(i), frame)
     for i, mask in enumerate(masks()):
         assert np.array_equal(entry.mask(i), mask)
+        assert i == 1 or (entry.crop(i) == 10 + i).all()           # crops stored as they were given
         assert (entry.mesh[i] == i).all() and entry.has_face[i] == (i != 1)
     assert entry.crop(1).max() == 0                               # no face: zeros, as before
     with pytest.raises(SourceNotFound):
@@ -64,8 +66,8 @@ def test_roundtrip_and_no_half_written_entry(tmp_path, video):
     assert open(os.path.join(entry.path, MEDIA), "rb").read() == open(video, "rb").read()
 
 
-@pytest.mark.parametrize("damage", ["truncate media", "rewrite media", "truncate masks", "meta", "boxes", "pts",
-                                    "empty mesh", "old format"])
+@pytest.mark.parametrize("damage", ["truncate media", "rewrite media", "truncate masks", "truncate crops", "meta",
+                                    "boxes", "pts", "empty mesh", "old format"])
 def test_a_corrupt_entry_is_ignored_and_can_be_rebuilt(tmp_path, video, damage):
     cache = SourceCache(str(tmp_path))
     path = put(cache, "aa", video).path
@@ -78,8 +80,8 @@ def test_a_corrupt_entry_is_ignored_and_can_be_rebuilt(tmp_path, video, damage):
             data[-20:-10] = b"x" * 10
         os.remove(media_path)
         open(media_path, "wb").write(bytes(data))
-    elif damage == "truncate masks":
-        with open(os.path.join(path, "masks.z"), "r+b") as f:
+    elif damage.startswith("truncate"):
+        with open(os.path.join(path, {"masks": "masks.z", "crops": "crops.u8"}[damage.split()[1]]), "r+b") as f:
             f.truncate(10)
     elif damage == "meta":
         open(os.path.join(path, "meta.json"), "w").write("{not json")

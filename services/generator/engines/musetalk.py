@@ -168,10 +168,9 @@ class MuseTalkEngine:
             return torch.load(path, map_location=model.device, weights_only=True)
         faces = np.flatnonzero(source.has_face)
         latents = torch.zeros((source.meta.num_frames, 8, CROP // 8, CROP // 8), dtype=model.dtype, device=model.device)
-        with source.frame_reader() as reader:     # face frames in order: one sequential decode
-            for start in range(0, len(faces), 16):
-                idx = faces[start:start + 16]
-                latents[idx] = model.encode_crops(source.crops_at(idx, reader)).to(model.dtype)
+        for start in range(0, len(faces), 16):
+            idx = faces[start:start + 16]
+            latents[idx] = model.encode_crops(source.crops_at(idx)).to(model.dtype)
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save(latents.cpu(), tmp)
         os.replace(tmp, path)

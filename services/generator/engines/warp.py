@@ -191,13 +191,12 @@ class WarpEngine:
         if sample_rate != sp.SAMPLE_RATE:
             raise ValueError(f"audio must be {sp.SAMPLE_RATE} Hz, got {sample_rate}")
         m = source.meta
-        reader = None   # the source's frames, read in output order (opened in read() below)
 
         def crop(t: int, pose: np.ndarray) -> np.ndarray:
             idx = source_frame(t, m.num_frames, m.fps, fps)
             if not source.has_face[idx]:
                 return np.zeros((CROP, CROP, 3), np.uint8)
-            return warp_mouth(source.crop(idx, reader), source.mesh[idx], source.mask(idx), *map(float, pose))
+            return warp_mouth(source.crop(idx), source.mesh[idx], source.mask(idx), *map(float, pose))
 
         def crops(run: _Run):
             drive = mouth_drive(audio, sample_rate, fps)
@@ -233,12 +232,7 @@ class WarpEngine:
             else:
                 run.detail = transcript.path
 
-        def read(run: _Run):
-            nonlocal reader
-            with source.frame_reader() as reader:
-                yield from crops(run)
-
-        return _Run(lambda run: batched(read(run), batch_size))
+        return _Run(lambda run: batched(crops(run), batch_size))
 
     def close(self) -> None:
         self.speech = None
