@@ -184,6 +184,7 @@ class FrameReader:
         self._seek_cost = seek_cost
         self._threads = threads   # decoder threads (0: ffmpeg's choice)
         self._bad: set[int] = set()
+        self._verified: set[int] = set()    # seek points whose first frame matched its fingerprint (get_i420)
         self._window: dict[int, tuple[av.VideoFrame, int]] = {}   # index -> (decoded frame, its run's start)
         self._last: tuple[int, np.ndarray] | None = None
         self._container = self._stream = self._decoded = self._info = None
@@ -246,6 +247,30 @@ class FrameReader:
             img.flags.writeable = False
             self._last = (idx, img)
             return img
+
+    def get_i420(self, idx: int) -> np.ndarray | None:
+        """Frame idx as the decoder gave it, I420 planes (H * 3 / 2, W) uint8, without the RGB conversion (H.264
+        output needs I420 anyway); None when the frame is not plain limited-range yuv420p at an even size and
+        without rotation (use get then). The first frame served after each seek is checked against the frame's
+        fingerprint (one RGB conversion a seek), as get checks every frame."""
+        idx = int(idx)
+        if not 0 <= idx < self.num_frames:
+            raise IndexError(f"frame {idx} is outside the {self.num_frames} frames")
+        while True:
+            if idx not in self._window:
+                self._fill(idx)
+            frame, run = self._window[idx]
+            if frame.format.name != "yuv420p" or getattr(frame, "color_range", 0) == 2 or self._info.rotation \
+                    or frame.width % 2 or frame.height % 2:
+                return None
+            if run > 0 and self._checks is not None and run not in self._verified:
+                if frame_check(_upright_rgb(frame, self._info)) != int(self._checks[idx]):
+                    self._bad.add(run)
+                    self.stats["bad_seeks"] += 1
+                    self._drop()
+                    continue
+                self._verified.add(run)
+            return frame.to_ndarray()
 
     def _drop(self) -> None:
         self._window = {}

@@ -79,6 +79,50 @@ def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int
     return out
 
 
+def _planes(i420: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a packed I420 array."""
+    flat = i420.reshape(-1)
+    q = h * w // 4
+    return (flat[:h * w].reshape(h, w), flat[h * w:h * w + q].reshape(h // 2, w // 2),
+            flat[h * w + q:].reshape(h // 2, w // 2))
+
+
+def composite_i420(i420: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int],
+                   alpha: np.ndarray) -> np.ndarray:
+    """`composite` for a frame kept as the decoder's I420 planes (H * 3 / 2, W; H and W even), blending in YCbCr:
+    only the masked region is touched (the generated crop converted there), the rest of the frame is the source's
+    own samples, byte for byte, with no RGB round trip. Luma blends per pixel with alpha, chroma per 2x2 block
+    with the block's mean alpha. Blending is linear, so this equals blending in RGB up to rounding (BT.601, as the
+    RGB path's I420 conversion)."""
+    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
+    x1, y1, x2, y2 = box
+    out = np.array(i420, copy=True)
+    ys, xs = np.nonzero(alpha)
+    if len(ys) == 0:
+        return out
+    # the masked region in frame pixels, widened to even bounds (whole chroma blocks)
+    top, bottom = (y1 + ys.min()) // 2 * 2, min(h, (y1 + ys.max() + 2) // 2 * 2)
+    left, right = (x1 + xs.min()) // 2 * 2, min(w, (x1 + xs.max() + 2) // 2 * 2)
+    a = np.zeros((bottom - top, right - left), np.uint16)      # alpha over that region (0 outside the box)
+    ay0, ax0 = max(top, y1), max(left, x1)
+    ay1, ax1 = min(bottom, y2), min(right, x2)
+    a[ay0 - top:ay1 - top, ax0 - left:ax1 - left] = alpha[ay0 - y1:ay1 - y1, ax0 - x1:ax1 - x1]
+    gen = np.zeros((bottom - top, right - left, 3), np.uint8)
+    crop_full = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    gen[ay0 - top:ay1 - top, ax0 - left:ax1 - left] = crop_full[ay0 - y1:ay1 - y1, ax0 - x1:ax1 - x1]
+    g = cv2.cvtColor(gen, cv2.COLOR_RGB2YUV_I420)            # (rh * 3 / 2, rw) planes of the region
+    rh, rw = bottom - top, right - left
+    ac = a.reshape(rh // 2, 2, rw // 2, 2).mean((1, 3)).round().astype(np.uint16)
+    y, u, v = _planes(out, h, w)
+    gy, gu, gv = _planes(g, rh, rw)
+    for plane, gen_plane, weight, (r0, c0) in ((y, gy, a, (top, left)), (u, gu, ac, (top // 2, left // 2)),
+                                               (v, gv, ac, (top // 2, left // 2))):
+        region = plane[r0:r0 + gen_plane.shape[0], c0:c0 + gen_plane.shape[1]]
+        region[:] = ((gen_plane.astype(np.uint16) * weight + region.astype(np.uint16) * (255 - weight) + 127)
+                     // 255).astype(np.uint8)
+    return out
+
+
 class Renderer:
     """Receives crops for output frames in order, composites and encodes each as soon as it arrives."""
 
@@ -101,6 +145,9 @@ class Renderer:
         # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
         self._source = media.prefetch(self._source_frames(), depth=8)
         self.reader_closed = False
+        # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching
+        # needs RGB statistics, lossless RGB output needs RGB)
+        self._i420 = not lossless_rgb and not color_match
         self.encoded = 0                      # frames handed to the encoder (next_frame: frames accepted)
         self._backlog: collections.deque = collections.deque()   # composite futures not yet encoded, in order
         self._carry = carry if carry is not None else max(threads, 1) * 2
@@ -151,7 +198,8 @@ class Renderer:
                         if len(masks) >= 256:   # output frames walk the source in order: keep the recent masks
                             del masks[next(iter(masks))]
                         masks[idx] = frame_mask(self.entry, idx)
-                    yield reader.get(idx), masks[idx]
+                    frame = reader.get_i420(idx) if self._i420 else None
+                    yield (reader.get(idx) if frame is None else frame), masks[idx]
         finally:
             self.reader_closed = True
 
@@ -161,6 +209,8 @@ class Renderer:
 
     def _frame(self, job: tuple) -> np.ndarray:
         frame, crop, bm = job
+        if frame.ndim == 2:          # the decoder's I420 planes: composited in place of the RGB round trip
+            return frame if bm is None else composite_i420(frame, crop, bm[0], bm[1])
         return self.writer.convert(frame if bm is None else composite(frame, crop, bm[0], bm[1], self.color_match))
 
     def finish(self) -> None:

@@ -73,3 +73,37 @@ def test_each_output_frame_is_its_source_frame_with_the_crop_pasted(entry, tmp_p
         idx = source_frame(t, entry.meta.num_frames, entry.meta.fps, fps)
         (box, alpha) = frame_mask(entry, idx)
         assert np.array_equal(out[t], composite(frames[idx], crops[t], box, alpha)), t
+
+
+def test_h264_output_keeps_the_source_samples_and_blends_in_ycbcr(entry, tmp_path):
+    """H.264 output (crf 0: lossless in 4:2:0) of a yuv420p source: frame t is composite_i420 of the source frame's
+    own I420 planes - every sample outside the mask is the decoder's, no RGB round trip - and it matches the RGB
+    path's blend up to rounding."""
+    import av
+    import cv2
+
+    from services.render.render import composite_i420
+
+    video = os.path.join(os.path.dirname(os.path.dirname(entry.path)), "v.mp4")
+    with av.open(video) as c:
+        planes = [f.to_ndarray() for f in c.decode(video=0)]
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 255, (30, 256, 256, 3), dtype=np.uint8)
+    path = tmp_path / "o.mp4"
+    path.write_bytes(render(entry, crops, threads=2, crf=0))
+    with av.open(str(path)) as c:
+        out = [f.to_ndarray() for f in c.decode(video=0)]
+    assert len(out) == 30 and out[0].shape == planes[0].shape
+    for t in range(30):
+        idx = source_frame(t, entry.meta.num_frames, entry.meta.fps, 25.0)
+        box, alpha = frame_mask(entry, idx)
+        want = composite_i420(planes[idx], crops[t], box, alpha)
+        assert np.array_equal(out[t], want), t
+        rgb_path = cv2.cvtColor(composite(cv2.cvtColor(planes[idx], cv2.COLOR_YUV2RGB_I420), crops[t], box, alpha),
+                                cv2.COLOR_RGB2YUV_I420)
+        h = entry.meta.height
+        x1, y1, x2, y2 = box     # luma in the box: rounding, and the RGB path's clipping of out-of-gamut samples
+        assert np.abs(want[y1:y2, x1:x2].astype(int) - rgb_path[y1:y2, x1:x2].astype(int)).mean() < 0.5
+        outside = np.ones((h, want.shape[1]), bool)
+        outside[y1:y2, x1:x2] = alpha[:y2 - y1, :x2 - x1] == 0
+        assert np.array_equal(want[:h][outside], planes[idx][:h][outside])     # the decoder's own luma
