@@ -35,20 +35,11 @@ from services.preprocess.config import PreprocessConfig
 from services.preprocess.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
+from tools.bench import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "CACHE.md")
 GRAIN = float(os.environ.get("BENCH_GRAIN", "4"))   # temporal grain (sigma): ~6.5 Mbit/s at 1080p, like camera footage
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def talking_head(path: str, n: int, size: tuple[int, int], fps: float = 25, crf: int = 20,
