@@ -10,11 +10,13 @@ from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_client.client import LipsyncClient, LipsyncError
 
 VERSIONS = {"v1": common_pb2.MODEL_VERSION_V1, "v15": common_pb2.MODEL_VERSION_V15}
+PRIORITIES = {"default": common_pb2.PRIORITY_UNSPECIFIED, "interactive": common_pb2.PRIORITY_INTERACTIVE,
+              "batch": common_pb2.PRIORITY_BATCH}
 
 
 def _options(args) -> common_pb2.LipsyncOptions:
     o = common_pb2.LipsyncOptions(engine=args.engine, model_version=VERSIONS[args.version],
-                                  bbox_shift=args.bbox_shift, fps=args.fps)
+                                  bbox_shift=args.bbox_shift, fps=args.fps, priority=PRIORITIES[args.priority])
     if args.extra_margin is not None:
         o.extra_margin = args.extra_margin
     if args.crf is not None:
@@ -62,6 +64,8 @@ def _add_media(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=0.0, help="output fps (0 = the source's)")
     p.add_argument("--crf", type=int, default=None, help="x264 quality, 0-51 (default 18)")
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large; for checks)")
+    p.add_argument("--priority", default="default", choices=sorted(PRIORITIES),
+                   help="share of the GPU under load (default: interactive for run, batch for submit)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,6 +166,17 @@ def test_cli_reports_a_missing_file_and_a_server_error(stack, media, tmp_path, c
     assert code == 0 and "39 frames" in out and "at 30 fps" in out and "engine visemes" in out
 
 
+def test_cli_priority_option_reaches_the_request():
+    import argparse
+
+    from lipsync_client import cli
+    args = argparse.Namespace(engine="auto", version="v15", bbox_shift=0, fps=0.0, extra_margin=None, crf=None,
+                              lossless=False, priority="batch")
+    assert cli._options(args).priority == common_pb2.PRIORITY_BATCH
+    args.priority = "default"
+    assert cli._options(args).priority == common_pb2.PRIORITY_UNSPECIFIED
+
+
 def test_error_reaches_a_client_that_keeps_its_side_open(gateway_stub, media, assert_healthy):
     """A bidi client may wait for the answer before half-closing: a failed job must not wait for it."""
     import threading
