@@ -25,7 +25,7 @@ def main() -> int:
     cv2.imwrite(face, cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
     audio = os.path.join(ROOT, "assets", "demo_speech.wav")
     out = os.path.join(out_dir, "demo.mp4")
-    print("starting preprocess, generator, evaluator and gateway on 127.0.0.1 ...", flush=True)
+    print("starting preprocess, generator, render, evaluator and gateway on 127.0.0.1 ...", flush=True)
     stack = Stack.start(os.path.join(ROOT, "var", "demo"))
     try:
         t0 = time.perf_counter()
