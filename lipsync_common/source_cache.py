@@ -9,8 +9,8 @@ An entry costs about what its source holds: the uploaded media file itself, deco
 needed (`SourceEntry.frame_reader`, the same decoding as prepare's, so the same pixels), plus a few kB per
 frame, plus the face crops as they are (192 kB a frame): the engines read a crop for every output frame, and
 recomputing it (decoding the whole frame, then a Lanczos resize: ~5 ms at 720p) cost the weight-free engines a
-third of their speed; zlib would save a third of the bytes for 1.2 ms a read and 4.4 ms a write. A 1080p frame
-costs ~240 kB all in.
+third of their speed; zlib would save a quarter to a third of the bytes for 1.2-1.5 ms a read and 4-6 ms a write
+(tools/bench_cpu_paths.py). A 1080p frame costs ~240 kB all in.
 
     meta.json         sizes, fps, options, bbox_shift range; "storage": the media file's size and fingerprint
     source.media      the face media as uploaded, byte for byte (a hard link to the upload where possible)
