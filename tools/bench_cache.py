@@ -29,7 +29,6 @@ import av
 import cv2
 import numpy as np
 
-from lipsync_common import media
 from lipsync_common.source_cache import CROP, SourceCache
 from services.preprocess.config import PreprocessConfig
 from services.preprocess.landmarks import Landmarker
