@@ -503,7 +503,14 @@ class Mp4Writer:
 
     def __init__(self, on_bytes: Callable[[bytes], None], width: int, height: int, fps: float,
                  lossless_rgb: bool = False, crf: int = 18,
-                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast", threads: int = 0):
+                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast", threads: int = 0,
+                 first_fragment: int = 0, lookahead: int = -1):
+        """first_fragment: frames of the first fragment (a keyframe is forced there, the next GOP starts at it);
+        0 = the first fragment is a whole GOP. A short one lets a player start before a second of video is
+        encoded. lookahead: x264's rc-lookahead in frames (-1 = the preset's); each frame of it (and each frame
+        thread) delays the encoder's output by one frame."""
+        if first_fragment < 0:
+            raise ValueError("first_fragment must be >= 0")
         self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
                                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
                                            # keep AAC's negative priming timestamp as it is: shifting
@@ -521,6 +528,8 @@ class Mp4Writer:
         gop = max(1, round(fps))  # a keyframe, so a fragment, every second
         # no B-frames: frame 0 gets pts 0 (no edit-list shift against the audio) and latency stays low
         opts = {"preset": preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+        if lookahead >= 0:
+            opts["rc-lookahead"] = str(lookahead)
         if lossless_rgb:
             opts["qp"] = "0"
         else:
@@ -532,6 +541,7 @@ class Mp4Writer:
             self.video.codec_context.thread_count = threads
         self.rate = rate
         self.frames = 0
+        self.first_fragment = first_fragment if 0 < first_fragment < gop else 0
         self.audio = audio
         self.audio_rate = audio_rate
         self.audio_pos = 0
@@ -574,6 +584,8 @@ class Mp4Writer:
         """Encode one frame made by `convert`; frames must come in order, from one thread at a time."""
         frame = av.VideoFrame.from_ndarray(data, format="rgb24" if self.lossless_rgb else "yuv420p")
         frame.pts = self.frames
+        if self.frames == self.first_fragment > 0:      # the first fragment ends here: this frame opens a GOP
+            frame.pict_type = av.video.frame.PictureType.I
         self.frames += 1
         # audio runs half a second ahead so that every fragment holds both streams
         self._mux_audio_until(self.frames / self.rate + 0.5)

@@ -95,3 +95,46 @@ def test_render_needs_a_prepared_source_and_ordered_crops(stack, prepared):
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Render(iter(reqs)))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "only 1 of 2 frames" in e.value.details()
+
+
+def test_render_sends_the_first_fragment_before_the_rest_of_the_crops_arrive(stack, prepared):
+    """The MP4's bytes leave as soon as a batch is encoded, not when the next message comes: the client holds the
+    rest of the crops back until it has the header and a first short fragment (a keyframe at 0.2 s opens the
+    second one; x264 holds back up to threads + lookahead frames, 13 here, so 24 frames go first), then finishes;
+    the whole is one playable file of every frame."""
+    import queue
+
+    from tests import helpers
+    frames, fps = 60, 25
+    cfg = render_pb2.RenderConfig(source_id=prepared.source_id, fps=fps, num_frames=frames, audio_sample_rate=16000,
+                                  audio_channels=1)
+    crops = np.full((8, 256, 256, 3), 128, np.uint8)
+    outbox: queue.Queue = queue.Queue()
+    outbox.put(render_pb2.RenderRequest(config=cfg))
+    outbox.put(render_pb2.RenderRequest(audio=to_tensor(np.zeros((16000 * 3, 1), np.int16))))
+    for first in (0, 8, 16):
+        outbox.put(render_pb2.RenderRequest(crops=preprocess_pb2.CropBatch(first_frame=first, images=to_tensor(crops))))
+
+    def requests():
+        while (msg := outbox.get()) is not None:
+            yield msg
+
+    data, held_back = b"", True
+    with grpc.insecure_channel(stack.addrs["render"]) as ch:
+        call = render_pb2_grpc.RenderStub(ch).Render(requests(), timeout=60)
+        for resp in call:
+            if resp.WhichOneof("payload") == "video":
+                data += resp.video.data
+            if held_back and b"moof" in data:     # the rest goes out once the first fragment came back
+                held_back = False
+                for first in range(24, frames, 8):
+                    outbox.put(render_pb2.RenderRequest(crops=preprocess_pb2.CropBatch(
+                        first_frame=first, images=to_tensor(crops[:min(8, frames - first)]))))
+                outbox.put(None)
+    assert not held_back, "no fragment came back while the client still held 36 of the 60 frames"
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+        f.write(data)
+        f.flush()
+        decoded, out_fps, has_audio, _ = helpers.decode_video(f.name)
+    assert len(decoded) == frames and out_fps == fps and has_audio

@@ -20,10 +20,19 @@ class RenderConfig:
     render_carry: int = -1               # frames left compositing when a message's add returns; -1 = 2 x threads
     x264_preset: str = "veryfast"        # x264 speed/size trade-off; faster presets give larger files
     x264_threads: int = 0                # threads of each render's x264 encoder; 0 = x264's choice (1.5 per core)
+    x264_lookahead: int = -1             # x264's rc-lookahead in frames; -1 = the preset's (10 for veryfast)
+    decode_threads: int = 1              # ffmpeg threads decoding each render's source video (0 = ffmpeg's choice)
+    first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
 
     def __post_init__(self):
         if self.x264_preset not in X264_PRESETS:
             raise ValueError(f"X264_PRESET {self.x264_preset!r} is not one of {', '.join(X264_PRESETS)}")
+        if not -1 <= self.x264_lookahead <= 250:
+            raise ValueError(f"X264_LOOKAHEAD must be -1 (the preset's) or 0-250, not {self.x264_lookahead}")
+        if self.decode_threads < 0:
+            raise ValueError(f"RENDER_DECODE_THREADS must be >= 0, not {self.decode_threads}")
+        if not 0 <= self.first_fragment_s <= 1:
+            raise ValueError(f"FIRST_FRAGMENT_S must be within 0-1 s, not {self.first_fragment_s}")
 
     @classmethod
     def from_env(cls) -> "RenderConfig":
@@ -38,4 +47,7 @@ class RenderConfig:
             render_carry=env_int("RENDER_CARRY", cls.render_carry),
             x264_preset=env_str("X264_PRESET", cls.x264_preset),
             x264_threads=env_int("X264_THREADS", cls.x264_threads),
+            x264_lookahead=env_int("X264_LOOKAHEAD", cls.x264_lookahead),
+            decode_threads=env_int("RENDER_DECODE_THREADS", cls.decode_threads),
+            first_fragment_s=env_float("FIRST_FRAGMENT_S", cls.first_fragment_s),
         )

@@ -129,7 +129,8 @@ class Renderer:
     def __init__(self, entry: SourceEntry, fps: float, num_frames: int, on_bytes: Callable[[bytes], None],
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
                  threads: int | None = None, color_match: bool = False, carry: int | None = None,
-                 preset: str = "veryfast", x264_threads: int = 0):
+                 preset: str = "veryfast", x264_threads: int = 0, first_fragment_s: float = 0.0,
+                 x264_lookahead: int = -1, decode_threads: int = 1):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -140,9 +141,11 @@ class Renderer:
         m = entry.meta
         self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset,
-                                      threads=x264_threads)
+                                      threads=x264_threads, lookahead=x264_lookahead,
+                                      first_fragment=round(first_fragment_s * fps))
         # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
         # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
+        self._decode_threads = decode_threads
         self._source = media.prefetch(self._source_frames(), depth=8)
         self.reader_closed = False
         # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching
@@ -189,9 +192,9 @@ class Renderer:
         m = self.entry.meta
         masks: dict[int, tuple | None] = {}
         try:
-            # one decoder thread: this thread already decodes beside x264, and ffmpeg's frame threads cost more
-            # CPU than they save here (bench/CACHE.md: 130 vs 210 frames/s at 720p on 2 cores)
-            with self.entry.frame_reader(threads=1) as reader:
+            # one decoder thread by default: this thread already decodes beside x264, and ffmpeg's frame threads
+            # cost more CPU than they save on a busy box (bench/CACHE.md: 130 vs 210 frames/s at 720p on 2 cores)
+            with self.entry.frame_reader(threads=self._decode_threads) as reader:
                 for t in range(self.num_frames):
                     idx = source_frame(t, m.num_frames, m.fps, self.fps)
                     if idx not in masks:

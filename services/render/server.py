@@ -55,7 +55,8 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                         color_match=cfg.color_match, preset=self.cfg.x264_preset,
-                        x264_threads=self.cfg.x264_threads)
+                        x264_threads=self.cfg.x264_threads, x264_lookahead=self.cfg.x264_lookahead,
+                        first_fragment_s=self.cfg.first_fragment_s, decode_threads=self.cfg.decode_threads)
 
     async def Render(self, request_iterator, context):
         fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
@@ -73,13 +74,12 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
         except ValueError as e:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
-        audio_parts: list[np.ndarray] = []
         pending: collections.deque = collections.deque()   # MP4 bytes from the encoder thread (thread-safe)
+        # the reading and rendering run in a task of their own and say here what they made, as soon as they made
+        # it: the MP4's bytes go out when a batch is encoded, not when the next message happens to arrive
+        events: asyncio.Queue = asyncio.Queue(maxsize=8)
+        state: dict = {"renderer": None}
         offset = 0
-        renderer = None
-        # one batch renders in a worker thread while the next message is read, so x264 never waits for the
-        # network: at most two add() calls are outstanding (one running, one queued behind it)
-        inflight: tuple | None = None
 
         def chunks():
             nonlocal offset
@@ -92,60 +92,81 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                 yield render_pb2.RenderResponse(video=common_pb2.Chunk(offset=offset, data=piece))
                 offset += len(piece)
 
+        work = asyncio.create_task(self._work(it, entry, cfg, crf, pending.append, events, state))
+        try:
+            while True:
+                kind, value = await events.get()
+                if kind == "error":
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, value)
+                if kind == "raise":
+                    raise value
+                for msg in chunks():
+                    yield msg
+                if kind == "progress":
+                    yield render_pb2.RenderResponse(progress=common_pb2.Progress(
+                        stage=common_pb2.STAGE_RENDER, done=value, total=cfg.num_frames))
+                else:       # "done"
+                    yield render_pb2.RenderResponse(summary=render_pb2.RenderSummary(
+                        frames=value.next_frame, width=value.writer.width, height=value.writer.height, bytes=offset,
+                        duration_s=value.next_frame / cfg.fps))
+                    return
+        finally:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            if state["renderer"] is not None:
+                # in a thread: it waits for a running add() before closing the encoder
+                await asyncio.shield(asyncio.to_thread(state["renderer"].abort))
+
+    async def _work(self, it, entry, cfg, crf: int, on_bytes, events: asyncio.Queue, state: dict) -> None:
+        """Read audio and crops, render each batch in a worker thread while the next message is read (at most two
+        add() calls outstanding: one running, one queued), and post ("progress", frames) after each batch, then
+        ("done", renderer) or ("error", message)."""
+        audio_parts: list[np.ndarray] = []
+        renderer = None
+        inflight: asyncio.Future | None = None
+
         async def add_after(prev, r, first_frame, batch):
             if prev is not None:      # strictly in order: a thread lock does not queue FIFO
                 await asyncio.gather(prev, return_exceptions=True)
             await asyncio.to_thread(r.add, first_frame, batch)
+            FRAMES.labels("render", "render").inc(len(batch))
+            await events.put(("progress", r.next_frame))
 
         try:
             async for req in it:
                 kind = req.WhichOneof("payload")
-                try:
-                    if kind == "audio":
-                        if renderer is not None:
-                            raise ValueError("audio must come before the first crops")
-                        audio_parts.append(from_tensor(req.audio, dtype=np.int16, ndim=2,
-                                                       trailing=(cfg.audio_channels,)))
-                    elif kind == "crops":
-                        if renderer is None:
-                            renderer = self._renderer(entry, cfg, crf, audio_parts, pending.append)
-                        crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
-                        previous = inflight
-                        inflight = (asyncio.ensure_future(add_after(previous[0] if previous else None, renderer,
-                                                                    req.crops.first_frame, crops)), len(crops))
-                        if previous is not None:
-                            await previous[0]
-                            FRAMES.labels("render", "render").inc(previous[1])
-                            for msg in chunks():
-                                yield msg
-                            yield render_pb2.RenderResponse(progress=common_pb2.Progress(
-                                stage=common_pb2.STAGE_RENDER, done=renderer.next_frame, total=cfg.num_frames))
-                    else:
-                        raise ValueError("the config may be sent only once, first")
-                except (TensorError, RenderError, ValueError) as e:
-                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                if kind == "audio":
+                    if renderer is not None:
+                        raise ValueError("audio must come before the first crops")
+                    audio_parts.append(from_tensor(req.audio, dtype=np.int16, ndim=2, trailing=(cfg.audio_channels,)))
+                elif kind == "crops":
+                    if renderer is None:
+                        renderer = state["renderer"] = self._renderer(entry, cfg, crf, audio_parts, on_bytes)
+                    crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
+                    previous, inflight = inflight, asyncio.ensure_future(
+                        add_after(inflight, renderer, req.crops.first_frame, crops))
+                    if previous is not None:
+                        await previous
+                else:
+                    raise ValueError("the config may be sent only once, first")
             if renderer is None:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before any crops")
-            try:
-                if inflight is not None:
-                    last, inflight = inflight, None
-                    await last[0]
-                    FRAMES.labels("render", "render").inc(last[1])
-                await asyncio.to_thread(renderer.finish)
-            except RenderError as e:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            for msg in chunks():
-                yield msg
-            done, renderer = renderer, None
-            yield render_pb2.RenderResponse(summary=render_pb2.RenderSummary(
-                frames=done.next_frame, width=done.writer.width, height=done.writer.height, bytes=offset,
-                duration_s=done.next_frame / cfg.fps))
+                raise ValueError("the stream ended before any crops")
+            if inflight is not None:
+                last, inflight = inflight, None
+                await last
+            await asyncio.to_thread(renderer.finish)
+            state["renderer"] = None
+            await events.put(("done", renderer))
+        except (TensorError, RenderError, ValueError) as e:
+            await events.put(("error", str(e)))
+        except Exception as e:  # noqa: BLE001 - anything else ends the call as it would have in the edge itself
+            await events.put(("raise", e))
         finally:
-            if renderer is not None:
-                # in a thread: it waits for a running add() before closing the encoder
-                await asyncio.shield(asyncio.to_thread(renderer.abort))
             if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
-                await asyncio.gather(inflight[0], return_exceptions=True)
+                inflight.cancel()
+                await asyncio.gather(inflight, return_exceptions=True)
 
 
 def main() -> None:

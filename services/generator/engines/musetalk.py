@@ -174,6 +174,10 @@ class MuseTalkEngine:
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save(latents.cpu(), tmp)
         os.replace(tmp, path)
+        if latents.is_cuda:
+            # the VAE encoder's activations (~1.4 GB at 16 crops) would stay cached on the side stream for good:
+            # give them back (once per new source; the CUDA graphs' pool is not touched)
+            torch.cuda.empty_cache()
         return latents
 
     def _side_stream(self, device):
