@@ -6,7 +6,7 @@ item; the others go on. Bad options or a malformed stream fail the whole call (I
 from __future__ import annotations
 
 from lipsync.v1 import gateway_pb2
-from lipsync_common.chunks import ChunkError, ChunkWriter
+from lipsync_common.formats.chunks import ChunkError, ChunkWriter
 from gateway.jobs import JobStore
 from gateway.upload import Failure, invalid, validate_options
 

@@ -19,8 +19,8 @@ from prometheus_client import Gauge
 from google.protobuf import json_format
 
 from lipsync.v1 import common_pb2, gateway_pb2
-from lipsync_common import media
-from lipsync_common.server import log_event
+from lipsync_common.formats import frame_reader
+from lipsync_common.edge.server import log_event
 from gateway.pipeline import Pipeline
 from gateway.upload import Failure
 
@@ -183,7 +183,7 @@ class JobStore:
                     await asyncio.sleep(delay)
             if os.path.getsize(part) != summary.output_bytes:
                 raise Failure(grpc.StatusCode.INTERNAL, "the result file is incomplete")
-            frames = await asyncio.to_thread(media.count_video_frames, part)
+            frames = await asyncio.to_thread(frame_reader.count_video_frames, part)
             if frames != summary.frames:   # never report done with a broken file
                 raise Failure(grpc.StatusCode.INTERNAL,
                               f"the result file holds {frames} frames, {summary.frames} were rendered")

@@ -18,11 +18,11 @@ import soxr
 
 from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_pb2, generator_pb2, generator_pb2_grpc,
                         preprocess_pb2, preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
-from lipsync_common import media
-from lipsync_common.auth import internal_metadata
-from lipsync_common.chunks import file_chunks
-from lipsync_common.server import CHUNK_BYTES, CLIENT_OPTIONS
-from lipsync_common.tensors import to_tensor
+from lipsync_common.formats import media
+from lipsync_common.edge.auth import internal_metadata
+from lipsync_common.formats.chunks import file_chunks
+from lipsync_common.edge.server import CHUNK_BYTES, CLIENT_OPTIONS
+from lipsync_common.formats.tensors import to_tensor
 from gateway.config import GatewayConfig
 from gateway.upload import Failure, invalid
 

@@ -12,10 +12,11 @@ import time
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from lipsync_common import server as boot
-from lipsync_common.auth import TokenInterceptor, gateway_tokens
-from lipsync_common.chunks import file_chunks
-from lipsync_common.server import CHUNK_BYTES
+from lipsync_common.edge import calls
+from lipsync_common.edge import server as boot
+from lipsync_common.edge.auth import TokenInterceptor, gateway_tokens
+from lipsync_common.formats.chunks import file_chunks
+from lipsync_common.edge.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
 from gateway.batch import receive_batch
 from gateway.jobs import JobStore
@@ -35,7 +36,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         self.streams = 0
 
     async def Lipsync(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         if self.streams >= self.cfg.max_streams:
             await fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"{self.cfg.max_streams} lip-sync streams are running; retry shortly or use SubmitJob")
@@ -82,7 +83,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             shutil.rmtree(folder, ignore_errors=True)
 
     async def SubmitJob(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         try:
             job_id, folder = self.jobs.new_folder()
         except Failure as e:
@@ -98,7 +99,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         return self.jobs.submit(job_id, options)
 
     async def SubmitBatch(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator)
         try:
             return await receive_batch(request_iterator, self.jobs, self.cfg.max_upload_bytes)
         except Failure as e:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2
-from lipsync_common.chunks import ChunkError, ChunkWriter
+from lipsync_common.formats.chunks import ChunkError, ChunkWriter
 from gateway import fetch
 
 ENGINES = ("", "auto", "warp", "visemes", "loudness", "musetalk")

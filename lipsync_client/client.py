@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from lipsync_common.chunks import file_chunks
+from lipsync_common.formats.chunks import file_chunks
 
 CHUNK_BYTES = 1024 * 1024
 OPTIONS = [("grpc.max_send_message_length", 4 * 1024 * 1024),

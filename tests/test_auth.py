@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lipsync.v1 import gateway_pb2, gateway_pb2_grpc, generator_pb2, generator_pb2_grpc
 from lipsync_client import LipsyncClient
-from lipsync_common.auth import AuthConfigError, gateway_tokens
+from lipsync_common.edge.auth import AuthConfigError, gateway_tokens
 from tests import helpers
 from tools.stack import ROOT, Stack
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.upload import Failure, validate_options
 from lipsync.v1 import common_pb2, gateway_pb2
-from lipsync_common import media
-from lipsync_common.tensors import TensorError, from_tensor
+from lipsync_common.formats import media
+from lipsync_common.formats.tensors import TensorError, from_tensor
 from tests import helpers
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,

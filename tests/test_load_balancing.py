@@ -8,7 +8,7 @@ import urllib.request
 import grpc
 
 from lipsync.v1 import generator_pb2, generator_pb2_grpc
-from lipsync_common.server import CLIENT_OPTIONS
+from lipsync_common.edge.server import CLIENT_OPTIONS
 from tests.dns_stub import DnsStub
 from tools.stack import ROOT, _free_port, wait_serving
 

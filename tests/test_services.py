@@ -7,7 +7,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from lipsync.v1 import (common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc, render_pb2,
                         render_pb2_grpc)
-from lipsync_common.tensors import to_tensor
+from lipsync_common.formats.tensors import to_tensor
 
 SERVICES = {"gateway": "lipsync.v1.LipsyncGateway", "preprocess": "lipsync.v1.Preprocess",
             "generator": "lipsync.v1.Generator", "render": "lipsync.v1.Render"}

@@ -41,8 +41,8 @@ def stage_rows(tmp: str) -> list[str]:
 
     import numpy as np
 
-    from lipsync_common.source_cache import SourceCache
-    from services.preprocess.landmarks import Landmarker
+    from lipsync_common.formats.source_cache import SourceCache
+    from lipsync_common.faces.landmarks import Landmarker
     from services.preprocess.prepare import PrepareOptions, prepare
     from services.render.render import Renderer, frame_mask
 
@@ -82,7 +82,7 @@ def stage_rows(tmp: str) -> list[str]:
 
 
 def speech_audio(tmp: str) -> str:
-    from lipsync_common.media import decode_audio
+    from lipsync_common.formats.media import decode_audio
     eng = os.path.join(helpers.SHARED, "eng.wav")
     if not os.path.isfile(eng):
         return helpers.DEMO_SPEECH
@@ -91,9 +91,9 @@ def speech_audio(tmp: str) -> str:
 
 
 def sync_compare(outputs: dict, audio: str, details: dict) -> list[str]:
-    from lipsync_common.media import decode_audio
+    from lipsync_common.formats.media import decode_audio
     from services.evaluator import faces, sync_free
-    from services.preprocess.landmarks import Landmarker
+    from lipsync_common.faces.landmarks import Landmarker
     a, _ = decode_audio(audio, 60, 16000, mono=True)
     rows = []
     for engine, path in outputs.items():

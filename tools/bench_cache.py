@@ -29,9 +29,9 @@ import av
 import cv2
 import numpy as np
 
-from lipsync_common.source_cache import CROP, SourceCache
+from lipsync_common.formats.source_cache import CROP, SourceCache
 from services.preprocess.config import PreprocessConfig
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
 from tools.bench import cpu_name
@@ -178,7 +178,7 @@ def append(title: str, lines: list[str]) -> None:
     head = "" if os.path.exists(RESULTS) else (
         "# Prepared-source cache: cost per source\n\nWritten by `python -m tools.bench_cache` (`--long`: the "
         "10-minute source); newest at the bottom. Format 1 kept raw frames, crops and masks; format 2 keeps "
-        "the uploaded media and decodes it again (lipsync_common/source_cache.py). MuseTalk's reference "
+        "the uploaded media and decodes it again (lipsync_common/formats/source_cache.py). MuseTalk's reference "
         "latents, when computed, add 16 kB a frame (fp16) to either.\n")
     device = f"{cpu_name()}, {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), Python {platform.python_version()}"
     with open(RESULTS, "a") as f:

@@ -17,9 +17,9 @@ import zlib
 import cv2
 import numpy as np
 
-from lipsync_common.source_cache import SourceCache
+from lipsync_common.formats.source_cache import SourceCache
 from services.generator.engines.warp import WarpEngine
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.render.render import Renderer
 from tests import helpers

@@ -69,8 +69,8 @@ def random_source(frames: int, key: str):
     """A cached source of random 256x256 frames, every frame one face crop (speed figures only)."""
     import av
 
-    from lipsync_common import media
-    from lipsync_common.source_cache import SourceCache, SourceMeta
+    from lipsync_common.formats import media
+    from lipsync_common.formats.source_cache import SourceCache, SourceMeta
 
     folder = tempfile.mkdtemp()
     video = os.path.join(folder, "source.mp4")

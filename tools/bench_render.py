@@ -14,8 +14,8 @@ import time
 import cv2
 import numpy as np
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache, SourceMeta
+from lipsync_common.formats import media, mp4
+from lipsync_common.formats.source_cache import SourceCache, SourceMeta
 from services.render.render import Renderer, frame_mask
 
 
@@ -95,7 +95,7 @@ def main() -> int:
         rows.append({"run": name, "fps": round(n / seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
 
-    wr = media.Mp4Writer(lambda b: None, 1280, 720, 25.0)
+    wr = mp4.Mp4Writer(lambda b: None, 1280, 720, 25.0)
     with entry.frame_reader() as reader:
         frames = [reader.get(i) for i in range(n)]
     conv = [wr.convert(f) for f in frames]

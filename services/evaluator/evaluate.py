@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lipsync_common import media
-from lipsync_common.source_cache import source_frame
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import source_frame
 from services.evaluator import csim as C
 from services.evaluator import faces, sync_free
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 
 SCHEMA = "lipsync.eval/1"
 BANDS = {

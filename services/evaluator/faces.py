@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lipsync_common import media
-from lipsync_common.face_points import LOWER_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.formats import media
+from lipsync_common.faces.points import LOWER_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER
+from lipsync_common.faces.landmarks import Landmarker
 
 
 @dataclass

@@ -13,10 +13,11 @@ from functools import partial
 import grpc
 
 from lipsync.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
-from lipsync_common import media
-from lipsync_common import server as boot
-from lipsync_common.auth import internal_interceptors
-from lipsync_common.chunks import ChunkError, ChunkWriter
+from lipsync_common.formats import media
+from lipsync_common.edge import calls
+from lipsync_common.edge import server as boot
+from lipsync_common.edge.auth import internal_interceptors
+from lipsync_common.formats.chunks import ChunkError, ChunkWriter
 from services.evaluator import report
 from services.evaluator.config import EvaluatorConfig
 
@@ -110,7 +111,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
                 await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     async def Evaluate(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator)
         tmp = tempfile.mkdtemp(prefix="eval-", dir=self.cfg.tmp_dir or None)
         try:
             cfg, paths = await self._receive(request_iterator, fail, tmp, compare=False)
@@ -125,7 +126,7 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
 
     async def Compare(self, request_iterator, context):
         from services.evaluator.evaluate import compare
-        fail = partial(boot.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator)
         tmp = tempfile.mkdtemp(prefix="eval-", dir=self.cfg.tmp_dir or None)
         try:
             cfg, paths = await self._receive(request_iterator, fail, tmp, compare=True)

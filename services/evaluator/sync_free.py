@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipsync_common.face_points import MESH_TO_68
+from lipsync_common.faces.points import MESH_TO_68
 
 AUDIO_RATE = 16000
 

@@ -9,11 +9,12 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2
-from lipsync_common import server as boot
-from lipsync_common.auth import internal_interceptors
-from lipsync_common.metrics import FRAMES
-from lipsync_common.source_cache import SourceCache, SourceNotFound
-from lipsync_common.tensors import TensorError, from_tensor, to_tensor
+from lipsync_common.edge import calls
+from lipsync_common.edge import server as boot
+from lipsync_common.edge.auth import internal_interceptors
+from lipsync_common.edge.metrics import FRAMES
+from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
+from lipsync_common.formats.tensors import TensorError, from_tensor, to_tensor
 from services.generator.audio_features import SAMPLE_RATE, num_frames
 from services.generator.batcher import BATCH, INTERACTIVE
 from services.generator.config import GeneratorConfig
@@ -66,7 +67,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         return generator_pb2.ListEnginesResponse(engines=infos)
 
     async def Generate(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from services.preprocess import landmarks as L
+from lipsync_common.faces import landmarks as L
 
 CROP = 256
 

@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache, SourceMeta
+from lipsync_common.formats import frame_reader, media
+from lipsync_common.formats.source_cache import SourceCache, SourceMeta
 from services.preprocess import crops as C
-from services.preprocess.landmarks import NUM_POINTS, Landmarker, to_68
+from lipsync_common.faces.landmarks import NUM_POINTS, Landmarker, to_68
 from services.preprocess.smoothing import LandmarkSmoother
 
 PIPELINE_VERSION = "prep-2"  # bump when a change alters what is stored for the same input
@@ -104,7 +104,7 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
         smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
         with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post:
             session.hint = opts.face_hint
-            for decoded in media.prefetch(frames):
+            for decoded in frame_reader.prefetch(frames):
                 pts = session.process(decoded[0], opts.face_index)
                 if smoother is not None:
                     if pts is None:

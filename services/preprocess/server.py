@@ -14,14 +14,16 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
-from lipsync_common import media, server as boot
-from lipsync_common.auth import internal_interceptors
-from lipsync_common.metrics import FRAMES
-from lipsync_common.chunks import ChunkError, ChunkWriter
-from lipsync_common.source_cache import SourceCache
+from lipsync_common.edge import calls
+from lipsync_common.edge import server as boot
+from lipsync_common.formats import media
+from lipsync_common.edge.auth import internal_interceptors
+from lipsync_common.edge.metrics import FRAMES
+from lipsync_common.formats.chunks import ChunkError, ChunkWriter
+from lipsync_common.formats.source_cache import SourceCache
 from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare
 
 log = logging.getLogger("preprocess")
@@ -69,7 +71,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             s.process(np.zeros((64, 64, 3), np.uint8))
 
     async def Prepare(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "options":
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the options")

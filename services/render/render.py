@@ -10,8 +10,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceEntry, source_frame
+from lipsync_common.formats import frame_reader, mp4
+from lipsync_common.formats.source_cache import SourceEntry, source_frame
 
 
 class RenderError(ValueError):
@@ -139,14 +139,14 @@ class Renderer:
         self.num_frames = num_frames
         self.next_frame = 0
         m = entry.meta
-        self.writer = media.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
+        self.writer = mp4.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset,
                                       threads=x264_threads, lookahead=x264_lookahead,
                                       first_fragment=round(first_fragment_s * fps))
         # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
         # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
         self._decode_threads = decode_threads
-        self._source = media.prefetch(self._source_frames(), depth=8)
+        self._source = frame_reader.prefetch(self._source_frames(), depth=8)
         self.reader_closed = False
         # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching
         # needs RGB statistics, lossless RGB output needs RGB)

@@ -14,11 +14,12 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import common_pb2, render_pb2, render_pb2_grpc
-from lipsync_common import server as boot
-from lipsync_common.auth import internal_interceptors
-from lipsync_common.metrics import FRAMES
-from lipsync_common.source_cache import SourceCache, SourceNotFound
-from lipsync_common.tensors import TensorError, from_tensor
+from lipsync_common.edge import calls
+from lipsync_common.edge import server as boot
+from lipsync_common.edge.auth import internal_interceptors
+from lipsync_common.edge.metrics import FRAMES
+from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
+from lipsync_common.formats.tensors import TensorError, from_tensor
 from services.render.config import RenderConfig
 from services.render.render import Renderer, RenderError
 
@@ -59,7 +60,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         first_fragment_s=self.cfg.first_fragment_s, decode_threads=self.cfg.decode_threads)
 
     async def Render(self, request_iterator, context):
-        fail = partial(boot.abort, context, request_iterator)  # drains the upload, then ends the call
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":

@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from lipsync_common.chunks import ChunkError, ChunkWriter, file_chunks
+from lipsync_common.formats.chunks import ChunkError, ChunkWriter, file_chunks
 
 
 def test_contiguous_chunks_reassemble(tmp_path):

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from lipsync_common import media
+from lipsync_common.formats import frame_reader, media, mp4
 from tests import helpers
 
 
@@ -63,7 +63,7 @@ def test_fragmented_mp4_streams_before_close_and_is_lossless(tmp_path):
     chunks = []
     frames = [np.random.default_rng(i).integers(0, 255, (64, 96, 3), dtype=np.uint8) for i in range(60)]
     audio = np.zeros((1, 48000 * 2), np.float32)
-    w = media.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=True, audio=audio, audio_rate=48000)
+    w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=True, audio=audio, audio_rate=48000)
     for f in frames[:40]:
         w.write(f)
     assert sum(map(len, chunks)) > 0, "fragments must be emitted before the end"
@@ -80,7 +80,7 @@ def test_fragmented_mp4_streams_before_close_and_is_lossless(tmp_path):
 def test_prefetch_keeps_order_raises_and_stops():
     import threading
 
-    from lipsync_common.media import prefetch
+    from lipsync_common.formats.frame_reader import prefetch
     assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
 
     def failing():
@@ -156,7 +156,7 @@ def test_reader_gives_the_frames_prepare_decoded_in_any_order(tmp_path, kind):
     info, frames, index = decoded(path)
     if kind == "rotated odd size":
         assert (info.width, info.height, info.rotation) == (121, 161, 90)
-    with media.FrameReader(path, len(frames), window=8, **index) as reader:
+    with frame_reader.FrameReader(path, len(frames), window=8, **index) as reader:
         for i in walk(len(frames)):
             got = reader.get(i)
             assert np.array_equal(got, frames[i]), i
@@ -166,7 +166,7 @@ def test_reader_gives_the_frames_prepare_decoded_in_any_order(tmp_path, kind):
             assert reader.stats["seeks"] > 0
     # fewer decoder threads (the renderer uses one) than prepare's: still the same pixels (ffmpeg is bit-exact
     # across thread counts; the fingerprints would notice otherwise)
-    with media.FrameReader(path, len(frames), window=8, threads=1, **index) as reader:
+    with frame_reader.FrameReader(path, len(frames), window=8, threads=1, **index) as reader:
         for i in walk(len(frames))[::3]:
             assert np.array_equal(reader.get(i), frames[i]), i
         assert reader.stats["bad_seeks"] == 0 and reader._checks is not None
@@ -176,7 +176,7 @@ def test_backward_walk_cost_and_memory_are_bounded(tmp_path):
     n, window = 120, 16
     path = gop_video(str(tmp_path / "v.mp4"), n, gop=250)          # one keyframe: the worst case
     _, frames, index = decoded(path)
-    reader = media.FrameReader(path, n, window=window, **index)
+    reader = frame_reader.FrameReader(path, n, window=window, **index)
     for i in range(n):
         reader.get(i)
     assert reader.stats["decoded"] == n and reader.stats["restarts"] == 1   # forward: one sequential decode
@@ -189,10 +189,10 @@ def test_backward_walk_cost_and_memory_are_bounded(tmp_path):
     reader.close()
     # the window follows the frame size: at most window_bytes of decoded frames
     frame_bytes = 160 * 120 * 3 // 2
-    with media.FrameReader(path, n, window_bytes=5 * frame_bytes, **index) as small:
+    with frame_reader.FrameReader(path, n, window_bytes=5 * frame_bytes, **index) as small:
         small.get(30)
         assert 2 <= small.window <= 5 and len(small._window) <= small.window   # (planes are padded)
-    with media.FrameReader(path, n, **index) as default:
+    with frame_reader.FrameReader(path, n, **index) as default:
         default.get(0)
         assert default.window == 48                                 # the cap, for small frames
 
@@ -204,23 +204,23 @@ def test_wrong_seek_information_still_gives_the_right_frames(tmp_path, caplog):
     # a keyframe flag on a frame that is not one: the seek lands on the keyframe before it, frames are skipped
     keys = list(index["keyframes"])
     keys[15] = keys[35] = True
-    with media.FrameReader(path, 50, window=4, **{**index, "keyframes": keys}) as reader:
+    with frame_reader.FrameReader(path, 50, window=4, **{**index, "keyframes": keys}) as reader:
         assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
     # timestamps that do not match what the demuxer gives: those seek points are dropped, nothing else
     pts = list(index["pts"])
     pts[20] += 1
-    with media.FrameReader(path, 50, window=4, **{**index, "pts": pts}) as reader:
+    with frame_reader.FrameReader(path, 50, window=4, **{**index, "pts": pts}) as reader:
         assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
         assert reader.stats["bad_seeks"] > 0
     # a fingerprint that differs after a seek: the reader goes back further, down to decoding from the start;
     # there it cannot be the seek, so the fingerprints are no longer trusted (a warning), the frames still are
     checks = list(index["checks"])
     checks[25] ^= 1
-    with media.FrameReader(path, 50, window=4, **{**index, "checks": checks}) as reader:
+    with frame_reader.FrameReader(path, 50, window=4, **{**index, "checks": checks}) as reader:
         assert all(np.array_equal(reader.get(i), frames[i]) for i in order)
         assert reader.stats["bad_seeks"] >= 2 and "does not match its recorded fingerprint" in caplog.text
     # no timestamps at all: no seeking, decoding from the start for every step back
-    with media.FrameReader(path, 50, window=4, size=index["size"]) as reader:
+    with frame_reader.FrameReader(path, 50, window=4, size=index["size"]) as reader:
         assert all(np.array_equal(reader.get(i), frames[i]) for i in order[:12])
         assert reader.stats["seeks"] == 0 and reader.stats["restarts"] > 1
 
@@ -228,17 +228,17 @@ def test_wrong_seek_information_still_gives_the_right_frames(tmp_path, caplog):
 def test_reader_of_a_still_image_and_of_a_deleted_file(tmp_path):
     png = helpers.write_png(str(tmp_path / "f.png"), helpers.face_image())
     _, frames, index = decoded(png)
-    with media.FrameReader(png, 1, **index) as reader:
+    with frame_reader.FrameReader(png, 1, **index) as reader:
         assert np.array_equal(reader.get(0), frames[0]) and reader.get(0) is reader.get(0)
         with pytest.raises(IndexError):
             reader.get(1)
     path = gop_video(str(tmp_path / "v.mp4"), 30, gop=10)
     _, frames, index = decoded(path)
-    reader = media.FrameReader(path, 30, window=4, **index)
+    reader = frame_reader.FrameReader(path, 30, window=4, **index)
     assert np.array_equal(reader.get(29), frames[29])
     os.remove(path)                                  # evicted from the cache while a render reads it
     assert all(np.array_equal(reader.get(i), frames[i]) for i in (3, 0, 17))
     reader.close()
     with pytest.raises(media.MediaError, match="decodes to"):
-        with media.FrameReader(png, 1, size=(10, 10)) as reader:
+        with frame_reader.FrameReader(png, 1, size=(10, 10)) as reader:
             reader.get(0)

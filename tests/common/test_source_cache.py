@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from lipsync_common import media
-from lipsync_common.source_cache import FORMAT_VERSION, MEDIA, SourceCache, SourceMeta, SourceNotFound
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import FORMAT_VERSION, MEDIA, SourceCache, SourceMeta, SourceNotFound
 from tests import helpers
 
 H, W, N = 48, 64, 6

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lipsync.v1 import common_pb2
-from lipsync_common.tensors import TensorError, from_tensor, to_tensor
+from lipsync_common.formats.tensors import TensorError, from_tensor, to_tensor
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lipsync_common import media
+from lipsync_common.formats import media
 from tests import helpers
 
 

@@ -1,9 +1,9 @@
 """CSIM with dlib's descriptor: a face with itself ~1, lower across different faces."""
 import numpy as np
 
-from lipsync_common import media
+from lipsync_common.formats import media
 from services.evaluator.csim import DlibEmbedder, cosine
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 from tests import helpers
 
 

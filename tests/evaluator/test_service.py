@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lipsync.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
-from lipsync_common.chunks import file_chunks
+from lipsync_common.formats.chunks import file_chunks
 from services.evaluator import cli
 from tests import helpers
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from services.evaluator import faces, sync_free
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces.landmarks import Landmarker
 
 
 @pytest.fixture(scope="module")

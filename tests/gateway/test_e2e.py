@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lipsync.v1 import common_pb2
-from lipsync_common.source_cache import SourceCache, source_frame
-from services.preprocess import landmarks as L
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.formats.source_cache import SourceCache, source_frame
+from lipsync_common.faces import landmarks as L
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, source_id
 from services.render.render import frame_mask
 from tests import helpers
@@ -17,7 +17,7 @@ LOSSLESS = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
 
 
 def audio_levels(path: str, fps: float, frames: int) -> np.ndarray:
-    from lipsync_common.media import decode_audio
+    from lipsync_common.formats.media import decode_audio
     a, sr = decode_audio(path, 600, sample_rate=16000, mono=True)
     step = sr / fps
     return np.array([np.sqrt(np.mean(a[0, int(t * step):int((t + 1) * step)] ** 2) + 1e-12) for t in range(frames)])
@@ -182,7 +182,7 @@ def test_rotated_phone_video_comes_out_upright(client, tmp_path, assert_healthy)
 
 def test_visemes_close_the_lips_on_m_b_p_in_the_output_video(shared_file, stack, client, tmp_path, assert_healthy):
     """Landmarks re-detected on the final MP4: each aligned m/b/p has a closed mouth within 40 ms of its time."""
-    from lipsync_common.media import decode_audio
+    from lipsync_common.formats.media import decode_audio
     from services.generator import speech as sp
     a, _ = decode_audio(shared_file("eng.wav"), 60, 16000, mono=True)
     audio = np.ascontiguousarray(a[0][16000 * 2:16000 * 12])

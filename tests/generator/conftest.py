@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from lipsync_common.source_cache import SourceCache
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.formats.source_cache import SourceCache
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
 

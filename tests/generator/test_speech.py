@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lipsync_common import media
+from lipsync_common.formats import media
 from services.generator.speech import SHAPES, Phone, Speech, viseme_tracks
 
 

@@ -6,11 +6,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from lipsync_common import media
+from lipsync_common.formats import media
 from services.evaluator import sync_free
 from services.generator import speech as sp
 from services.generator.engines.warp import WarpEngine, warp_mouth
-from services.preprocess import landmarks as L
+from lipsync_common.faces import landmarks as L
 from tests import helpers
 
 FPS = 25.0

@@ -3,7 +3,7 @@
 import numpy as np
 
 from services.generator.engines.warp import WarpEngine, warp_mouth
-from services.preprocess import landmarks as L
+from lipsync_common.faces import landmarks as L
 from tests import helpers
 
 

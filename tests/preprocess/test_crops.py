@@ -57,7 +57,7 @@ def test_composite_keeps_every_pixel_outside_the_mask():
 @pytest.mark.parametrize("shift", [-5, 0, 5])
 def test_mask_is_lower_face_only(shift):
     mesh = np.zeros((468, 2), np.float32)
-    from services.preprocess import landmarks as L
+    from lipsync_common.faces import landmarks as L
     t = np.linspace(0, 2 * np.pi, len(L.FACE_OVAL), endpoint=False)
     mesh[L.FACE_OVAL] = np.stack([128 + 110 * np.sin(t), 128 - 120 * np.cos(t)], 1)
     mesh[L.NOSE_BOTTOM] = (128, 140 + shift)

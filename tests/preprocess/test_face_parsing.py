@@ -179,8 +179,8 @@ def test_face_box_limits_the_mask():
 def test_prepare_uses_the_parser_for_masks(tmp_path, parser):
     import hashlib
 
-    from lipsync_common.source_cache import SourceCache
-    from services.preprocess.landmarks import Landmarker
+    from lipsync_common.formats.source_cache import SourceCache
+    from lipsync_common.faces.landmarks import Landmarker
     from services.preprocess.prepare import PrepareOptions, prepare
     from tests import helpers
 

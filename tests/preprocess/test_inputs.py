@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import SourceCache
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from tests import helpers
 

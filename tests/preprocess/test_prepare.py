@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import SourceCache
 from services.preprocess import crops as C
-from services.preprocess import landmarks as L
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.faces import landmarks as L
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare, source_id
 from tests import helpers
 

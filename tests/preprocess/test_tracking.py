@@ -4,10 +4,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import SourceCache
 from services.preprocess import crops as C
-from services.preprocess.landmarks import Landmarker, to_68
+from lipsync_common.faces.landmarks import Landmarker, to_68
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.preprocess.smoothing import LandmarkSmoother, box_jitter
 from tests import helpers

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from lipsync_common import media
-from lipsync_common.source_cache import SourceCache, source_frame
-from services.preprocess.landmarks import Landmarker
+from lipsync_common.formats import media
+from lipsync_common.formats.source_cache import SourceCache, source_frame
+from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.render.render import Renderer, RenderError, composite, frame_mask
 from tests import helpers

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
-from lipsync_common.source_cache import SourceEntry
+from lipsync_common.formats.source_cache import SourceEntry
 
 
 class EngineUnavailable(RuntimeError):

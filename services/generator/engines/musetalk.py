@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lipsync_common.source_cache import CROP, SourceEntry, source_frame
+from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.audio_features import num_frames
 from services.generator.batcher import INTERACTIVE, Batcher
 from services.generator.engines.base import EngineUnavailable, batched

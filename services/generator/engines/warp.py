@@ -21,11 +21,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from lipsync_common.source_cache import CROP, SourceEntry, source_frame
+from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator import speech as sp
 from services.generator.audio_features import mouth_drive
 from services.generator.engines.base import batched
-from lipsync_common import face_points as L
+from lipsync_common.faces import points as L
 
 MAX_GAP = 0.45      # widest opening, as a share of mouth width
 LIFT = 0.15         # upper lip lift, as a share of the opening

@@ -14,7 +14,7 @@ third of their speed; zlib would save a quarter to a third of the bytes for 1.2-
 
     meta.json         sizes, fps, options, bbox_shift range; "storage": the media file's size and fingerprint
     source.media      the face media as uploaded, byte for byte (a hard link to the upload where possible)
-    pts.npy           int64 [N] presentation time of each decoded frame, stream time base (media.NO_PTS: none)
+    pts.npy           int64 [N] presentation time of each decoded frame, stream time base (frame_reader.NO_PTS: none)
     keyframe.npy      bool [N] the decoder marked the frame a keyframe (a seek point for the frame reader)
     check.npy         uint32 [N] media.frame_check of each RGB frame (catches a seek that decodes differently)
     masks.z           blend masks [256, 256] (0..255), zlib-compressed one by one (no bytes: all zero)
@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from lipsync_common import media
+from lipsync_common.formats import frame_reader, media
 
 CROP = 256
 FORMAT_VERSION = 3
@@ -150,12 +150,12 @@ class SourceEntry:
             raise CorruptEntry("crops.u8 has the wrong size")
         self._crops = np.memmap(os.path.join(path, "crops.u8"), np.uint8, "r", shape=(n, CROP, CROP, 3))
 
-    def frame_reader(self, **kw) -> media.FrameReader:
+    def frame_reader(self, **kw) -> frame_reader.FrameReader:
         """A reader of the source's frames (RGB uint8 [H, W, 3], read-only) by index, fast for rendering's walk
         forward then backward; one per thread of use, `close` it (or use it in a with block).
         kw: FrameReader's tuning (window, window_bytes, ...)."""
         m = self.meta
-        return media.FrameReader(self.media_path, m.num_frames, self.pts, self.keyframe, self.checks,
+        return frame_reader.FrameReader(self.media_path, m.num_frames, self.pts, self.keyframe, self.checks,
                                  size=(m.width, m.height), fd=self._media.fileno(), **kw)
 
     def crops_at(self, indices) -> np.ndarray:
@@ -212,7 +212,7 @@ class EntryWriter:
             raise ValueError(f"crop shape {crop.shape}, expected {(CROP, CROP, 3)}")
         self._masks.add(mask)
         self._crops.write((crop if has_face else np.zeros_like(crop)).tobytes())
-        self.pts.append(media.NO_PTS if pts is None else int(pts))
+        self.pts.append(frame_reader.NO_PTS if pts is None else int(pts))
         self.keyframe.append(bool(keyframe))
         self.checks.append(media.frame_check(frame))
         self.boxes.append(tuple(box))

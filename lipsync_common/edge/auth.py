@@ -14,7 +14,8 @@ import os
 
 import grpc
 
-from lipsync_common.metrics import rewrap
+from lipsync_common.edge.calls import abort
+from lipsync_common.edge.metrics import rewrap
 
 INTERNAL_HEADER = "x-lipsync-internal"
 
@@ -58,8 +59,6 @@ def _deny(code: grpc.StatusCode, message: str, streaming_request: bool, streamin
           trailers: tuple = ()):
     """A handler that refuses the call (after draining a request stream briefly: a status sent while the
     client still writes can reach it as INTERNAL instead)."""
-    from lipsync_common.server import abort
-
     async def refuse(request_or_iterator, context):
         if trailers:
             context.set_trailing_metadata(trailers)

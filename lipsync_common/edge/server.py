@@ -14,8 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lipsync_common import metrics
-from lipsync_common.limits import LimitInterceptor
+from lipsync_common.edge import metrics
+from lipsync_common.edge.limits import LimitInterceptor
 
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -156,20 +156,3 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SystemExit(f"environment variable {name} must be a number, got {raw!r}") from None
-
-
-async def abort(context, requests, code: grpc.StatusCode, message: str, drain_s: float = 10.0) -> None:
-    """End a client-streaming call with a status, after reading what the client is still sending.
-
-    A status sent while the client is still writing may reach it as INTERNAL "Internal error from Core"
-    instead of the code we chose, so the rest of the request stream is consumed first (for at most drain_s).
-    """
-    async def drain() -> None:
-        async for _ in requests:
-            pass
-
-    try:
-        await asyncio.wait_for(drain(), drain_s)
-    except Exception:  # noqa: BLE001 - a broken or slow stream: answer anyway
-        pass
-    await context.abort(code, message)

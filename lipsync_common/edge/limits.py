@@ -10,8 +10,8 @@ import inspect
 
 import grpc
 
-from lipsync_common.auth import deny_handler
-from lipsync_common.metrics import rewrap
+from lipsync_common.edge.auth import deny_handler
+from lipsync_common.edge.metrics import rewrap
 
 
 class LimitInterceptor(grpc.aio.ServerInterceptor):

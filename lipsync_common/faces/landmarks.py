@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipsync_common.face_points import (  # noqa: F401 - re-exported for the preprocess modules
+from lipsync_common.faces.points import (  # noqa: F401 - re-exported for the preprocess modules
     CHIN, FACE_OVAL, LOWER_INNER, LOWER_INNER_LIP, LOWER_LIP_BOTTOM, MESH_TO_68, MOUTH_LEFT, MOUTH_RIGHT,
     NOSE_BOTTOM, NUM_POINTS, UPPER_INNER, UPPER_INNER_LIP, UPPER_LIP_TOP)
 

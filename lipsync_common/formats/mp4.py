@@ -1,0 +1,134 @@
+"""A fragmented MP4 (H.264 + AAC) written as a byte stream with PyAV: the first bytes leave before the end."""
+from __future__ import annotations
+
+import fractions
+import io
+from typing import Callable
+
+import av
+import cv2
+import numpy as np
+
+class _Sink(io.RawIOBase):
+    """A write-only, non-seekable file object that hands written bytes to a callback."""
+
+    def __init__(self, on_bytes: Callable[[bytes], None]):
+        self.on_bytes = on_bytes
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:
+        self.on_bytes(bytes(b))
+        return len(b)
+
+
+class Mp4Writer:
+    """Encodes RGB frames (+ optional audio) into a fragmented MP4 delivered as bytes while it is written.
+
+    Fragmented (frag_keyframe + empty_moov) so that the first bytes can be streamed before the end; the
+    concatenation of everything handed to `on_bytes` is one playable MP4 file.
+    """
+
+    def __init__(self, on_bytes: Callable[[bytes], None], width: int, height: int, fps: float,
+                 lossless_rgb: bool = False, crf: int = 18,
+                 audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast", threads: int = 0,
+                 first_fragment: int = 0, lookahead: int = -1):
+        """first_fragment: frames of the first fragment (a keyframe is forced there, the next GOP starts at it);
+        0 = the first fragment is a whole GOP. A short one lets a player start before a second of video is
+        encoded. lookahead: x264's rc-lookahead in frames (-1 = the preset's); each frame of it (and each frame
+        thread) delays the encoder's output by one frame."""
+        if first_fragment < 0:
+            raise ValueError("first_fragment must be >= 0")
+        self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
+                                  options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                                           # keep AAC's negative priming timestamp as it is: shifting
+                                           # timestamps to zero delays every video frame but the first
+                                           "avoid_negative_ts": "disabled"})
+        rate = fractions.Fraction(fps).limit_denominator(1001)
+        self.video = self.container.add_stream("libx264rgb" if lossless_rgb else "libx264", rate=rate)
+        self.lossless_rgb = lossless_rgb
+        # 4:2:0 needs even sizes: an odd last row/column is repeated (the output is then one pixel larger)
+        self.pad = (0, 0) if lossless_rgb else (height % 2, width % 2)
+        self.width, self.height = width + self.pad[1], height + self.pad[0]
+        self.video.width, self.video.height = self.width, self.height
+        self.video.pix_fmt = "rgb24" if lossless_rgb else "yuv420p"
+        self.video.time_base = 1 / rate
+        gop = max(1, round(fps))  # a keyframe, so a fragment, every second
+        # no B-frames: frame 0 gets pts 0 (no edit-list shift against the audio) and latency stays low
+        opts = {"preset": preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+        if lookahead >= 0:
+            opts["rc-lookahead"] = str(lookahead)
+        if lossless_rgb:
+            opts["qp"] = "0"
+        else:
+            opts["crf"] = str(crf)
+        self.video.options = opts
+        # frame threads: higher throughput than PyAV's default slice threads (+23% on 2 cores at 720p)
+        self.video.codec_context.thread_type = "FRAME"
+        if threads > 0:     # 0: x264's choice (1.5 per core); fewer when many encoders run at once
+            self.video.codec_context.thread_count = threads
+        self.rate = rate
+        self.frames = 0
+        self.first_fragment = first_fragment if 0 < first_fragment < gop else 0
+        self.audio = audio
+        self.audio_rate = audio_rate
+        self.audio_pos = 0
+        self.astream = None
+        if audio is not None and audio.shape[1] > 0:
+            layout = "mono" if audio.shape[0] == 1 else "stereo"
+            self.astream = self.container.add_stream("aac", rate=audio_rate, layout=layout)
+            self.astream.bit_rate = 128000
+            self.aframe = 1024
+
+    def _mux_audio_until(self, seconds: float | None) -> None:
+        if self.astream is None:
+            return
+        end = self.audio.shape[1] if seconds is None else min(self.audio.shape[1], int(seconds * self.audio_rate))
+        while self.audio_pos < end:
+            n = min(self.aframe, self.audio.shape[1] - self.audio_pos)
+            chunk = np.ascontiguousarray(self.audio[:, self.audio_pos:self.audio_pos + n])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp",
+                                               layout="mono" if chunk.shape[0] == 1 else "stereo")
+            frame.sample_rate = self.audio_rate
+            frame.pts = self.audio_pos
+            frame.time_base = fractions.Fraction(1, self.audio_rate)
+            self.audio_pos += n
+            for packet in self.astream.encode(frame):
+                self.container.mux(packet)
+
+    def convert(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB frame -> the array the encoder takes (I420 or RGB). Pure: may run in worker threads."""
+        if self.lossless_rgb:
+            return rgb
+        if any(self.pad):
+            rgb = np.pad(rgb, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+        # OpenCV's BT.601 limited-range I420 matches swscale's default within a level and is ~10x faster
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.write_converted(self.convert(rgb))
+
+    def write_converted(self, data: np.ndarray) -> None:
+        """Encode one frame made by `convert`; frames must come in order, from one thread at a time."""
+        frame = av.VideoFrame.from_ndarray(data, format="rgb24" if self.lossless_rgb else "yuv420p")
+        frame.pts = self.frames
+        if self.frames == self.first_fragment > 0:      # the first fragment ends here: this frame opens a GOP
+            frame.pict_type = av.video.frame.PictureType.I
+        self.frames += 1
+        # audio runs half a second ahead so that every fragment holds both streams
+        self._mux_audio_until(self.frames / self.rate + 0.5)
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.video.encode():
+            self.container.mux(packet)
+        if self.astream is not None:
+            self._mux_audio_until(None)
+            for packet in self.astream.encode():
+                self.container.mux(packet)
+        self.container.close()
