@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from dataclasses import dataclass
 
 import grpc
 
 from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_common import options
 from lipsync_common.formats.chunks import ChunkError, ChunkWriter
 from gateway import fetch
-
-ENGINES = ("", "auto", "warp", "visemes", "loudness", "musetalk")
-VERSIONS = (common_pb2.MODEL_VERSION_UNSPECIFIED, common_pb2.MODEL_VERSION_V1, common_pb2.MODEL_VERSION_V15)
-PRIORITIES = (common_pb2.PRIORITY_UNSPECIFIED, common_pb2.PRIORITY_INTERACTIVE, common_pb2.PRIORITY_BATCH)
-CODECS = (common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB)
-
 
 class Failure(Exception):
     """A job failure with the gRPC status it maps to."""
@@ -32,28 +26,10 @@ def invalid(message: str) -> Failure:
 
 
 def validate_options(o: common_pb2.LipsyncOptions) -> None:
-    if o.engine not in ENGINES:
-        raise invalid(f"unknown engine {o.engine!r}; choose auto, warp, visemes, loudness or musetalk")
-    if o.model_version not in VERSIONS:
-        raise invalid(f"unknown model_version {o.model_version}; use MODEL_VERSION_V1 or MODEL_VERSION_V15")
-    if not -100 <= o.bbox_shift <= 100:
-        raise invalid(f"bbox_shift {o.bbox_shift} is out of range [-100, 100]")
-    if o.HasField("extra_margin") and not 0 <= o.extra_margin <= 100:
-        raise invalid(f"extra_margin {o.extra_margin} is out of range [0, 100]")
-    if not (o.fps == 0 or 0 < o.fps <= 60) or o.fps != o.fps:
-        raise invalid(f"fps {o.fps} is out of range: use 0 (the source's rate) or a value in (0, 60]")
-    if o.codec not in CODECS:
-        raise invalid(f"unknown codec {o.codec}")
-    if o.priority not in PRIORITIES:
-        raise invalid(f"unknown priority {o.priority}; use PRIORITY_INTERACTIVE or PRIORITY_BATCH")
-    if o.HasField("crf") and not 0 <= o.crf <= 51:
-        raise invalid(f"crf {o.crf} is out of range [0, 51]")
-    if o.HasField("face_index") and not -1 <= o.face_index <= 16:
-        raise invalid(f"face_index {o.face_index} is out of range [-1, 16]")
-    if o.HasField("face_hint"):
-        b = o.face_hint
-        if not all(math.isfinite(v) for v in (b.x1, b.y1, b.x2, b.y2)) or not (b.x2 > b.x1 and b.y2 > b.y1):
-            raise invalid("face_hint must be a finite box with x2 > x1 and y2 > y1")
+    try:
+        options.check_request(o)
+    except options.OptionError as e:
+        raise invalid(str(e)) from None
 
 
 @dataclass(frozen=True)

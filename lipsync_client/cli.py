@@ -8,10 +8,10 @@ import time
 
 from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_client.client import LipsyncClient, LipsyncError
+from lipsync_common import options
 
-VERSIONS = {"v1": common_pb2.MODEL_VERSION_V1, "v15": common_pb2.MODEL_VERSION_V15}
-PRIORITIES = {"default": common_pb2.PRIORITY_UNSPECIFIED, "interactive": common_pb2.PRIORITY_INTERACTIVE,
-              "batch": common_pb2.PRIORITY_BATCH}
+VERSIONS = options.VERSION_BY_NAME
+PRIORITIES = options.PRIORITY_BY_NAME
 
 
 def _options(args) -> common_pb2.LipsyncOptions:
@@ -57,12 +57,17 @@ def _add_media(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
     src.add_argument("--image", help="one face image (png, jpg...)")
     p.add_argument("--audio", required=True, help="speech audio (wav, mp3, m4a, flac, ogg)")
-    p.add_argument("--engine", default="auto", choices=["auto", "warp", "visemes", "loudness", "musetalk"])
+    p.add_argument("--engine", default="auto", choices=list(options.ENGINES))
     p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
-    p.add_argument("--bbox-shift", type=int, default=0)
-    p.add_argument("--extra-margin", type=int, default=None)
-    p.add_argument("--fps", type=float, default=0.0, help="output fps (0 = the source's)")
-    p.add_argument("--crf", type=int, default=None, help="x264 quality, 0-51 (default 18)")
+    table = options.OPTIONS
+
+    def helped(name: str) -> str:
+        o = table[name]
+        return f"{o.help}; {o.lo:g} to {o.hi:g}, default {o.default:g}" + (f" (0: {o.zero})" if o.zero else "")
+    p.add_argument("--bbox-shift", type=int, default=int(table["bbox_shift"].default), help=helped("bbox_shift"))
+    p.add_argument("--extra-margin", type=int, default=None, help=helped("extra_margin"))
+    p.add_argument("--fps", type=float, default=float(table["fps"].default), help=helped("fps"))
+    p.add_argument("--crf", type=int, default=None, help=helped("crf"))
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large; for checks)")
     p.add_argument("--priority", default="default", choices=sorted(PRIORITIES),
                    help="share of the GPU under load (default: interactive for run, batch for submit)")

@@ -8,7 +8,8 @@ import logging
 import grpc
 import numpy as np
 
-from lipsync.v1 import common_pb2, generator_pb2, generator_pb2_grpc, preprocess_pb2
+from lipsync.v1 import generator_pb2, generator_pb2_grpc, preprocess_pb2
+from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.edge.auth import internal_interceptors
@@ -16,17 +17,13 @@ from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor, to_tensor
 from services.generator.audio_features import SAMPLE_RATE, num_frames
-from services.generator.batcher import BATCH, INTERACTIVE
+from services.generator.batcher import INTERACTIVE
 from services.generator.config import GeneratorConfig
 from services.generator.engines.base import EngineUnavailable
 from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
 from services.generator.engines.warp import WarpEngine
 
 log = logging.getLogger("generator")
-VERSIONS = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v15", common_pb2.MODEL_VERSION_V15: "v15",
-            common_pb2.MODEL_VERSION_V1: "v1"}
-PRIORITIES = {common_pb2.PRIORITY_UNSPECIFIED: INTERACTIVE, common_pb2.PRIORITY_INTERACTIVE: INTERACTIVE,
-              common_pb2.PRIORITY_BATCH: BATCH}
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -73,11 +70,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if first is None or first.WhichOneof("payload") != "config":
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
         cfg = first.config
-        if cfg.model_version not in VERSIONS:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown model_version {cfg.model_version}")
-        version = VERSIONS[cfg.model_version]
-        if cfg.priority not in PRIORITIES:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown priority {cfg.priority}")
+        try:
+            version = options.model_version(cfg.model_version)
+            priority = options.priority(cfg.priority) or INTERACTIVE
+            options.INTERNAL_FPS.check("fps", cfg.fps)
+        except options.OptionError as e:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
             engine = self.pick(cfg.engine, version)
         except ValueError as e:
@@ -89,8 +87,6 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         elif not engine.available()[0]:
             await fail(grpc.StatusCode.FAILED_PRECONDITION, f"engine {engine.name}: {engine.available()[1]}")
-        if not 0 < cfg.fps <= 120:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"fps {cfg.fps} is out of range (0, 120]")
         if cfg.audio_sample_rate != SAMPLE_RATE:
             await fail(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"audio_sample_rate must be {SAMPLE_RATE} (mono float32 PCM)")
@@ -117,7 +113,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         if frames == 0:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
 
-        kwargs = {"version": version, "priority": PRIORITIES[cfg.priority]} if isinstance(engine, MuseTalkEngine) else {}
+        kwargs = {"version": version, "priority": priority} if isinstance(engine, MuseTalkEngine) else {}
         try:
             batches = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size, **kwargs)
         except EngineUnavailable as e:

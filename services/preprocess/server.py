@@ -6,7 +6,6 @@ import dataclasses
 from functools import partial
 import hashlib
 import logging
-import math
 import os
 import tempfile
 
@@ -14,6 +13,7 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
+from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.formats import media
@@ -27,29 +27,18 @@ from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare
 
 log = logging.getLogger("preprocess")
-VERSIONS = {common_pb2.MODEL_VERSION_UNSPECIFIED: "v15", common_pb2.MODEL_VERSION_V15: "v15",
-            common_pb2.MODEL_VERSION_V1: "v1"}
 
 
 def prepare_options(msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
-    if msg.model_version not in VERSIONS:
-        raise ValueError(f"unknown model_version {msg.model_version}")
-    if not -100 <= msg.bbox_shift <= 100:
-        raise ValueError(f"bbox_shift {msg.bbox_shift} is out of range [-100, 100]")
-    margin = msg.extra_margin if msg.HasField("extra_margin") else 10
-    if not 0 <= margin <= 100:
-        raise ValueError(f"extra_margin {margin} is out of range [0, 100]")
-    face = msg.face_index if msg.HasField("face_index") else -1
-    if face < -1 or face > 16:
-        raise ValueError(f"face_index {face} is out of range [-1, 16]")
-    hint = None
-    if msg.HasField("face_hint"):
-        b = msg.face_hint
-        if not (b.x2 > b.x1 and b.y2 > b.y1) or not all(map(math.isfinite, (b.x1, b.y1, b.x2, b.y2))):
-            raise ValueError("face_hint must be a box with x2 > x1 and y2 > y1")
-        hint = (b.x1, b.y1, b.x2, b.y2)
-    smoothing = msg.smoothing if msg.HasField("smoothing") else True
-    return PrepareOptions(VERSIONS[msg.model_version], msg.bbox_shift, margin, face, smoothing, hint)
+    """The request's face options checked against the options table (raises OptionError, a ValueError)."""
+    options.check_face_options(msg)
+    table = options.OPTIONS
+    return PrepareOptions(
+        model_version=options.model_version(msg.model_version), bbox_shift=msg.bbox_shift,
+        extra_margin=msg.extra_margin if msg.HasField("extra_margin") else int(table["extra_margin"].default),
+        face_index=msg.face_index if msg.HasField("face_index") else int(table["face_index"].default),
+        smoothing=msg.smoothing if msg.HasField("smoothing") else True,
+        face_hint=options.face_hint(msg.face_hint) if msg.HasField("face_hint") else None)
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 
 from lipsync.v1 import common_pb2, render_pb2, render_pb2_grpc
+from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.edge.auth import internal_interceptors
@@ -24,23 +25,17 @@ from services.render.config import RenderConfig
 from services.render.render import Renderer, RenderError
 
 log = logging.getLogger("render")
-CODECS = {common_pb2.VIDEO_CODEC_UNSPECIFIED, common_pb2.VIDEO_CODEC_H264, common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB}
 
 
 def check_config(cfg: render_pb2.RenderConfig, max_frames: int) -> int:
-    """Raises ValueError for a bad config; returns the crf."""
-    if not 0 < cfg.fps <= 120:
-        raise ValueError(f"fps {cfg.fps} is out of range (0, 120]")
+    """Raises ValueError (the options table's OptionError) for a bad config; returns the crf."""
+    options.INTERNAL_FPS.check("fps", cfg.fps)
     if not 0 < cfg.num_frames <= max_frames:
         raise ValueError(f"num_frames {cfg.num_frames} is out of range [1, {max_frames}]")
-    if cfg.codec not in CODECS:
-        raise ValueError(f"unknown codec {cfg.codec}")
-    crf = cfg.crf if cfg.HasField("crf") else 18
-    if not 0 <= crf <= 51:
-        raise ValueError(f"crf {crf} is out of range [0, 51]")
+    options.codec(cfg.codec)
     if cfg.audio_channels not in (1, 2) or not 8000 <= cfg.audio_sample_rate <= 96000:
         raise ValueError("audio must be 1 or 2 channels at 8-96 kHz")
-    return crf
+    return options.crf(cfg)
 
 
 class RenderServicer(render_pb2_grpc.RenderServicer):
