@@ -51,3 +51,10 @@ def test_cli_flags_take_the_tables_defaults_and_names():
     assert cli.VERSIONS is options.VERSION_BY_NAME and cli.PRIORITIES is options.PRIORITY_BY_NAME
     with pytest.raises(SystemExit):
         p.parse_args(["--video", "v.mp4", "--audio", "a.wav", "--engine", "nope"])
+
+
+def test_frame_count_is_exact_where_the_float_product_is_not():
+    assert math.floor(18560 / 16000 * 25) == 28                   # MuseTalk's product
+    assert options.frame_count(18560, 16000, 25) == 29
+    assert options.frame_count(0, 16000, 25) == 0 and options.frame_count(1, 16000, 25) == 1
+    assert options.frame_count(16000 * 10, 16000, 29.97) == 299
