@@ -16,7 +16,7 @@ import time
 
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
-from tests import helpers
+from tools import synth
 from services.render.render import default_threads
 from tools.stack import ROOT, Stack
 
@@ -49,7 +49,7 @@ def stage_rows(tmp: str) -> list[str]:
     rows = []
     landmarker = Landmarker()
     for w, h in ((1280, 720), (1920, 1080)):
-        video = helpers.face_video(os.path.join(tmp, f"src{h}.mp4"), n=100, fps=25, size=(w, h))
+        video = synth.face_video(os.path.join(tmp, f"src{h}.mp4"), n=100, fps=25, size=(w, h))
         cache = SourceCache(os.path.join(tmp, f"cache{h}"))
         digest = hashlib.sha256(open(video, "rb").read()).hexdigest()
         t0 = time.perf_counter()
@@ -83,11 +83,11 @@ def stage_rows(tmp: str) -> list[str]:
 
 def speech_audio(tmp: str) -> str:
     from lipsync_common.formats.media import decode_audio
-    eng = os.path.join(helpers.SHARED, "eng.wav")
+    eng = os.path.join(synth.SHARED, "eng.wav")
     if not os.path.isfile(eng):
-        return helpers.DEMO_SPEECH
+        return synth.DEMO_SPEECH
     a, _ = decode_audio(eng, 60, 16000, mono=True)
-    return helpers.write_wav(os.path.join(tmp, "speech.wav"), a[0][16000 * 2:16000 * 12])
+    return synth.write_wav(os.path.join(tmp, "speech.wav"), a[0][16000 * 2:16000 * 12])
 
 
 def sync_compare(outputs: dict, audio: str, details: dict) -> list[str]:
@@ -107,7 +107,7 @@ def sync_compare(outputs: dict, audio: str, details: dict) -> list[str]:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        video = helpers.face_video(os.path.join(tmp, "src720.mp4"), n=250, fps=25, size=(1280, 720))
+        video = synth.face_video(os.path.join(tmp, "src720.mp4"), n=250, fps=25, size=(1280, 720))
         audio = speech_audio(tmp)
         stack = Stack.start(os.path.join(tmp, "stack"))
         rows, outputs, details = [], {}, {}

@@ -33,7 +33,7 @@ from lipsync_common.formats.source_cache import CROP, SourceCache
 from services.preprocess.config import PreprocessConfig
 from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
-from tests import helpers
+from tools import synth
 from tools.bench import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +46,7 @@ def talking_head(path: str, n: int, size: tuple[int, int], fps: float = 25, crf:
     """Write the stand-in source (see the module docstring) with PyAV, frame by frame (no frames in memory)."""
     w, h = size
     side = int(min(w, 0.9 * h) * 0.9)
-    face = cv2.resize(helpers.face_image(), (side, side), interpolation=cv2.INTER_CUBIC)
+    face = cv2.resize(synth.face_image(), (side, side), interpolation=cv2.INTER_CUBIC)
     canvas = np.full((h, w, 3), 96, np.uint8)
     x0, y0 = (w - side) // 2, (h - side) // 3
     canvas[y0:y0 + side, x0:x0 + side] = face
@@ -219,7 +219,7 @@ def main() -> int:
     for w, h in ((1280, 720), (1920, 1080)):
         video = talking_head(os.path.join(tmp, f"src{h}.mp4"), n, (w, h))
         rows.append(measure("stand-in", video, tmp, landmarker, cfg))
-    yongen = os.path.join(helpers.SHARED, "yongen.mp4")
+    yongen = os.path.join(synth.SHARED, "yongen.mp4")
     if os.path.isfile(yongen):
         rows.append(measure("yongen.mp4", yongen, tmp, landmarker, cfg))
     lines = table(rows)

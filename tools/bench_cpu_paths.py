@@ -22,7 +22,7 @@ from services.generator.engines.warp import WarpEngine
 from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.render.render import Renderer
-from tests import helpers
+from tools import synth
 
 
 def renderer_paths(entry, frames: int = 200, repeats: int = 3) -> None:
@@ -69,7 +69,7 @@ def crop_storage(entry, count: int = 60) -> None:
 
 def main() -> None:
     tmp = tempfile.mkdtemp()
-    video = helpers.face_video(os.path.join(tmp, "v.mp4"), n=100, fps=25, size=(1280, 720))
+    video = synth.face_video(os.path.join(tmp, "v.mp4"), n=100, fps=25, size=(1280, 720))
     cache = SourceCache(os.path.join(tmp, "cache"))
     digest = hashlib.sha256(open(video, "rb").read()).hexdigest()
     meta, _ = prepare(video, digest, PrepareOptions(), cache, Landmarker(), 10**8, 1000)

@@ -27,7 +27,7 @@ from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_p
                         preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.formats.tensors import to_tensor
-from tests import helpers
+from tools import synth as helpers
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
 

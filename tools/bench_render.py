@@ -22,12 +22,12 @@ from services.render.render import Renderer, frame_mask
 def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
     """(cache, entry, crops): an H.264 source of n smooth moving frames (x264's speed depends on the content;
     noise would be far slower than a face video) in the cache, and n generated-looking crops."""
-    from tests import helpers
+    from tools import synth
 
     rng = np.random.default_rng(0)
     cache = SourceCache(root)
     base = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 6)
-    video = helpers.write_video(os.path.join(root, "source.mp4"), [np.roll(base, i * 3, axis=1) for i in range(n)])
+    video = synth.write_video(os.path.join(root, "source.mp4"), [np.roll(base, i * 3, axis=1) for i in range(n)])
     wr = cache.writer("cd" * 16, video)
     yy, xx = np.mgrid[:256, :256]
     mask = (((yy - 160) / 90.0) ** 2 + ((xx - 128) / 100.0) ** 2 < 1).astype(np.uint8) * 255

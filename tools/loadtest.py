@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 
 from lipsync_client import LipsyncClient, LipsyncError
-from tests import helpers
+from tools import synth
 from tools.bench import cpu_name
 from tools.stack import ROOT, Stack
 
@@ -75,8 +75,8 @@ def level(addr: str, clients: int, face: str, audio: str, tmp: str) -> dict:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        face = helpers.write_png(os.path.join(tmp, "face.png"), helpers.face_image())
-        audio = helpers.write_wav(os.path.join(tmp, "speech.wav"), helpers.speech_like([(2.0, True)]))
+        face = synth.write_png(os.path.join(tmp, "face.png"), synth.face_image())
+        audio = synth.write_wav(os.path.join(tmp, "speech.wav"), synth.speech_like([(2.0, True)]))
         stack = Stack.start(os.path.join(tmp, "stack"), env={"MAX_STREAMS": str(CAPACITY)})
         rows, failed = [], False
         try:
