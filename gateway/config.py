@@ -1,9 +1,9 @@
 """Gateway settings, read once from the environment (documented in the README)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lipsync_common.edge.server import env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class GatewayConfig:
     auth_mode: str = "token"             # "token": bearer tokens required; "local": no authentication
     auth_tokens: str = ""                # comma-separated accepted tokens
     auth_tokens_file: str = ""           # one token per line (a mounted Kubernetes Secret)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     @classmethod
     def from_env(cls) -> "GatewayConfig":
@@ -58,4 +59,5 @@ class GatewayConfig:
             auth_mode=env_str("AUTH_MODE", cls.auth_mode),
             auth_tokens=env_str("AUTH_TOKENS", ""),
             auth_tokens_file=env_str("AUTH_TOKENS_FILE", ""),
+            edge=EdgeConfig.from_env(),
         )

@@ -111,7 +111,7 @@ class Pipeline:
                     yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
                         role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
         try:
-            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata(), timeout=remaining())
+            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
         except grpc.aio.AioRpcError as e:
             why = f"unavailable: evaluator at {self.cfg.evaluator_addr} failed: {e.code().name}: {e.details()}"
             return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
@@ -134,7 +134,7 @@ class Pipeline:
 
         prepared = None
         try:
-            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata(), timeout=remaining()):
+            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining()):
                 if resp.WhichOneof("payload") == "progress":
                     await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
                 else:
@@ -201,8 +201,8 @@ class Pipeline:
             audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
         if options.HasField("crf"):
             render_cfg.crf = options.crf
-        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata(), timeout=remaining())
-        render_call = self.render.Render(metadata=internal_metadata(), timeout=remaining())
+        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
+        render_call = self.render.Render(metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
         state = {"gen_summary": None, "gen_s": 0.0, "error": None}
 
         async def relay():

@@ -133,7 +133,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
 
 def main() -> None:
     cfg = GatewayConfig.from_env()
-    boot.setup_logging("gateway")
+    boot.setup_logging("gateway", cfg.edge.log_level)
 
     tokens = gateway_tokens(cfg.auth_mode, cfg.auth_tokens, cfg.auth_tokens_file)   # fails fast when unset
     if tokens is None:
@@ -150,7 +150,7 @@ def main() -> None:
         name = gateway_pb2.DESCRIPTOR.services_by_name["LipsyncGateway"].full_name
         await boot.serve(
             name="gateway", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-            service_names=[name], on_stop=on_stop,
+            service_names=[name], on_stop=on_stop, edge=cfg.edge,
             interceptors=[] if tokens is None else [TokenInterceptor(tokens)],
             add_servicers=lambda s: gateway_pb2_grpc.add_LipsyncGatewayServicer_to_server(servicer, s))
 

@@ -10,11 +10,11 @@ Health and reflection stay open (probes and tooling). Comparison is constant-tim
 from __future__ import annotations
 
 import hmac
-import os
 
 import grpc
 
 from lipsync_common.edge.calls import abort
+from lipsync_common.edge.config import EdgeConfig
 from lipsync_common.edge.metrics import rewrap
 
 INTERNAL_HEADER = "x-lipsync-internal"
@@ -103,12 +103,14 @@ def deny_handler(handler, code: grpc.StatusCode, message: str, trailers: tuple =
         code, message, streaming_request, streaming_response, trailers))
 
 
-def internal_interceptors() -> list:
-    """For internal services: require INTERNAL_TOKEN when it is set."""
-    token = os.environ.get("INTERNAL_TOKEN", "")
+def internal_interceptors(token: str | None = None) -> list:
+    """For internal services: require the internal token (EdgeConfig.internal_token) when it is set.
+    None: read it from the environment now (EdgeConfig.from_env)."""
+    if token is None:
+        token = EdgeConfig.from_env().internal_token
     return [TokenInterceptor({token}, INTERNAL_HEADER, bearer=False)] if token else []
 
 
-def internal_metadata() -> tuple:
-    token = os.environ.get("INTERNAL_TOKEN", "")
+def internal_metadata(token: str) -> tuple:
+    """The metadata that carries the internal token (EdgeConfig.internal_token) to an internal service."""
     return ((INTERNAL_HEADER, token),) if token else ()

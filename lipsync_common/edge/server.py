@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lipsync_common.edge import metrics
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str  # noqa: F401 - env_*: re-exported
 from lipsync_common.edge.limits import LimitInterceptor
 
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
@@ -50,12 +51,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service: str) -> logging.Logger:
+def setup_logging(service: str, level: str | None = None) -> logging.Logger:
+    """JSON logs on stderr at `level` (EdgeConfig.log_level; None: read it from the environment now)."""
+    if level is None:
+        level = EdgeConfig.from_env().log_level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(level.upper())
     return logging.getLogger(service)
 
 
@@ -75,21 +79,24 @@ async def serve(
     port_file: str = "",
     on_stop: Callable[[], Awaitable[None] | None] | None = None,
     interceptors: Sequence = (),
+    edge: EdgeConfig | None = None,
 ) -> None:
     """Run one service until SIGTERM/SIGINT.
 
     Health is NOT_SERVING until `warmup` (model loading) has finished; on a stop signal health goes back to
     NOT_SERVING first, new calls are refused and running ones get `grace_s` seconds to finish.
+    `edge`: the shared settings (None: read from the environment here, once).
     """
     log = logging.getLogger(name)
-    age_s = env_int("MAX_CONNECTION_AGE_S", 300)
+    edge = edge if edge is not None else EdgeConfig.from_env()
+    age_s = edge.max_connection_age_s
     server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
                                       # in-flight streams (a long job) may finish on the old connection
                                       ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
     server = grpc.aio.server(options=server_options, interceptors=[
         # outermost first: metrics see every call; the limit wraps what authentication lets through
-        metrics.MetricsInterceptor(name), LimitInterceptor(name, env_int("MAX_CALLS", 64)), *interceptors])
-    metrics.serve_metrics(env_int("METRICS_PORT", 0))
+        metrics.MetricsInterceptor(name), LimitInterceptor(name, edge.max_calls), *interceptors])
+    metrics.serve_metrics(edge.metrics_port)
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -133,26 +140,3 @@ async def serve(
             await result
     log_event(log, "stopped")
 
-
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"environment variable {name} must be an integer, got {raw!r}") from None
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"environment variable {name} must be a number, got {raw!r}") from None

@@ -1,9 +1,9 @@
 """Evaluator settings, read once from the environment (documented in the README)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lipsync_common.edge.server import env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class EvaluatorConfig:
     fid_frames: int = 32
     csim_frames: int = 50
     grace_s: float = 20.0
+    edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     @classmethod
     def from_env(cls) -> "EvaluatorConfig":
@@ -32,6 +33,7 @@ class EvaluatorConfig:
             fid_frames=env_int("EVAL_FID_FRAMES", cls.fid_frames),
             csim_frames=env_int("EVAL_CSIM_FRAMES", cls.csim_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
+            edge=EdgeConfig.from_env(),
         )
 
     def settings(self):

@@ -144,12 +144,12 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
 
 def main() -> None:
     cfg = EvaluatorConfig.from_env()
-    boot.setup_logging("evaluator")
+    boot.setup_logging("evaluator", cfg.edge.log_level)
     servicer = EvaluatorServicer(cfg)
     name = evaluator_pb2.DESCRIPTOR.services_by_name["Evaluator"].full_name
     asyncio.run(boot.serve(
         name="evaluator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(),
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
         add_servicers=lambda s: evaluator_pb2_grpc.add_EvaluatorServicer_to_server(servicer, s)))
 
 

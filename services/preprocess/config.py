@@ -1,9 +1,9 @@
 """Preprocess settings, read once from the environment (documented in the README)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lipsync_common.edge.server import env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class PreprocessConfig:
     max_frames: int = 18000              # 10 minutes at 30 fps
     grace_s: float = 20.0
     models_dir: str = "models"           # face-parsing weights: face-parse-bisent/79999_iter.pth (optional)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     @classmethod
     def from_env(cls) -> "PreprocessConfig":
@@ -34,4 +35,5 @@ class PreprocessConfig:
             max_frames=env_int("MAX_SOURCE_FRAMES", cls.max_frames),
             grace_s=env_float("GRACE_S", cls.grace_s),
             models_dir=env_str("MODELS_DIR", cls.models_dir),
+            edge=EdgeConfig.from_env(),
         )

@@ -129,12 +129,12 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
 
 def main() -> None:
     cfg = PreprocessConfig.from_env()
-    boot.setup_logging("preprocess")
+    boot.setup_logging("preprocess", cfg.edge.log_level)
     servicer = PreprocessServicer(cfg)
     name = preprocess_pb2.DESCRIPTOR.services_by_name["Preprocess"].full_name
     asyncio.run(boot.serve(
         name="preprocess", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(),
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
         add_servicers=lambda s: preprocess_pb2_grpc.add_PreprocessServicer_to_server(servicer, s)))
 
 

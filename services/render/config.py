@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lipsync_common.edge.server import env_float, env_int, env_str
+from lipsync_common.edge.config import env_float, env_int, env_str
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
