@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_client.client import LipsyncClient, LipsyncError
 from lipsync_common import options
@@ -26,30 +28,35 @@ def _options(args) -> common_pb2.LipsyncOptions:
     return o
 
 
-class Bar:
-    """One-line progress bar on stderr."""
+class Progress:
+    """Each stage's progress on stderr with tqdm: frames done of the total, frames/s and the time left. Silent when
+    stderr is not a terminal (logs, pipes) unless LIPSYNC_PROGRESS=1, and with --quiet."""
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet or not sys.stderr.isatty() and os.environ.get("LIPSYNC_PROGRESS") != "1"
-        self.last = ""
+    def __init__(self, quiet: bool, file=None):
+        self.file = file or sys.stderr
+        self.quiet = quiet or (not self.file.isatty() and os.environ.get("LIPSYNC_PROGRESS") != "1")
+        self.stage = ""
+        self.bar = None
 
     def __call__(self, p: common_pb2.Progress) -> None:
         if self.quiet:
             return
         stage = common_pb2.Stage.Name(p.stage).removeprefix("STAGE_").lower()
-        if p.total:
-            filled = int(30 * p.done / p.total)
-            line = f"{stage:<10} [{'#' * filled}{'.' * (30 - filled)}] {p.done}/{p.total}"
-        else:
-            line = f"{stage:<10} {p.done or ''}"
-        if line != self.last:
-            sys.stderr.write("\r" + line.ljust(60))
-            sys.stderr.flush()
-            self.last = line
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=p.total or None, desc=f"{stage:<10}", unit="frame", file=self.file,
+                            dynamic_ncols=True, leave=stage in ("generate", "render", "done"))
+        if p.total and self.bar.total != p.total:
+            self.bar.total = p.total
+            self.bar.refresh()
+        if p.done > self.bar.n:
+            self.bar.update(p.done - self.bar.n)
 
-    def done(self) -> None:
-        if not self.quiet and self.last:
-            sys.stderr.write("\n")
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _add_media(p: argparse.ArgumentParser) -> None:
@@ -97,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     with LipsyncClient(args.target, token=args.token) as client:
         try:
             if args.cmd == "run":
-                bar = Bar(args.quiet)
+                bar = Progress(args.quiet)
                 t0 = time.perf_counter()
                 s = client.lipsync(args.video or args.image, args.audio, args.out, _options(args), on_progress=bar)
-                bar.done()
+                bar.close()
                 print(f"wrote {args.out}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
                       f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
                 if s.engine_detail:

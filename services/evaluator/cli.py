@@ -64,6 +64,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", required=True)
     ap.add_argument("--output_json", required=True)
     ap.add_argument("--report", help="also write an HTML report with per-frame plots")
+    ap.add_argument("--plots", metavar="DIR", help="also write each plot as a PNG into DIR")
     a = ap.parse_args(argv)
     _check_files(a.source_video, a.generated_video, a.audio)
     from services.evaluator import report
@@ -72,8 +73,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if a.report:
         with open(a.report, "w") as f:
             f.write(report.evaluation_html(result))
+    if a.plots:
+        report.write_plots(report.evaluation_plots(result), a.plots)
     print(table(result))
-    print(f"written: {a.output_json}" + (f", {a.report}" if a.report else ""))
+    print(f"written: {a.output_json}" + (f", {a.report}" if a.report else "") + (f", {a.plots}/" if a.plots else ""))
     return 0
 
 
@@ -85,6 +88,8 @@ def compare_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", required=True)
     ap.add_argument("--output_json", required=True)
     ap.add_argument("--report", help="also write an HTML report")
+    ap.add_argument("--plots", metavar="DIR", help="also write each plot as a PNG into DIR (a bar chart per "
+                    "metric across the models, and each model's per-frame plots in DIR/<model>/)")
     numbers = sorted({int(n) for n in re.findall(r"--model(\d+)_(?:output|name)\b", " ".join(argv))})
     for k in numbers:
         ap.add_argument(f"--model{k}_output", required=True)
@@ -104,8 +109,12 @@ def compare_main(argv: list[str] | None = None) -> int:
     if a.report:
         with open(a.report, "w") as f:
             f.write(report.comparison_html(result))
+    if a.plots:
+        report.write_plots(report.comparison_plots(result), a.plots)
+        for name, r in result["results"].items():
+            report.write_plots(report.evaluation_plots(r), os.path.join(a.plots, name))
     print(comparison_table(result))
-    print(f"written: {a.output_json}" + (f", {a.report}" if a.report else ""))
+    print(f"written: {a.output_json}" + (f", {a.report}" if a.report else "") + (f", {a.plots}/" if a.plots else ""))
     return 0
 
 

@@ -51,7 +51,7 @@ def test_evaluate_over_grpc(stub, speech_clip):
     assert body["schema"] == "lipsync.eval/1" and body["frames"]["generated"] == 200
     pf = body["per_frame"]
     assert len(pf["csim"]) == len(pf["csim_frames"]) == 50 and len(pf["lmd"]) == 200 and pf["sync_windows"]
-    assert b"<svg" in res.report_html
+    assert b"data:image/png;base64," in res.report_html          # matplotlib plots, embedded
 
 
 def test_compare_picks_the_model_that_moves_the_mouth(stub, speech_clip, still_video):
@@ -84,17 +84,23 @@ def test_cli_json_schema_and_table(speech_clip, still_video, tmp_path, capsys, m
     out = str(tmp_path / "r.json")
     assert cli.evaluate_main(["--source_video", speech_clip["face"], "--generated_video", speech_clip["video"],
                               "--audio", speech_clip["wav"], "--output_json", out,
-                              "--report", str(tmp_path / "r.html")]) == 0
+                              "--report", str(tmp_path / "r.html"), "--plots", str(tmp_path / "plots")]) == 0
     r = json.load(open(out))
     assert r["schema"] == "lipsync.eval/1" and set(r["metrics"]) == METRICS
     for name, metric in r["metrics"].items():
         assert ("unavailable" in metric) == (metric["value"] is None), name
     assert {"inputs", "frames", "weights", "notes", "per_frame", "seconds"} <= set(r)
     assert "lse_d" in capsys.readouterr().out and os.path.getsize(tmp_path / "r.html") > 1000
+    pngs = sorted(os.listdir(tmp_path / "plots"))
+    assert {"csim.png", "mouth_opening.png", "sync_offset.png"} <= set(pngs)
+    assert all(open(tmp_path / "plots" / p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in pngs)
     out = str(tmp_path / "c.json")
     assert cli.compare_main(["--source_video", speech_clip["face"], "--audio", speech_clip["wav"],
                              "--model1_output", still_video, "--model2_output", speech_clip["video"],
-                             "--model1_name", "still", "--model2_name", "warp", "--output_json", out]) == 0
+                             "--model1_name", "still", "--model2_name", "warp", "--output_json", out,
+                             "--plots", str(tmp_path / "cmp")]) == 0
+    assert "compare_sync_conf_free.png" in os.listdir(tmp_path / "cmp")
+    assert "csim.png" in os.listdir(tmp_path / "cmp" / "warp")
     c = json.load(open(out))
     assert c["schema"] == "lipsync.eval/1/compare" and c["models"] == ["still", "warp"]
     assert c["metrics"]["sync_conf_free"]["winner"] == "warp"
