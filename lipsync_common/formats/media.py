@@ -136,7 +136,10 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
                  mono: bool = False) -> tuple[np.ndarray, int]:
     """Decode audio to float32 [channels, samples] (full scale = 1.0) at `sample_rate` (native when None).
 
-    At most two channels are kept (more are downmixed to stereo).
+    At most two channels are kept (more are downmixed to stereo). `mono` takes (L+R)/2, the service's one
+    downmix rule: what syncnet_python's ``ffmpeg -ac 1 -acodec pcm_s16le`` gives (swresample normalises its
+    1/sqrt(2) matrix for integer output) and what the gateway's channel mean gives. PyAV's float resampler
+    would keep (L+R)/sqrt(2), so the channels are decoded as they are and averaged here.
     """
     container = _open(path, "the audio")
     try:
@@ -149,7 +152,7 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
         rate = sample_rate or int(stream.codec_context.sample_rate or 0)
         if rate <= 0:
             raise MediaError("the audio has no valid sample rate")
-        channels = 1 if mono or (stream.codec_context.channels or 1) == 1 else 2
+        channels = 1 if (stream.codec_context.channels or 1) == 1 else 2
         resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
         parts: list[np.ndarray] = []
         total = 0
@@ -174,5 +177,8 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
     finally:
         container.close()
     if not parts:
-        return np.zeros((channels, 0), np.float32), rate
-    return np.concatenate(parts, axis=1).astype(np.float32), rate
+        return np.zeros((1 if mono else channels, 0), np.float32), rate
+    audio = np.concatenate(parts, axis=1).astype(np.float32)
+    if mono and audio.shape[0] > 1:
+        audio = (0.5 * (audio[0] + audio[1]))[None, :]
+    return audio, rate

@@ -237,7 +237,9 @@ def lse(model: nn.Module, frames_bgr_224: np.ndarray, audio_16k: np.ndarray, vsh
             vframes = range(i, min(lastframe, i + batch_size))
             # [B, 5, H, W, 3] -> [B, 3, 5, H, W]: the reference's transpose (0, 3, 4, 1, 2) of the stacked clip
             lip = np.stack([frames[v:v + FRAMES_PER_WINDOW] for v in vframes]).transpose(0, 4, 1, 2, 3)
-            lip_in = torch.from_numpy(lip.astype(np.float32))   # uint8 -> float32 is exact (= reference's float())
+            # uint8 -> float32 is exact (= reference's float()); C-contiguous as the reference's torch.cat of
+            # slices makes it (astype keeps the transpose's strides, and conv3d's summation order follows them)
+            lip_in = torch.from_numpy(np.ascontiguousarray(lip, dtype=np.float32))
             im_feat.append(model.forward_lip(lip_in.to(device)).cpu())
             aud = np.stack([cc[None, :, MFCC_PER_FRAME * v:MFCC_PER_FRAME * v + MFCC_WINDOW] for v in vframes])
             cc_feat.append(model.forward_aud(torch.from_numpy(aud).float().to(device)).cpu())
