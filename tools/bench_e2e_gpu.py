@@ -177,6 +177,49 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             "cpu_percent": share, "cores": os.cpu_count()}
 
 
+def emit(rows: list, r: dict, suffix: str = "") -> None:
+    if suffix:
+        r["run"] += suffix
+    rows.append(r)
+    print(json.dumps(r), flush=True)
+
+
+def single_requests(stack: Stack, video: str, audio: str, rows: list, labels: list[str], suffix: str = "") -> None:
+    """One request at a time (the first label's request may prepare the source), then each stage alone."""
+    for label in labels:
+        r = timed_call(stack.addrs["gateway"], video, audio)
+        r["run"] = label
+        emit(rows, r, suffix)
+    for _ in range(int(os.environ.get("E2E_ALONE", "1"))):
+        for r in stages_alone(stack.addrs, video, engine=ENGINE):
+            emit(rows, r, suffix)
+
+
+def sweep(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix: str = "", spy_at: int = 0) -> None:
+    for n in [int(x) for x in levels.split(",") if x]:
+        emit(rows, sweep_level(stack, video, audio, n, spy_s=6 if n == spy_at else 0), suffix)
+    emit(rows, {"run": "GPU memory after the sweep (nvidia-smi)",
+                "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid))}, suffix)
+
+
+def restart_with(stack: Stack, spec: str) -> str:
+    """"render:KEY=VALUE": every process of that service restarted with the setting added; returns KEY=VALUE."""
+    name, setting = spec.split(":", 1)
+    key, value = setting.split("=", 1)
+    names = [n for n in stack.procs if n.split("-")[0] == name]     # "render": every render worker
+    for n in names:
+        stack.procs[n].send_signal(signal.SIGTERM)
+    for n in names:
+        stack.procs[n].wait(60)
+    t0 = time.perf_counter()
+    for n in names:
+        argv, penv, log, detach = stack.launch[n]
+        stack.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
+        stack.restart(n, timeout=400)
+    print(f"{name} SERVING again after {time.perf_counter() - t0:.0f} s with {setting}", flush=True)
+    return setting
+
+
 def main() -> int:
     tmp = tempfile.mkdtemp()
     models = os.path.join(tmp, "models")
@@ -186,67 +229,23 @@ def main() -> int:
     audio = helpers.write_wav(os.path.join(tmp, "a.wav"), helpers.speech_like([(10.0, True)]))
     t0 = time.perf_counter()
     workers = int(os.environ.get("RENDER_WORKERS", "4"))
-    max_batch = os.environ.get("MUSETALK_MAX_BATCH", "32")
-    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MUSETALK_MAX_BATCH": max_batch,
-                                                         "MAX_STREAMS": "64"},
+    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MAX_STREAMS": "64",
+                                                         "MUSETALK_MAX_BATCH": os.environ.get("MUSETALK_MAX_BATCH", "32")},
                         timeout=540, services=("preprocess", "generator", "render", "gateway"),   # no evaluation here
                         render_workers=workers)
     print(f"stack SERVING after {time.perf_counter() - t0:.0f} s (generator compiles and warms up); "
           f"{workers} render workers", flush=True)
-    rows = []
+    rows: list = []
     try:
         cached = int(os.environ.get("E2E_RUNS", "8"))        # repeat requests on the cached source
-        for label in ["new source"] + [f"cached source, run {i + 1}" for i in range(cached)]:
-            r = timed_call(stack.addrs["gateway"], video, audio)
-            r["run"] = label
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-        for _ in range(int(os.environ.get("E2E_ALONE", "1"))):
-            for r in stages_alone(stack.addrs, video, engine=ENGINE):
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-        for n in [int(x) for x in os.environ.get("E2E_SWEEP", "1,2,4,8,16").split(",") if x]:
-            r = sweep_level(stack, video, audio, n, spy_s=6 if n == 8 else 0)
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-        gen_pid = str(stack.procs["generator"].pid)
-        r = {"run": "GPU memory after the sweep (nvidia-smi)", "generator_mib": gpu_memory_mib().get(gen_pid)}
-        rows.append(r)
-        print(json.dumps(r), flush=True)
-        # E2E_RESTART="preprocess:RENDER_THREADS=6;generator:MUSETALK_FIRST_BATCH=0": a service restarted with
-        # a setting changed (on top of the earlier ones), then the cached runs again
+        single_requests(stack, video, audio, rows, ["new source"] + [f"cached source, run {i + 1}" for i in range(cached)])
+        sweep(stack, video, audio, rows, os.environ.get("E2E_SWEEP", "1,2,4,8,16"), spy_at=8)
+        # E2E_RESTART="render:X264_THREADS=2;generator:MUSETALK_MAX_WAIT_MS=2": a service restarted with a setting
+        # changed (on top of the earlier ones), then the cached runs and the sweep again
         for spec in filter(None, os.environ.get("E2E_RESTART", "").split(";")):
-            name, setting = spec.split(":", 1)
-            key, value = setting.split("=", 1)
-            names = [n for n in stack.procs if n.split("-")[0] == name]     # "render": every render worker
-            for n in names:
-                stack.procs[n].send_signal(signal.SIGTERM)
-            for n in names:
-                stack.procs[n].wait(60)
-            t0 = time.perf_counter()
-            for n in names:
-                argv, penv, log, detach = stack.launch[n]
-                stack.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
-                stack.restart(n, timeout=400)
-            print(f"{name} SERVING again after {time.perf_counter() - t0:.0f} s with {setting}", flush=True)
-            for label in ("cached source", "cached source again"):
-                r = timed_call(stack.addrs["gateway"], video, audio)
-                r["run"] = f"{label}, {setting}"
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-            for r in stages_alone(stack.addrs, video, engine=ENGINE):
-                r["run"] += f", {setting}"
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-            for n in [int(x) for x in os.environ.get("E2E_RESTART_SWEEP", "8,16").split(",") if x]:
-                r = sweep_level(stack, video, audio, n)
-                r["run"] += f", {setting}"
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-            r = {"run": f"GPU memory after the sweep (nvidia-smi), {setting}",
-                 "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid))}
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+            suffix = ", " + restart_with(stack, spec)
+            single_requests(stack, video, audio, rows, ["cached source", "cached source again"], suffix)
+            sweep(stack, video, audio, rows, os.environ.get("E2E_RESTART_SWEEP", "8,16"), suffix)
     finally:
         stack.stop()
         for name in ("generator", "render"):      # with 3 profiles, the json and the log: 8 files come back
