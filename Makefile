@@ -14,7 +14,7 @@ REGISTRY ?= registry.example.com/lipsync
 TAG ?= latest
 SERVICES := gateway preprocess generator render evaluator
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 	  echo "note: espeak-ng not installed; non-English speech uses letter-guessed phonemes (apt-get install espeak-ng)"
 	touch $(STAMP)
 
-setup: $(STAMP)           ## create .venv with everything (offline-safe: no model downloads)
+setup: $(STAMP)           ## create .venv with everything: requirements/dev.txt (offline-safe: no model downloads)
 
 proto: $(STAMP)           ## regenerate gen/ from protos/
 	PYTHON=$(PYTHON) scripts/gen_protos.sh gen
@@ -61,7 +61,7 @@ clean:
 loadtest: $(STAMP)        ## concurrent streams at 1x/2x/4x capacity on 127.0.0.1 -> bench/LOADTEST.md
 	$(PYTHON) -m tools.loadtest
 
-images:                   ## where Docker runs: build and push one image per service to $(REGISTRY) with $(TAG)
+images:                   ## where Docker runs: one image per service, each with only requirements/<service>.txt
 	for s in $(SERVICES); do \
 	  docker build -f docker/Dockerfile.$$s -t $(REGISTRY)/lipsync-$$s:$(TAG) . && \
 	  docker push $(REGISTRY)/lipsync-$$s:$(TAG) || exit 1; \
