@@ -96,8 +96,10 @@ def build(connect: Callable[[], LipsyncClient], work_dir: str) -> gr.Blocks:
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
-                    face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath")
-                    audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath")
+                    face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath",
+                                   elem_id="face")
+                    audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath",
+                                     elem_id="speech")
                     with gr.Row():
                         engine = gr.Dropdown(list(options.ENGINES), value="auto", label="engine")
                         version = gr.Dropdown(sorted(options.VERSION_BY_NAME), value="v15", label="model version")
@@ -105,7 +107,7 @@ def build(connect: Callable[[], LipsyncClient], work_dir: str) -> gr.Blocks:
                     extra_margin = _slider("extra_margin", "extra_margin (v1.5)")
                     fps = _slider("fps", "fps", step=0.01)
                     crf = _slider("crf", "crf")
-                    run = gr.Button("Generate", variant="primary")
+                    run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     video = gr.Video(label="result", elem_id="result")
                     summary = gr.Markdown(elem_id="summary")

@@ -1,0 +1,119 @@
+"""The web page, as a visitor and a script use it: the real page (its own process and environment) over a real
+stack on 127.0.0.1, driven through gradio_client and in headless Chromium."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def web_python() -> str:
+    """The web room's interpreter: its own environment (Gradio needs numpy 2; the services' set pins numpy < 2)."""
+    path = os.environ.get("WEB_PYTHON") or os.path.join(ROOT, ".venv-web", "bin", "python")
+    if not os.path.isfile(path):
+        pytest.skip(f"needs the web room's environment at {path} (make setup-web)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def web(stack, tmp_path_factory):
+    python = web_python()
+    port = free_port()
+    work = tmp_path_factory.mktemp("web")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.path.join(ROOT, 'gen')}", GATEWAY_ADDR=stack.addrs["gateway"],
+               WEB_PORT=str(port), WEB_WORK_DIR=str(work / "out"), GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([python, "-m", "services.web.server"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/healthz", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None, f"the web page exited with code {proc.returncode}"
+        assert time.time() < deadline, "the web page did not come up in 120 s"
+        time.sleep(0.3)
+    yield {"url": url, "work": work}
+    proc.terminate()
+    assert proc.wait(20) is not None
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("web-in")
+    return {"face": helpers.write_png(str(tmp / "face.png"), helpers.face_image()),
+            "speech": helpers.write_wav(str(tmp / "speech.wav"), helpers.speech_like([(0.6, True), (0.3, False),
+                                                                                       (0.6, True)]))}
+
+
+def test_health_and_metrics(web):
+    assert b"SERVING" in urllib.request.urlopen(web["url"] + "/healthz").read()
+    assert b"lipsync_web_health_checks" in urllib.request.urlopen(web["url"] + "/metrics").read()
+
+
+def test_generate_through_gradio_client(web, inputs):
+    from gradio_client import Client, handle_file
+    client = Client(web["url"] + "/", verbose=False)
+    video, summary = client.predict(handle_file(inputs["face"]), handle_file(inputs["speech"]), "auto", "v15",
+                                    0, 10, 0, 18, api_name="/generate")
+    frames, fps, has_audio, _ = helpers.decode_video(video)
+    assert len(frames) == 37 and fps == 25 and has_audio          # floor(1.5 s x 25) frames, with the speech
+    assert "37 frames" in summary and "engine" in summary
+    with pytest.raises(Exception, match="greater than maximum value 51"):    # the table's range, on the page
+        client.predict(handle_file(inputs["face"]), handle_file(inputs["speech"]), "auto", "v15",
+                       0, 10, 0, 99, api_name="/generate")
+
+
+def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
+    """Headless Chromium (Debian's chromium + chromium-driver) uploads the sample face and speech, presses
+    Generate, and the finished video element appears with its media loaded; the screenshot is kept."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (make setup-web installs them where apt can)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                "--autoplay-policy=no-user-gesture-required"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(web["url"] + "/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#face input[type=file]"))
+        driver.find_element(By.CSS_SELECTOR, "#face input[type=file]").send_keys(inputs["face"])
+        driver.find_element(By.CSS_SELECTOR, "#speech input[type=file]").send_keys(inputs["speech"])
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#speech audio, #speech [data-testid=waveform-controls]")
+                   or "speech.wav" in d.page_source)
+        time.sleep(1)                                          # the uploads settle
+        driver.find_element(By.CSS_SELECTOR, "#generate").click()
+        WebDriverWait(driver, 240).until(lambda d: d.execute_script(
+            "const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0"))
+        duration = driver.execute_script("return document.querySelector('#result video').duration")
+        assert abs(duration - 1.5) < 0.2
+        assert "37 frames" in driver.find_element(By.CSS_SELECTOR, "#summary").text
+        shot = str(tmp_path / "page.png")
+        driver.save_screenshot(shot)
+        assert open(shot, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(shot) > 20000
+        if os.environ.get("WEB_SCREENSHOT"):
+            shutil.copy(shot, os.environ["WEB_SCREENSHOT"])
+    finally:
+        driver.quit()
