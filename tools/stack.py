@@ -2,6 +2,7 @@
 
     python -m tools.stack up      # start (fixed ports 50051-50055 unless *_PORT are set), wait until SERVING
                                   # RENDER_WORKERS=N: N render processes on 50055.. behind the gateway
+                                  # and the web page on 127.0.0.1:7860 (WEB_PORT) when .venv-web exists
     python -m tools.stack down    # SIGTERM, wait for the drain
 Tests use `Stack.start(folder)` with ephemeral ports.
 """
@@ -161,8 +162,9 @@ class Stack:
 def _down(folder: str) -> None:
     run = os.path.join(folder, "run")
     pids = []
-    # the gateway first (it drains its streams), then the rest
-    for path in sorted(glob.glob(os.path.join(run, "*.pid")), key=lambda p: not p.endswith("gateway.pid")):
+    # the web page first (it calls the gateway), then the gateway (it drains its streams), then the rest
+    order = {"web.pid": 0, "gateway.pid": 1}
+    for path in sorted(glob.glob(os.path.join(run, "*.pid")), key=lambda p: order.get(os.path.basename(p), 2)):
         if os.path.exists(path):
             pid = int(open(path).read())
             try:
@@ -182,6 +184,25 @@ def _down(folder: str) -> None:
     print(f"stopped {len(pids)} service(s)")
 
 
+def start_web(folder: str, gateway: str) -> str | None:
+    """The web page (services/web) in its own environment (.venv-web: Gradio wants numpy 2, the services pin
+    numpy < 2), detached like the services; its pid goes with theirs for `down`. None when that environment is
+    missing."""
+    python = os.environ.get("WEB_PYTHON") or os.path.join(ROOT, ".venv-web", "bin", "python")
+    if not os.path.isfile(python):
+        print("web page: not started (no .venv-web; `make setup-web` makes it)")
+        return None
+    port = int(os.environ.get("WEB_PORT", 7860))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "gen")]), GATEWAY_ADDR=gateway,
+               WEB_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    with open(os.path.join(folder, "log", "web.log"), "ab") as log:
+        proc = subprocess.Popen([python, "-m", "services.web.server"], cwd=ROOT, env=env, stdout=log, stderr=log,
+                                start_new_session=True)
+    with open(os.path.join(folder, "run", "web.pid"), "w") as f:
+        f.write(str(proc.pid))
+    return f"http://127.0.0.1:{port}/"
+
+
 def main() -> None:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "up"
     folder = os.environ.get("VAR_DIR", os.path.join(ROOT, "var"))
@@ -197,6 +218,9 @@ def main() -> None:
         stack = Stack.start(folder, ports=ports, detach=True, render_workers=workers)
         for name, addr in stack.addrs.items():
             print(f"{name:<11} {addr}  (log: {os.path.join(folder, 'log', name + '.log')})")
+        url = start_web(folder, stack.addrs["gateway"])
+        if url:
+            print(f"{'web':<11} {url}  (log: {os.path.join(folder, 'log', 'web.log')}; ready in a few seconds)")
     elif cmd == "down":
         _down(folder)
     else:
