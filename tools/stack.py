@@ -195,6 +195,7 @@ def start_web(folder: str, gateway: str) -> str | None:
     port = int(os.environ.get("WEB_PORT", 7860))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "gen")]), GATEWAY_ADDR=gateway,
                WEB_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    env.setdefault("AUTH_MODE", "local")     # as the services `up` starts: no tokens unless asked for
     with open(os.path.join(folder, "log", "web.log"), "ab") as log:
         proc = subprocess.Popen([python, "-m", "services.web.server"], cwd=ROOT, env=env, stdout=log, stderr=log,
                                 start_new_session=True)

@@ -1,5 +1,5 @@
 """The web room's edge: the Gradio page on a FastAPI app with /healthz (readiness: the gateway answers its health
-check) and /metrics (Prometheus), behind the gateway's tokens when they are set. Run: python -m services.web.server
+check) and /metrics (Prometheus), behind the gateway's token auth (AUTH_MODE, AUTH_TOKENS, AUTH_TOKENS_FILE: the same settings and rules). Run: python -m services.web.server
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from lipsync_client.client import LipsyncClient
+from lipsync_common.edge.auth import gateway_tokens
 from services.web import page
 from services.web.config import WebConfig
 
@@ -45,11 +46,11 @@ def create_app(cfg: WebConfig) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    tokens = cfg.tokens()
+    tokens = gateway_tokens(cfg.auth_mode, cfg.auth_tokens, cfg.auth_tokens_file)    # None: local mode
     work_dir = cfg.work_dir or os.path.join(tempfile.gettempdir(), "lipsync-web")
     blocks = page.build(lambda: LipsyncClient(cfg.gateway_addr, token=cfg.gateway_token), work_dir)
     return gr.mount_gradio_app(app, blocks, path="/",
-                               auth=(lambda _user, password: password in tokens) if tokens else None,
+                               auth=(lambda _user, password: password in tokens) if tokens is not None else None,
                                auth_message="Sign in with any name and one of the gateway's tokens as password.",
                                allowed_paths=[work_dir], max_file_size=cfg.max_upload_mb * 1024 * 1024)
 

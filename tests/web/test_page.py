@@ -28,13 +28,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def web(stack, tmp_path_factory):
+def start_web(gateway: str, work, **env_extra) -> tuple[subprocess.Popen, str]:
     python = web_python()
     port = free_port()
-    work = tmp_path_factory.mktemp("web")
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.path.join(ROOT, 'gen')}", GATEWAY_ADDR=stack.addrs["gateway"],
-               WEB_PORT=str(port), WEB_WORK_DIR=str(work / "out"), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{os.path.join(ROOT, 'gen')}", GATEWAY_ADDR=gateway,
+               WEB_PORT=str(port), WEB_WORK_DIR=str(work), GRADIO_ANALYTICS_ENABLED="False", **env_extra)
     proc = subprocess.Popen([python, "-m", "services.web.server"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -47,6 +45,13 @@ def web(stack, tmp_path_factory):
         assert proc.poll() is None, f"the web page exited with code {proc.returncode}"
         assert time.time() < deadline, "the web page did not come up in 120 s"
         time.sleep(0.3)
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def web(stack, tmp_path_factory):
+    work = tmp_path_factory.mktemp("web")
+    proc, url = start_web(stack.addrs["gateway"], work / "out", AUTH_MODE="local")
     yield {"url": url, "work": work}
     proc.terminate()
     assert proc.wait(20) is not None
@@ -63,6 +68,26 @@ def inputs(tmp_path_factory):
 def test_health_and_metrics(web):
     assert b"SERVING" in urllib.request.urlopen(web["url"] + "/healthz").read()
     assert b"lipsync_web_health_checks" in urllib.request.urlopen(web["url"] + "/metrics").read()
+
+
+def test_token_auth_as_the_gateways(stack, tmp_path):
+    """With tokens the page asks for one (any user name, a gateway token as password); without tokens and not in
+    local mode it refuses to start, as the gateway does."""
+    from gradio_client import Client
+    proc, url = start_web(stack.addrs["gateway"], tmp_path / "out", AUTH_MODE="token", AUTH_TOKENS="s3cret,other")
+    try:
+        with pytest.raises(Exception):
+            Client(url + "/", verbose=False)
+        with pytest.raises(Exception):
+            Client(url + "/", auth=("ann", "wrong"), verbose=False)
+        assert Client(url + "/", auth=("ann", "s3cret"), verbose=False).view_api(return_format="dict")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    bare = subprocess.run([web_python(), "-m", "services.web.server"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=f"{ROOT}:{os.path.join(ROOT, 'gen')}", AUTH_MODE="token",
+                                   AUTH_TOKENS="", WEB_PORT=str(free_port())), timeout=120)
+    assert bare.returncode != 0 and "no tokens" in bare.stderr
 
 
 def test_generate_through_gradio_client(web, inputs):
