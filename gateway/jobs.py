@@ -14,7 +14,6 @@ import shutil
 import time
 import uuid
 
-import grpc
 from prometheus_client import Gauge
 from google.protobuf import json_format
 
@@ -81,7 +80,7 @@ class JobStore:
 
     def new_folder(self) -> tuple[str, str]:
         if self.queue.qsize() >= self.max_queued:
-            raise Failure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise Failure("RESOURCE_EXHAUSTED",
                           f"the job queue is full ({self.max_queued} jobs); retry later")
         job_id = uuid.uuid4().hex
         os.makedirs(self.folder(job_id))
@@ -105,9 +104,9 @@ class JobStore:
 
     def get(self, job_id: str) -> gateway_pb2.Job:
         if not JOB_ID.match(job_id or ""):
-            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job id {job_id!r}")
+            raise Failure("INVALID_ARGUMENT", f"invalid job id {job_id!r}")
         if job_id not in self.jobs:
-            raise Failure(grpc.StatusCode.NOT_FOUND, f"no job {job_id}")
+            raise Failure("NOT_FOUND", f"no job {job_id}")
         return self.jobs[job_id]
 
     def cancel(self, job_id: str) -> gateway_pb2.Job:
@@ -176,22 +175,22 @@ class JobStore:
                 except Failure as e:
                     # a service that is down (killed, restarting, rolling out) is worth another try; a bad
                     # input or a bug is not
-                    if e.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    if e.code != "UNAVAILABLE" or attempt == self.retries:
                         raise
                     delay = self.retry_base_s * 2 ** attempt
                     log_event(log, "job retry", job_id=job.job_id, attempt=attempt + 1, in_s=delay, error=e.message)
                     await asyncio.sleep(delay)
             if os.path.getsize(part) != summary.output_bytes:
-                raise Failure(grpc.StatusCode.INTERNAL, "the result file is incomplete")
+                raise Failure("INTERNAL", "the result file is incomplete")
             frames = await asyncio.to_thread(frame_reader.count_video_frames, part)
             if frames != summary.frames:   # never report done with a broken file
-                raise Failure(grpc.StatusCode.INTERNAL,
+                raise Failure("INTERNAL",
                               f"the result file holds {frames} frames, {summary.frames} were rendered")
             os.replace(part, self.result_path(job.job_id))
             job.summary.CopyFrom(summary)
             self._end(job, gateway_pb2.JOB_STATE_SUCCEEDED)
         except Failure as e:
-            self._end(job, gateway_pb2.JOB_STATE_FAILED, e.message, e.code.name)
+            self._end(job, gateway_pb2.JOB_STATE_FAILED, e.message, e.code)
         except asyncio.CancelledError:
             if job.job_id in self.cancelled:
                 self._end(job, gateway_pb2.JOB_STATE_CANCELLED)

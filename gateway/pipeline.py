@@ -1,7 +1,9 @@
 """One lip-sync job: audio decode -> Preprocess.Prepare -> Generator.Generate -> Render.Render.
 
-Crops flow from the generator through the gateway into the render stream as they are made, and MP4 chunks
-flow back to the caller as they are written, so the first bytes arrive long before the end.
+The gRPC client of the internal services. The request becomes a Plan (plan.py) once preprocess has answered;
+the generate/render stage consumes it: crops flow from the generator through the gateway into the render
+stream as they are made (Relay), and MP4 chunks flow back to the caller as they are written, so the first
+bytes arrive long before the end.
 """
 from __future__ import annotations
 
@@ -10,21 +12,19 @@ import contextvars
 import os
 import tempfile
 import time
-from typing import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Awaitable, BinaryIO, Callable
 
 import grpc
-import numpy as np
-import soxr
 
 from lipsync.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, gateway_pb2, generator_pb2, generator_pb2_grpc,
                         preprocess_pb2, preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
-from lipsync_common.formats import media
 from lipsync_common.edge.auth import internal_metadata
-from lipsync_common.formats.chunks import file_chunks
 from lipsync_common.edge.server import CHUNK_BYTES, CLIENT_OPTIONS
-from lipsync_common.formats.tensors import to_tensor
+from lipsync_common.formats.chunks import file_chunks
 from gateway.config import GatewayConfig
-from gateway.upload import Failure, invalid
+from gateway.plan import Plan, load_audio, make_plan, prepare_options
+from gateway.upload import Failure
 
 # The caller's deadline (time.monotonic()), set by the gateway's handler; every internal call gets what is left of
 # it, so an expired request stops on every service instead of running on.
@@ -37,12 +37,10 @@ def remaining() -> float | None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "the request's deadline passed")
+        raise Failure("DEADLINE_EXCEEDED", "the request's deadline passed")
     return left
 
 
-AAC_RATES = {7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
-GEN_RATE = 16000
 Emit = Callable[[gateway_pb2.LipsyncResponse], Awaitable[None]]
 
 
@@ -55,35 +53,95 @@ def _failure(service: str, addr: str, code: grpc.StatusCode, details: str | None
     if code == grpc.StatusCode.INTERNAL and (details or "").startswith(_BROKEN):
         code = grpc.StatusCode.UNAVAILABLE
     if code == grpc.StatusCode.UNAVAILABLE:
-        return Failure(code, f"the {service} service is unavailable at {addr}: {details}")
-    return Failure(code, details or f"{service} failed with {code.name}")
+        return Failure(code.name, f"the {service} service is unavailable at {addr}: {details}")
+    return Failure(code.name, details or f"{service} failed with {code.name}")
 
 
 def _progress(stage, done=0, total=0) -> gateway_pb2.LipsyncResponse:
     return gateway_pb2.LipsyncResponse(progress=common_pb2.Progress(stage=stage, done=done, total=total))
 
 
-def load_audio(path: str, max_s: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """(audio for muxing [C, S] float32, its rate, 16 kHz mono for the generator).
+class Tee:
+    """An emit that also writes the video bytes to a file (the copy the evaluator scores)."""
 
-    The 16 kHz track is made as librosa.load(sr=16000) makes it for MuseTalk: channels averaged, then the
-    soxr "HQ" resampler, so the musetalk engine sees the samples MuseTalk's own code would."""
-    try:
-        native, rate = media.decode_audio(path, max_s)
-        if native.shape[1] == 0:
-            raise invalid("the audio has zero length")
-        mono = native.mean(axis=0)
-        mono16 = mono if rate == GEN_RATE else soxr.resample(mono, rate, GEN_RATE, quality="soxr_hq")
-        if rate not in AAC_RATES:
-            native, rate = media.decode_audio(path, max_s, sample_rate=48000)
-    except media.MediaError as e:
-        raise invalid(str(e)) from None
-    return native, rate, np.ascontiguousarray(mono16, dtype=np.float32)
+    def __init__(self, emit: Emit, out: BinaryIO):
+        self.emit, self.out = emit, out
+
+    async def __call__(self, msg: gateway_pb2.LipsyncResponse) -> None:
+        if msg.WhichOneof("payload") == "video":
+            self.out.write(msg.video.data)
+        await self.emit(msg)
+
+
+class Relay:
+    """Generator -> render: the render config and audio first, then every crop batch as the generator makes it.
+
+    A generator failure is kept in `error` and ends the render call; a render failure (a write that fails) just
+    stops the relay: the render stream itself then reports it."""
+
+    def __init__(self, plan: Plan, gen_call, render_call, emit: Emit, generator_addr: str, t0: float):
+        self.plan, self.gen_call, self.render_call, self.emit = plan, gen_call, render_call, emit
+        self.generator_addr, self.t0 = generator_addr, t0
+        self.summary: generator_pb2.GenerateSummary | None = None
+        self.seconds = 0.0                       # generation time, from the stage's start
+        self.error: Failure | None = None
+
+    def cancel_calls(self) -> None:
+        self.gen_call.cancel()
+        self.render_call.cancel()
+
+    async def run(self) -> None:
+        try:
+            await self._relay()
+        except asyncio.CancelledError:
+            self.cancel_calls()
+            raise
+        except Exception:  # noqa: BLE001 - any failure ends both calls; the cause is reported by the stage
+            if self.gen_call.done():
+                code = await self.gen_call.code()
+                if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+                    self.error = _failure("generator", self.generator_addr, code, await self.gen_call.details())
+            self.cancel_calls()
+
+    async def _relay(self) -> None:
+        for req in self.plan.render_requests():
+            await self.render_call.write(req)
+        async for resp in self.gen_call:
+            if resp.WhichOneof("payload") == "crops":
+                await self.render_call.write(render_pb2.RenderRequest(crops=resp.crops))
+                done = resp.crops.first_frame + resp.crops.images.shape[0]
+                await self.emit(_progress(common_pb2.STAGE_GENERATE, done, self.plan.frames))
+            else:
+                self.summary = resp.summary
+        self.seconds = time.perf_counter() - self.t0
+        await self.render_call.done_writing()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    summary: render_pb2.RenderSummary | None
+    output_bytes: int
+
+
+async def _read_render(render_call, emit: Emit) -> Rendered:
+    """The render stream: video chunks (re-numbered from 0) and progress to the caller, then the summary."""
+    summary, offset = None, 0
+    async for resp in render_call:
+        kind = resp.WhichOneof("payload")
+        if kind == "video":
+            await emit(gateway_pb2.LipsyncResponse(video=common_pb2.Chunk(offset=offset, data=resp.video.data)))
+            offset += len(resp.video.data)
+        elif kind == "progress":
+            await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
+        else:
+            summary = resp.summary
+    return Rendered(summary, offset)
 
 
 class Pipeline:
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
+        self.metadata = internal_metadata(cfg.edge.internal_token)
         self.pre_channel = grpc.aio.insecure_channel(cfg.preprocess_addr, options=CLIENT_OPTIONS)
         self.gen_channel = grpc.aio.insecure_channel(cfg.generator_addr, options=CLIENT_OPTIONS)
         self.render_channel = grpc.aio.insecure_channel(cfg.render_addr, options=CLIENT_OPTIONS)
@@ -111,30 +169,20 @@ class Pipeline:
                     yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
                         role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
         try:
-            return await self.evaluator.Evaluate(requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
+            return await self.evaluator.Evaluate(requests(), metadata=self.metadata, timeout=remaining())
         except grpc.aio.AioRpcError as e:
             why = f"unavailable: evaluator at {self.cfg.evaluator_addr} failed: {e.code().name}: {e.details()}"
             return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
 
     async def prepare(self, options: common_pb2.LipsyncOptions, face_path: str, emit: Emit):
-        opts = preprocess_pb2.PrepareOptions(model_version=options.model_version, bbox_shift=options.bbox_shift)
-        if options.HasField("extra_margin"):
-            opts.extra_margin = options.extra_margin
-        if options.HasField("face_index"):
-            opts.face_index = options.face_index
-        if options.HasField("smoothing"):
-            opts.smoothing = options.smoothing
-        if options.HasField("face_hint"):
-            opts.face_hint.CopyFrom(options.face_hint)
-
         async def requests():
-            yield preprocess_pb2.PrepareRequest(options=opts)
+            yield preprocess_pb2.PrepareRequest(options=prepare_options(options))
             for offset, data, last in file_chunks(face_path, CHUNK_BYTES):
                 yield preprocess_pb2.PrepareRequest(media=common_pb2.Chunk(offset=offset, data=data, last=last))
 
         prepared = None
         try:
-            async for resp in self.pre.Prepare(requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining()):
+            async for resp in self.pre.Prepare(requests(), metadata=self.metadata, timeout=remaining()):
                 if resp.WhichOneof("payload") == "progress":
                     await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
                 else:
@@ -142,142 +190,76 @@ class Pipeline:
         except grpc.aio.AioRpcError as e:
             raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
         if prepared is None:
-            raise Failure(grpc.StatusCode.INTERNAL, "preprocess ended without a prepared source")
+            raise Failure("INTERNAL", "preprocess ended without a prepared source")
         return prepared
 
     async def run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
                   emit: Emit) -> common_pb2.Summary:
         if options.evaluate and self.evaluator is None:
-            raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
+            raise Failure("FAILED_PRECONDITION",
                           "evaluation was asked for but this gateway has no evaluator (set EVALUATOR_ADDR)")
-        if options.evaluate:      # keep a copy of the output for the evaluator
-            fd, kept = tempfile.mkstemp(prefix="out-", suffix=".mp4", dir=self.cfg.tmp_dir or None)
-            copy = os.fdopen(fd, "wb")
-            inner = emit
-
-            async def emit(msg):  # noqa: F811 - the same emit, teeing the video bytes
-                if msg.WhichOneof("payload") == "video":
-                    copy.write(msg.video.data)
-                await inner(msg)
-            try:
-                summary = await self._run(options, face_path, audio_path, emit)
-                copy.close()
-                summary.evaluation.CopyFrom(await self.evaluate(face_path, kept, audio_path))
-                return summary
-            finally:
-                copy.close()
-                os.remove(kept)
-        return await self._run(options, face_path, audio_path, emit)
+        if not options.evaluate:
+            return await self._run(options, face_path, audio_path, emit)
+        fd, kept = tempfile.mkstemp(prefix="out-", suffix=".mp4", dir=self.cfg.tmp_dir or None)
+        try:
+            with os.fdopen(fd, "wb") as copy:      # a copy of the output for the evaluator
+                summary = await self._run(options, face_path, audio_path, Tee(emit, copy))
+            summary.evaluation.CopyFrom(await self.evaluate(face_path, kept, audio_path))
+            return summary
+        finally:
+            os.remove(kept)
 
     async def _run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
                    emit: Emit) -> common_pb2.Summary:
         timings: list[common_pb2.StageTiming] = []
+
+        def timed(stage: int, t0: float) -> None:
+            timings.append(common_pb2.StageTiming(stage=stage, seconds=time.perf_counter() - t0))
+
         t0 = time.perf_counter()
         await emit(_progress(common_pb2.STAGE_AUDIO))
-        native, rate, mono = await asyncio.to_thread(load_audio, audio_path, self.cfg.max_audio_s)
-        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_AUDIO, seconds=time.perf_counter() - t0))
+        audio = await asyncio.to_thread(load_audio, audio_path, self.cfg.max_audio_s)
+        timed(common_pb2.STAGE_AUDIO, t0)
 
         t0 = time.perf_counter()
         await emit(_progress(common_pb2.STAGE_PREPROCESS))
         prepared = await self.prepare(options, face_path, emit)
-        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_PREPROCESS, seconds=time.perf_counter() - t0))
+        timed(common_pb2.STAGE_PREPROCESS, t0)
 
-        fps = options.fps or prepared.fps or 25.0
-        frames = max(1, int(np.floor(len(mono) / GEN_RATE * fps + 1e-9))) if len(mono) else 0
-        if frames == 0:
-            raise invalid("the audio is too short for a single frame")
+        plan = make_plan(options, prepared, audio)
         t0 = time.perf_counter()
+        relay, rendered = await self._generate_and_render(plan, emit, t0)
+        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_GENERATE, seconds=relay.seconds))
+        timed(common_pb2.STAGE_RENDER, t0)
+        summary = plan.summary(rendered.summary, relay.summary, timings, rendered.output_bytes)
+        await emit(_progress(common_pb2.STAGE_DONE, summary.frames, summary.frames))
+        return summary
 
-        def gen_requests():
-            yield generator_pb2.GenerateRequest(config=generator_pb2.GenerateConfig(
-                source_id=prepared.source_id, engine=options.engine, model_version=options.model_version,
-                fps=fps, audio_sample_rate=GEN_RATE, priority=options.priority))
-            step = CHUNK_BYTES // 4
-            for i in range(0, len(mono), step):
-                yield generator_pb2.GenerateRequest(audio=to_tensor(mono[i:i + step]))
-
-        render_cfg = render_pb2.RenderConfig(
-            source_id=prepared.source_id, fps=fps, num_frames=frames, codec=options.codec,
-            audio_sample_rate=rate, audio_channels=native.shape[0], color_match=options.color_match)
-        if options.HasField("crf"):
-            render_cfg.crf = options.crf
-        gen_call = self.gen.Generate(gen_requests(), metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
-        render_call = self.render.Render(metadata=internal_metadata(self.cfg.edge.internal_token), timeout=remaining())
-        state = {"gen_summary": None, "gen_s": 0.0, "error": None}
-
-        async def relay():
-            """Config and audio to the renderer, then every crop batch from the generator as it comes.
-
-            A generator failure is recorded and ends the render call; a render failure (a write that fails)
-            just stops the relay: the render stream itself then reports it."""
-            try:
-                await render_call.write(render_pb2.RenderRequest(config=render_cfg))
-                pcm = (np.clip(native.T, -1, 1) * 32767).astype(np.int16)
-                step = CHUNK_BYTES // (2 * pcm.shape[1])
-                for i in range(0, len(pcm), step):
-                    await render_call.write(render_pb2.RenderRequest(audio=to_tensor(pcm[i:i + step])))
-                async for resp in gen_call:
-                    if resp.WhichOneof("payload") == "crops":
-                        await render_call.write(render_pb2.RenderRequest(crops=resp.crops))
-                        done = resp.crops.first_frame + resp.crops.images.shape[0]
-                        await emit(_progress(common_pb2.STAGE_GENERATE, done, frames))
-                    else:
-                        state["gen_summary"] = resp.summary
-                state["gen_s"] = time.perf_counter() - t0
-                await render_call.done_writing()
-            except asyncio.CancelledError:
-                gen_call.cancel()
-                render_call.cancel()
-                raise
-            except Exception:  # noqa: BLE001 - any failure ends both calls; the cause is reported below
-                if gen_call.done():
-                    code = await gen_call.code()
-                    if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
-                        state["error"] = _failure("generator", self.cfg.generator_addr, code,
-                                                  await gen_call.details())
-                gen_call.cancel()
-                render_call.cancel()
-
-        relay_task = asyncio.create_task(relay())
-        render_summary = None
-        offset = 0
+    async def _generate_and_render(self, plan: Plan, emit: Emit, t0: float) -> tuple[Relay, Rendered]:
+        """Both calls at once: the relay feeds the render call while its output streams back to the caller."""
+        gen_call = self.gen.Generate(plan.generate_requests(), metadata=self.metadata, timeout=remaining())
+        render_call = self.render.Render(metadata=self.metadata, timeout=remaining())
+        relay = Relay(plan, gen_call, render_call, emit, self.cfg.generator_addr, t0)
+        relay_task = asyncio.create_task(relay.run())
         try:
-            async for resp in render_call:
-                kind = resp.WhichOneof("payload")
-                if kind == "video":
-                    await emit(gateway_pb2.LipsyncResponse(video=common_pb2.Chunk(offset=offset, data=resp.video.data)))
-                    offset += len(resp.video.data)
-                elif kind == "progress":
-                    await emit(gateway_pb2.LipsyncResponse(progress=resp.progress))
-                else:
-                    render_summary = resp.summary
+            rendered = await _read_render(render_call, emit)
             await relay_task
         except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+            cancelled = isinstance(e, asyncio.CancelledError)
             # the relay ends the render call when the generator fails: let it finish, then report the cause
-            if not relay_task.done() and not isinstance(e, asyncio.CancelledError):
+            if not relay_task.done() and not cancelled:
                 await asyncio.wait({relay_task}, timeout=5)
-            if state["error"] is not None:
-                raise state["error"] from None
-            if isinstance(e, asyncio.CancelledError):
+            if relay.error is not None:
+                raise relay.error from None
+            if cancelled:
                 raise
             raise _failure("render", self.cfg.render_addr, e.code(), e.details()) from None
         finally:
             if not relay_task.done():
                 relay_task.cancel()
-                gen_call.cancel()
-                render_call.cancel()
-        if state["error"] is not None:
-            raise state["error"]
-        gen_summary = state["gen_summary"]
-        if render_summary is None or gen_summary is None:
-            raise Failure(grpc.StatusCode.INTERNAL, "a service ended its stream without a summary")
-        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_GENERATE, seconds=state["gen_s"]))
-        timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_RENDER, seconds=time.perf_counter() - t0))
-        summary = common_pb2.Summary(
-            frames=render_summary.frames, duration_s=render_summary.frames / fps, fps=fps,
-            width=render_summary.width, height=render_summary.height, engine=gen_summary.engine,
-            engine_description=gen_summary.engine_description, engine_detail=gen_summary.engine_detail,
-            timings=timings, output_bytes=offset,
-            source_frames=prepared.num_frames, frames_without_face=prepared.num_frames - prepared.frames_with_face)
-        await emit(_progress(common_pb2.STAGE_DONE, summary.frames, summary.frames))
-        return summary
+                relay.cancel_calls()
+        if relay.error is not None:
+            raise relay.error
+        if rendered.summary is None or relay.summary is None:
+            raise Failure("INTERNAL", "a service ended its stream without a summary")
+        return relay, rendered

@@ -47,7 +47,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             try:
                 options, face, audio = await receive(request_iterator, folder, self.cfg.max_upload_bytes, self.urls)
             except Failure as e:
-                await fail(e.code, e.message)
+                await fail(calls.status(e.code), e.message)
 
             async def emit(msg):
                 await out.put(msg)
@@ -73,7 +73,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             except Failure as e:
                 # the upload is complete: only the client's half-close can still be in flight, so a short
                 # drain is enough, and a client that keeps its side open gets the error without delay
-                await fail(e.code, e.message, drain_s=1.0)
+                await fail(calls.status(e.code), e.message, drain_s=1.0)
             finally:
                 if not task.done():
                     task.cancel()
@@ -87,12 +87,12 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         try:
             job_id, folder = self.jobs.new_folder()
         except Failure as e:
-            await fail(e.code, e.message)
+            await fail(calls.status(e.code), e.message)
         try:
             options, _, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes, self.urls)
         except Failure as e:
             self.jobs.discard(job_id)
-            await fail(e.code, e.message)
+            await fail(calls.status(e.code), e.message)
         except BaseException:
             self.jobs.discard(job_id)
             raise
@@ -103,25 +103,25 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         try:
             return await receive_batch(request_iterator, self.jobs, self.cfg.max_upload_bytes)
         except Failure as e:
-            await fail(e.code, e.message)
+            await fail(calls.status(e.code), e.message)
 
     async def GetJob(self, request, context):
         try:
             return self.jobs.get(request.job_id)
         except Failure as e:
-            await context.abort(e.code, e.message)
+            await context.abort(calls.status(e.code), e.message)
 
     async def CancelJob(self, request, context):
         try:
             return self.jobs.cancel(request.job_id)
         except Failure as e:
-            await context.abort(e.code, e.message)
+            await context.abort(calls.status(e.code), e.message)
 
     async def DownloadResult(self, request, context):
         try:
             job = self.jobs.get(request.job_id)
         except Failure as e:
-            await context.abort(e.code, e.message)
+            await context.abort(calls.status(e.code), e.message)
         if job.state != gateway_pb2.JOB_STATE_SUCCEEDED:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"job {job.job_id} is {gateway_pb2.JobState.Name(job.state)}, not SUCCEEDED")

@@ -21,3 +21,9 @@ async def abort(context, requests, code: grpc.StatusCode, message: str, drain_s:
     except Exception:  # noqa: BLE001 - a broken or slow stream: answer anyway
         pass
     await context.abort(code, message)
+
+
+def status(name: str) -> grpc.StatusCode:
+    """The gRPC status of a plain module's error code name ("INVALID_ARGUMENT"): the plain modules (the
+    gateway's upload, batch and jobs, the edge's uploads) name their statuses and import no gRPC."""
+    return grpc.StatusCode[name]

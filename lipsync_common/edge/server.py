@@ -67,6 +67,17 @@ def log_event(logger: logging.Logger, msg: str, **fields) -> None:
     logger.info(msg, extra={"fields": fields})
 
 
+def make_server(name: str, edge: EdgeConfig, interceptors: Sequence = ()) -> grpc.aio.Server:
+    """A grpc.aio server with the shared options, connection age, metrics and the call limit."""
+    age_s = edge.max_connection_age_s
+    server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
+                                      # in-flight streams (a long job) may finish on the old connection
+                                      ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
+    return grpc.aio.server(options=server_options, interceptors=[
+        # outermost first: metrics see every call; the limit wraps what authentication lets through
+        metrics.MetricsInterceptor(name), LimitInterceptor(name, edge.max_calls), *interceptors])
+
+
 async def serve(
     *,
     name: str,
@@ -89,13 +100,7 @@ async def serve(
     """
     log = logging.getLogger(name)
     edge = edge if edge is not None else EdgeConfig.from_env()
-    age_s = edge.max_connection_age_s
-    server_options = GRPC_OPTIONS + ([("grpc.max_connection_age_ms", age_s * 1000),
-                                      # in-flight streams (a long job) may finish on the old connection
-                                      ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000)] if age_s > 0 else [])
-    server = grpc.aio.server(options=server_options, interceptors=[
-        # outermost first: metrics see every call; the limit wraps what authentication lets through
-        metrics.MetricsInterceptor(name), LimitInterceptor(name, edge.max_calls), *interceptors])
+    server = make_server(name, edge, interceptors)
     metrics.serve_metrics(edge.metrics_port)
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()

@@ -77,6 +77,6 @@ def test_a_connection_broken_under_a_stream_counts_as_unavailable():
     import grpc
     from gateway.pipeline import _failure
     broken = _failure("preprocess", "127.0.0.1:1", grpc.StatusCode.INTERNAL, "Internal error from Core")
-    assert broken.code == grpc.StatusCode.UNAVAILABLE and "unavailable at 127.0.0.1:1" in broken.message
+    assert broken.code == "UNAVAILABLE" and "unavailable at 127.0.0.1:1" in broken.message
     bug = _failure("preprocess", "127.0.0.1:1", grpc.StatusCode.INTERNAL, "render failed: a bug")
-    assert bug.code == grpc.StatusCode.INTERNAL and bug.message == "render failed: a bug"
+    assert bug.code == "INTERNAL" and bug.message == "render failed: a bug"
