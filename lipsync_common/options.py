@@ -44,7 +44,12 @@ OPTIONS: dict[str, Option] = {
     "face_index": Option(-1, -1, 16, "which face when several are seen: -1 = the largest, k = the k-th from the left"),
     "fps": Option(0, 0, 60, "output frame rate", integer=False, zero="the source's rate"),
     "crf": Option(18, 0, 51, "H.264 quality: 0 = lossless luma, 18 = visually lossless, 51 = worst"),
+    "left_cheek_width": Option(90, 20, 160, "jaw parsing mode: face width kept left of centre before the cheek "
+                               "is narrowed (512-pixel parsing frame; MuseTalk v1.5)"),
+    "right_cheek_width": Option(90, 20, 160, "jaw parsing mode: the same to the right of centre"),
 }
+# MuseTalk v1.5's face-parsing blend regions (BiSeNet weights installed; no-ops on the landmark mask).
+PARSING_MODES = ("jaw", "raw")
 # Between the services the frame rate is the source's own when the request left it at 0: up to this much.
 INTERNAL_FPS = Option(25, 0, 120, "frame rate between the services", integer=False)
 
@@ -94,10 +99,24 @@ def face_hint(b) -> tuple[float, float, float, float]:
     return box
 
 
+def parsing_mode(value: str) -> str:
+    if value not in ("",) + PARSING_MODES:
+        raise OptionError(f"unknown parsing_mode {value!r}; use {' or '.join(PARSING_MODES)}")
+    return value or PARSING_MODES[0]
+
+
+def optional_int(msg, name: str) -> int:
+    """An optional integer field of msg: its own value checked against the table, or the table's default."""
+    return int(check(name, getattr(msg, name)) if msg.HasField(name) else OPTIONS[name].default)
+
+
 def check_face_options(o) -> None:
     """The face-preparation fields LipsyncOptions and PrepareOptions share."""
     model_version(o.model_version)
     check("bbox_shift", o.bbox_shift)
+    parsing_mode(o.parsing_mode)
+    for name in ("left_cheek_width", "right_cheek_width"):
+        optional_int(o, name)
     if o.HasField("extra_margin"):
         check("extra_margin", o.extra_margin)
     if o.HasField("face_index"):

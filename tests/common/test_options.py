@@ -58,3 +58,14 @@ def test_frame_count_is_exact_where_the_float_product_is_not():
     assert options.frame_count(18560, 16000, 25) == 29
     assert options.frame_count(0, 16000, 25) == 0 and options.frame_count(1, 16000, 25) == 1
     assert options.frame_count(16000 * 10, 16000, 29.97) == 299
+
+
+def test_parsing_mode_and_cheek_widths_as_musetalks_app():
+    o = common_pb2.LipsyncOptions()
+    assert options.parsing_mode(o.parsing_mode) == "jaw"
+    assert options.optional_int(o, "left_cheek_width") == 90 == options.optional_int(o, "right_cheek_width")
+    for bad, words in ((common_pb2.LipsyncOptions(parsing_mode="neck"), "unknown parsing_mode 'neck'"),
+                       (common_pb2.LipsyncOptions(left_cheek_width=10), "left_cheek_width 10 is out of range"),
+                       (preprocess_pb2.PrepareOptions(right_cheek_width=161), "right_cheek_width 161")):
+        with pytest.raises(options.OptionError, match=words):
+            options.check_face_options(bad)

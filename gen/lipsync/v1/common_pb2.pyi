@@ -88,7 +88,7 @@ class Chunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., last: bool = ...) -> None: ...
 
 class LipsyncOptions(_message.Message):
-    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate", "face_url", "audio_url", "priority")
+    __slots__ = ("engine", "model_version", "bbox_shift", "extra_margin", "fps", "codec", "crf", "face_index", "smoothing", "face_hint", "color_match", "evaluate", "face_url", "audio_url", "priority", "parsing_mode", "left_cheek_width", "right_cheek_width")
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,9 @@ class LipsyncOptions(_message.Message):
     FACE_URL_FIELD_NUMBER: _ClassVar[int]
     AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PARSING_MODE_FIELD_NUMBER: _ClassVar[int]
+    LEFT_CHEEK_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_CHEEK_WIDTH_FIELD_NUMBER: _ClassVar[int]
     engine: str
     model_version: ModelVersion
     bbox_shift: int
@@ -119,7 +122,10 @@ class LipsyncOptions(_message.Message):
     face_url: str
     audio_url: str
     priority: Priority
-    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ..., face_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
+    parsing_mode: str
+    left_cheek_width: int
+    right_cheek_width: int
+    def __init__(self, engine: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., fps: _Optional[float] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., crf: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[FaceBox, _Mapping]] = ..., color_match: bool = ..., evaluate: bool = ..., face_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., priority: _Optional[_Union[Priority, str]] = ..., parsing_mode: _Optional[str] = ..., left_cheek_width: _Optional[int] = ..., right_cheek_width: _Optional[int] = ...) -> None: ...
 
 class FaceBox(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2")

@@ -6,20 +6,26 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PrepareOptions(_message.Message):
-    __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index", "smoothing", "face_hint")
+    __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index", "smoothing", "face_hint", "parsing_mode", "left_cheek_width", "right_cheek_width")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     BBOX_SHIFT_FIELD_NUMBER: _ClassVar[int]
     EXTRA_MARGIN_FIELD_NUMBER: _ClassVar[int]
     FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
     SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     FACE_HINT_FIELD_NUMBER: _ClassVar[int]
+    PARSING_MODE_FIELD_NUMBER: _ClassVar[int]
+    LEFT_CHEEK_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_CHEEK_WIDTH_FIELD_NUMBER: _ClassVar[int]
     model_version: _common_pb2.ModelVersion
     bbox_shift: int
     extra_margin: int
     face_index: int
     smoothing: bool
     face_hint: _common_pb2.FaceBox
-    def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[_common_pb2.FaceBox, _Mapping]] = ...) -> None: ...
+    parsing_mode: str
+    left_cheek_width: int
+    right_cheek_width: int
+    def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[_common_pb2.FaceBox, _Mapping]] = ..., parsing_mode: _Optional[str] = ..., left_cheek_width: _Optional[int] = ..., right_cheek_width: _Optional[int] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("options", "media")
