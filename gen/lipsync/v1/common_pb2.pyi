@@ -218,3 +218,19 @@ class BboxShiftRange(_message.Message):
     min: int
     max: int
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
+
+class PreviewResult(_message.Message):
+    __slots__ = ("png", "frame", "crop_box", "bbox_shift_range", "source_id", "cached")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    CROP_BOX_FIELD_NUMBER: _ClassVar[int]
+    BBOX_SHIFT_RANGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    frame: int
+    crop_box: FaceBox
+    bbox_shift_range: BboxShiftRange
+    source_id: str
+    cached: bool
+    def __init__(self, png: _Optional[bytes] = ..., frame: _Optional[int] = ..., crop_box: _Optional[_Union[FaceBox, _Mapping]] = ..., bbox_shift_range: _Optional[_Union[BboxShiftRange, _Mapping]] = ..., source_id: _Optional[str] = ..., cached: bool = ...) -> None: ...

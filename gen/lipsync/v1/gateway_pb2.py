@@ -13,9 +13,10 @@ _sym_db = _symbol_database.Default()
 
 
 from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
+from lipsync.v1 import evaluator_pb2 as lipsync_dot_v1_dot_evaluator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lipsync/v1/gateway.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\"S\n\nMediaChunk\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"s\n\x0eLipsyncRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.MediaChunkH\x00\x42\t\n\x07payload\"\x92\x01\n\x0fLipsyncResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12\"\n\x05video\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.lipsync.v1.SummaryH\x00\x42\t\n\x07payload\"\x85\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lipsync.v1.JobState\x12&\n\x08progress\x18\x03 \x01(\x0b\x32\x14.lipsync.v1.Progress\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12$\n\x07summary\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.Summary\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x01\x12\x15\n\rfinished_unix\x18\x08 \x01(\x01\x12+\n\x07options\x18\t \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x44ownloadResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16\x44ownloadResultResponse\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"a\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"q\n\x0c\x42\x61tchRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.BatchChunkH\x00\x42\t\n\x07payload\"`\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.lipsync.v1.Job\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\";\n\rBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.lipsync.v1.BatchItemResult*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_KIND_FACE\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xa7\x03\n\x0eLipsyncGateway\x12\x46\n\x07Lipsync\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x1b.lipsync.v1.LipsyncResponse(\x01\x30\x01\x12:\n\tSubmitJob\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x0f.lipsync.v1.Job(\x01\x12\x44\n\x0bSubmitBatch\x12\x18.lipsync.v1.BatchRequest\x1a\x19.lipsync.v1.BatchResponse(\x01\x12\x34\n\x06GetJob\x12\x19.lipsync.v1.GetJobRequest\x1a\x0f.lipsync.v1.Job\x12Y\n\x0e\x44ownloadResult\x12!.lipsync.v1.DownloadResultRequest\x1a\".lipsync.v1.DownloadResultResponse0\x01\x12:\n\tCancelJob\x12\x1c.lipsync.v1.CancelJobRequest\x1a\x0f.lipsync.v1.JobB(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lipsync/v1/gateway.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1alipsync/v1/evaluator.proto\"S\n\nMediaChunk\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"s\n\x0eLipsyncRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.MediaChunkH\x00\x42\t\n\x07payload\"\x92\x01\n\x0fLipsyncResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12\"\n\x05video\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.lipsync.v1.SummaryH\x00\x42\t\n\x07payload\"\x85\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lipsync.v1.JobState\x12&\n\x08progress\x18\x03 \x01(\x0b\x32\x14.lipsync.v1.Progress\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12$\n\x07summary\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.Summary\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x01\x12\x15\n\rfinished_unix\x18\x08 \x01(\x01\x12+\n\x07options\x18\t \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x44ownloadResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16\x44ownloadResultResponse\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"a\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"q\n\x0c\x42\x61tchRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.BatchChunkH\x00\x42\t\n\x07payload\"`\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.lipsync.v1.Job\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\";\n\rBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.lipsync.v1.BatchItemResult*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_KIND_FACE\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xf9\x04\n\x0eLipsyncGateway\x12\x46\n\x07Lipsync\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x1b.lipsync.v1.LipsyncResponse(\x01\x30\x01\x12:\n\tSubmitJob\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x0f.lipsync.v1.Job(\x01\x12\x44\n\x0bSubmitBatch\x12\x18.lipsync.v1.BatchRequest\x1a\x19.lipsync.v1.BatchResponse(\x01\x12\x34\n\x06GetJob\x12\x19.lipsync.v1.GetJobRequest\x1a\x0f.lipsync.v1.Job\x12Y\n\x0e\x44ownloadResult\x12!.lipsync.v1.DownloadResultRequest\x1a\".lipsync.v1.DownloadResultResponse0\x01\x12:\n\tCancelJob\x12\x1c.lipsync.v1.CancelJobRequest\x1a\x0f.lipsync.v1.Job\x12\x42\n\x07Preview\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x19.lipsync.v1.PreviewResult(\x01\x12G\n\x08\x45valuate\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x1c.lipsync.v1.EvaluationResult(\x01\x12\x43\n\x07\x43ompare\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x19.lipsync.v1.CompareResult(\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,34 +24,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lipsync.v1.gateway_pb2', _g
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.lipsync.v1P\001Z\024lipsync/v1;lipsyncv1'
-  _globals['_MEDIAKIND']._serialized_start=1223
-  _globals['_MEDIAKIND']._serialized_end=1305
-  _globals['_JOBSTATE']._serialized_start=1308
-  _globals['_JOBSTATE']._serialized_end=1462
-  _globals['_MEDIACHUNK']._serialized_start=65
-  _globals['_MEDIACHUNK']._serialized_end=148
-  _globals['_LIPSYNCREQUEST']._serialized_start=150
-  _globals['_LIPSYNCREQUEST']._serialized_end=265
-  _globals['_LIPSYNCRESPONSE']._serialized_start=268
-  _globals['_LIPSYNCRESPONSE']._serialized_end=414
-  _globals['_JOB']._serialized_start=417
-  _globals['_JOB']._serialized_end=678
-  _globals['_GETJOBREQUEST']._serialized_start=680
-  _globals['_GETJOBREQUEST']._serialized_end=711
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=713
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=752
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=754
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=812
-  _globals['_CANCELJOBREQUEST']._serialized_start=814
-  _globals['_CANCELJOBREQUEST']._serialized_end=848
-  _globals['_BATCHCHUNK']._serialized_start=850
-  _globals['_BATCHCHUNK']._serialized_end=947
-  _globals['_BATCHREQUEST']._serialized_start=949
-  _globals['_BATCHREQUEST']._serialized_end=1062
-  _globals['_BATCHITEMRESULT']._serialized_start=1064
-  _globals['_BATCHITEMRESULT']._serialized_end=1160
-  _globals['_BATCHRESPONSE']._serialized_start=1162
-  _globals['_BATCHRESPONSE']._serialized_end=1221
-  _globals['_LIPSYNCGATEWAY']._serialized_start=1465
-  _globals['_LIPSYNCGATEWAY']._serialized_end=1888
+  _globals['_MEDIAKIND']._serialized_start=1251
+  _globals['_MEDIAKIND']._serialized_end=1333
+  _globals['_JOBSTATE']._serialized_start=1336
+  _globals['_JOBSTATE']._serialized_end=1490
+  _globals['_MEDIACHUNK']._serialized_start=93
+  _globals['_MEDIACHUNK']._serialized_end=176
+  _globals['_LIPSYNCREQUEST']._serialized_start=178
+  _globals['_LIPSYNCREQUEST']._serialized_end=293
+  _globals['_LIPSYNCRESPONSE']._serialized_start=296
+  _globals['_LIPSYNCRESPONSE']._serialized_end=442
+  _globals['_JOB']._serialized_start=445
+  _globals['_JOB']._serialized_end=706
+  _globals['_GETJOBREQUEST']._serialized_start=708
+  _globals['_GETJOBREQUEST']._serialized_end=739
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=741
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=780
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=782
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=840
+  _globals['_CANCELJOBREQUEST']._serialized_start=842
+  _globals['_CANCELJOBREQUEST']._serialized_end=876
+  _globals['_BATCHCHUNK']._serialized_start=878
+  _globals['_BATCHCHUNK']._serialized_end=975
+  _globals['_BATCHREQUEST']._serialized_start=977
+  _globals['_BATCHREQUEST']._serialized_end=1090
+  _globals['_BATCHITEMRESULT']._serialized_start=1092
+  _globals['_BATCHITEMRESULT']._serialized_end=1188
+  _globals['_BATCHRESPONSE']._serialized_start=1190
+  _globals['_BATCHRESPONSE']._serialized_end=1249
+  _globals['_LIPSYNCGATEWAY']._serialized_start=1493
+  _globals['_LIPSYNCGATEWAY']._serialized_end=2126
 # @@protoc_insertion_point(module_scope)

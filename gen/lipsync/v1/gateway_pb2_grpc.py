@@ -2,6 +2,8 @@
 """Client and server classes corresponding to protobuf-defined services."""
 import grpc
 
+from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
+from lipsync.v1 import evaluator_pb2 as lipsync_dot_v1_dot_evaluator__pb2
 from lipsync.v1 import gateway_pb2 as lipsync_dot_v1_dot_gateway__pb2
 
 
@@ -44,6 +46,21 @@ class LipsyncGatewayStub(object):
                 '/lipsync.v1.LipsyncGateway/CancelJob',
                 request_serializer=lipsync_dot_v1_dot_gateway__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_gateway__pb2.Job.FromString,
+                )
+        self.Preview = channel.stream_unary(
+                '/lipsync.v1.LipsyncGateway/Preview',
+                request_serializer=lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_common__pb2.PreviewResult.FromString,
+                )
+        self.Evaluate = channel.stream_unary(
+                '/lipsync.v1.LipsyncGateway/Evaluate',
+                request_serializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_common__pb2.EvaluationResult.FromString,
+                )
+        self.Compare = channel.stream_unary(
+                '/lipsync.v1.LipsyncGateway/Compare',
+                request_serializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_evaluator__pb2.CompareResult.FromString,
                 )
 
 
@@ -101,6 +118,32 @@ class LipsyncGatewayServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preview(self, request_iterator, context):
+        """The tuning preview: upload a face like Lipsync (`options`, then the
+        face's chunks, no audio; or options.face_url), get its first frame with
+        a face back with the crop box, the blend mask and the landmarks drawn,
+        and MuseTalk's bbox_shift range. The source stays prepared (cached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Evaluate(self, request_iterator, context):
+        """Score one generated video (the evaluator's Evaluate, through the
+        gateway's auth and limits). FAILED_PRECONDITION without an evaluator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Compare(self, request_iterator, context):
+        """Score several models' outputs for one source and audio (the
+        evaluator's Compare). FAILED_PRECONDITION without an evaluator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LipsyncGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +176,21 @@ def add_LipsyncGatewayServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=lipsync_dot_v1_dot_gateway__pb2.CancelJobRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_gateway__pb2.Job.SerializeToString,
+            ),
+            'Preview': grpc.stream_unary_rpc_method_handler(
+                    servicer.Preview,
+                    request_deserializer=lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_common__pb2.PreviewResult.SerializeToString,
+            ),
+            'Evaluate': grpc.stream_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_common__pb2.EvaluationResult.SerializeToString,
+            ),
+            'Compare': grpc.stream_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_evaluator__pb2.CompareResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -244,5 +302,56 @@ class LipsyncGateway(object):
         return grpc.experimental.unary_unary(request, target, '/lipsync.v1.LipsyncGateway/CancelJob',
             lipsync_dot_v1_dot_gateway__pb2.CancelJobRequest.SerializeToString,
             lipsync_dot_v1_dot_gateway__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Preview(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/Preview',
+            lipsync_dot_v1_dot_gateway__pb2.LipsyncRequest.SerializeToString,
+            lipsync_dot_v1_dot_common__pb2.PreviewResult.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Evaluate(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/Evaluate',
+            lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
+            lipsync_dot_v1_dot_common__pb2.EvaluationResult.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Compare(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/Compare',
+            lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
+            lipsync_dot_v1_dot_evaluator__pb2.CompareResult.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -5,6 +5,12 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PreviewRequest(_message.Message):
+    __slots__ = ("source_id",)
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    def __init__(self, source_id: _Optional[str] = ...) -> None: ...
+
 class PrepareOptions(_message.Message):
     __slots__ = ("model_version", "bbox_shift", "extra_margin", "face_index", "smoothing", "face_hint", "parsing_mode", "left_cheek_width", "right_cheek_width")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -2,6 +2,7 @@
 """Client and server classes corresponding to protobuf-defined services."""
 import grpc
 
+from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
 from lipsync.v1 import preprocess_pb2 as lipsync_dot_v1_dot_preprocess__pb2
 
 
@@ -20,6 +21,11 @@ class PreprocessStub(object):
                 request_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
                 )
+        self.Preview = channel.unary_unary(
+                '/lipsync.v1.Preprocess/Preview',
+                request_serializer=lipsync_dot_v1_dot_preprocess__pb2.PreviewRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_common__pb2.PreviewResult.FromString,
+                )
 
 
 class PreprocessServicer(object):
@@ -37,6 +43,14 @@ class PreprocessServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Preview(self, request, context):
+        """Draw a prepared source's first frame with a face: crop box, blend
+        mask, landmarks. FAILED_PRECONDITION when the source is not prepared.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PreprocessServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -44,6 +58,11 @@ def add_PreprocessServicer_to_server(servicer, server):
                     servicer.Prepare,
                     request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.SerializeToString,
+            ),
+            'Preview': grpc.unary_unary_rpc_method_handler(
+                    servicer.Preview,
+                    request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PreviewRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_common__pb2.PreviewResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -70,5 +89,22 @@ class Preprocess(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Preprocess/Prepare',
             lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
             lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Preview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/lipsync.v1.Preprocess/Preview',
+            lipsync_dot_v1_dot_preprocess__pb2.PreviewRequest.SerializeToString,
+            lipsync_dot_v1_dot_common__pb2.PreviewResult.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
