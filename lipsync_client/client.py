@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import grpc
 
-from lipsync.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from lipsync.v1 import common_pb2, evaluator_pb2, gateway_pb2, gateway_pb2_grpc
 from lipsync_common.formats.chunks import file_chunks
 
 CHUNK_BYTES = 1024 * 1024
@@ -31,13 +31,26 @@ def _check_inputs(*paths: str) -> None:
             raise FileNotFoundError(f"no such file: {path}")
 
 
-def upload_requests(face_path: str, audio_path: str,
+def upload_requests(face_path: str, audio_path: str | None,
                     options: common_pb2.LipsyncOptions) -> Iterator[gateway_pb2.LipsyncRequest]:
+    """options, then the face's chunks, then the audio's (none for Preview)."""
     yield gateway_pb2.LipsyncRequest(options=options)
-    for kind, path in ((gateway_pb2.MEDIA_KIND_FACE, face_path), (gateway_pb2.MEDIA_KIND_AUDIO, audio_path)):
+    files = [(gateway_pb2.MEDIA_KIND_FACE, face_path)]
+    if audio_path is not None:
+        files.append((gateway_pb2.MEDIA_KIND_AUDIO, audio_path))
+    for kind, path in files:
         for offset, data, last in file_chunks(path, CHUNK_BYTES):
             yield gateway_pb2.LipsyncRequest(media=gateway_pb2.MediaChunk(
                 kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
+
+def evaluate_requests(files: dict[str, str], report_html: bool) -> Iterator[evaluator_pb2.EvaluateRequest]:
+    """config, then each file's chunks under its role ("source", "generated", "audio", "model/<name>")."""
+    yield evaluator_pb2.EvaluateRequest(config=evaluator_pb2.EvaluateConfig(report_html=report_html))
+    for role, path in files.items():
+        for offset, data, last in file_chunks(path, CHUNK_BYTES):
+            yield evaluator_pb2.EvaluateRequest(file=evaluator_pb2.FileChunk(
+                role=role, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
+
 
 def _write_stream(out_path: str, chunks: Iterator[bytes]) -> int:
     part = out_path + ".part"
@@ -139,6 +152,26 @@ class LipsyncClient:
                         yield gateway_pb2.BatchRequest(media=gateway_pb2.BatchChunk(
                             item=n, kind=kind, chunk=common_pb2.Chunk(offset=offset, data=data, last=last)))
         return self._call(self.stub.SubmitBatch, requests())
+
+    def preview(self, face_path: str, options: common_pb2.LipsyncOptions | None = None) -> common_pb2.PreviewResult:
+        """Prepare the face (cached) and get its first frame with a face drawn: crop box, blend mask, landmarks
+        (PreviewResult.png), with MuseTalk's bbox_shift range."""
+        _check_inputs(face_path)
+        return self._call(self.stub.Preview, upload_requests(face_path, None, options or common_pb2.LipsyncOptions()))
+
+    def evaluate(self, source_path: str, generated_path: str, audio_path: str,
+                 report_html: bool = False) -> common_pb2.EvaluationResult:
+        """Score one generated video against its source and audio (the gateway's evaluator)."""
+        files = {"source": source_path, "generated": generated_path, "audio": audio_path}
+        _check_inputs(*files.values())
+        return self._call(self.stub.Evaluate, evaluate_requests(files, report_html))
+
+    def compare(self, source_path: str, audio_path: str, outputs: dict[str, str],
+                report_html: bool = False) -> evaluator_pb2.CompareResult:
+        """Score several models' outputs ({name: path}, two or more; the first is the baseline)."""
+        files = {"source": source_path, "audio": audio_path, **{f"model/{n}": p for n, p in outputs.items()}}
+        _check_inputs(*files.values())
+        return self._call(self.stub.Compare, evaluate_requests(files, report_html))
 
     def get_job(self, job_id: str) -> gateway_pb2.Job:
         return self._call(self.stub.GetJob, gateway_pb2.GetJobRequest(job_id=job_id))
