@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from lipsync_common.formats.source_cache import SourceCache
-from services.generator.engines.warp import WarpEngine
+from services.generator.engines.warp.engine import WarpEngine
 from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import PrepareOptions, prepare
 from services.render.render import Renderer

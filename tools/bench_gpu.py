@@ -94,7 +94,7 @@ def random_source(frames: int, key: str):
 
 MEM_PROBE = """
 import json, sys, numpy as np, torch
-from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
+from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
 from tools.bench_gpu import random_source
 torch.zeros(1, device="cuda")                       # the CUDA context first: the rest is the engine's
 free0, total = torch.cuda.mem_get_info()
@@ -142,8 +142,8 @@ def default_memory(models: str) -> dict:
 
 
 def main() -> int:
-    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
-    from services.generator.engines.musetalk import MuseTalkEngine, MuseTalkSettings
+    from services.generator.engines.musetalk.model import MuseTalk, MuseTalkFiles
+    from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
 
     torch.backends.cudnn.benchmark = True
     out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
@@ -247,7 +247,7 @@ def main() -> int:
             + (", UNet norms fused too" if fused_unet else "") + f", decoding {min(chunk or bs, bs)} frames at a time",
             bs, ms, torch.cuda.max_memory_allocated())
     if os.environ.get("BENCH_DECODE_WHOLE", "1") == "1":    # A/B in this process: the decoder on all 64 at once
-        from services.generator.engines.cuda_graphs import SharedPoolGraphs
+        from services.generator.engines.musetalk.fast.cuda_graphs import SharedPoolGraphs
         best.decode_chunk = 0
         whole = SharedPoolGraphs(torch.compile(best._forward_uint8, dynamic=False))
         ms = cuda_ms(lambda: whole(lat, tok), iters=10, warm=2)

@@ -21,7 +21,7 @@ SHAPES = [(512, 32), (512, 64), (512, 128), (256, 128), (256, 256), (128, 256)]
 
 
 def kernels(batch: int, rows: list) -> None:
-    from services.generator.engines import fused_groupnorm as fg
+    from services.generator.engines.musetalk.fast import groupnorm_kernels as fg
 
     for c, side in SHAPES:
         x = torch.randn(batch, c, side, side, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
@@ -68,9 +68,9 @@ def conv_out(batch: int, rows: list) -> None:
 
 def networks(batch: int, rows: list, profile: bool) -> None:
     """Stock modules (phase upsampling only) against the engine's fused decoder, each network compiled alone."""
-    from services.generator.engines.fused_groupnorm import fuse_groupnorm_silu
-    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles, fuse_decoder
-    from services.generator.engines.tap_conv import replace_conv_out
+    from services.generator.engines.musetalk.fast.fused_groupnorm import fuse_groupnorm_silu
+    from services.generator.engines.musetalk.model import MuseTalk, MuseTalkFiles, fuse_decoder
+    from services.generator.engines.musetalk.fast.tap_conv import replace_conv_out
 
     models = tempfile.mkdtemp()
     write_full_size_models(models)

@@ -26,7 +26,7 @@ def main() -> int:
     import torch._dynamo
     import torch._inductor.config as ic
 
-    from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
+    from services.generator.engines.musetalk.model import MuseTalk, MuseTalkFiles
 
     start = time.time()
     budget = float(os.environ.get("NETS_BUDGET_S", "400"))

@@ -23,7 +23,13 @@ third of their speed; zlib would save a quarter to a third of the bytes for 1.2-
     boxes.npy         int32 [N, 4] crop boxes x1, y1, x2, y2 in frame pixels
     has_face.npy      bool [N]
     mesh.npy          float32 [N, 468, 2] Face Mesh points in crop coordinates (NaN where no face)
-    latents-*.pt      written later by the musetalk engine (reference latents); counted like the rest
+
+Data another room derives from a source (the musetalk engine's reference latents) has a place of its own, next to
+the entries rather than inside them (an entry's folder is preprocess's, written once), made on demand by
+`SourceEntry.derived_dir(kind)`, counted with its entry's bytes, and removed with it (evicted, found corrupt,
+replaced by a new commit):
+
+    <cache>/derived/<source_id>/<kind>/   e.g. derived/<id>/latents/latents-<key>.pt (the generator's)
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from lipsync_common.formats import frame_reader, media
 CROP = 256
 FORMAT_VERSION = 3
 MEDIA = "source.media"
+DERIVED = "derived"          # <cache>/derived/<source_id>/<kind>/: what other rooms derive from an entry
 
 
 class SourceNotFound(LookupError):
@@ -170,6 +177,17 @@ class SourceEntry:
         """uint8 [256, 256] blend mask of frame idx (all zero without a face)."""
         return self._masks[int(idx)]
 
+    def derived_dir(self, kind: str) -> str:
+        """The folder for data of one `kind` (e.g. "latents") that another room derives from this source:
+        <cache>/derived/<source_id>/<kind>/, created here. It is removed with the entry (evicted, found corrupt or
+        replaced); write into it under a temporary name and rename, as other replicas may share the cache."""
+        if not kind or not all(c.isalnum() or c in "-_" for c in kind):
+            raise ValueError(f"invalid derived-data kind {kind!r}")
+        root, source_id = os.path.split(self.path)
+        path = os.path.join(root, DERIVED, source_id, kind)
+        os.makedirs(path, exist_ok=True)
+        return path
+
 
 class EntryWriter:
     """Builds an entry in a temporary folder; `commit` renames it into place. media_path: the face media the
@@ -240,6 +258,8 @@ class EntryWriter:
             os.rename(self.tmp, final)
         except OSError:  # another replica finished the same source first: keep theirs
             shutil.rmtree(self.tmp, ignore_errors=True)
+        else:            # a new entry: whatever was derived from an earlier one of this id goes
+            self.cache._discard_derived(self.source_id)
         self.cache.evict(keep=self.source_id)
         return SourceEntry(final)
 
@@ -299,17 +319,33 @@ class SourceCache:
         except OSError:
             return
         shutil.rmtree(trash, ignore_errors=True)
+        self._discard_derived(os.path.basename(path))
+
+    def _derived(self, source_id: str) -> str:
+        return os.path.join(self.root, DERIVED, source_id)
+
+    def _discard_derived(self, source_id: str) -> None:
+        """Remove what other rooms derived from an entry (moved aside first, like the entry)."""
+        path = self._derived(source_id)
+        if not os.path.isdir(path):
+            return
+        trash = os.path.join(self.root, f".trash-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
 
     def entries(self) -> list[tuple[float, int, str]]:
-        """(last use, bytes, path) of every committed entry."""
+        """(last use, bytes, path) of every committed entry; bytes include what was derived from it."""
         out = []
         for name in os.listdir(self.root):
             path = os.path.join(self.root, name)
-            if name.startswith(".") or not os.path.isdir(path):
+            if name.startswith(".") or name == DERIVED or not os.path.isdir(path):
                 continue
             try:
                 size = sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
-                out.append((os.stat(path).st_mtime, size, path))
+                out.append((os.stat(path).st_mtime, size + _tree_bytes(self._derived(name)), path))
             except OSError:
                 continue
         return out
@@ -332,8 +368,17 @@ class SourceCache:
         return removed
 
     def clean_stale_temp(self, older_than_s: float = 24 * 3600) -> None:
-        """Remove temporary folders left by a crashed writer."""
+        """Remove temporary folders left by a crashed writer, and derived data whose entry is gone (written while
+        the entry was being evicted)."""
         now = time.time()
+        derived = os.path.join(self.root, DERIVED)
+        for name in os.listdir(derived) if os.path.isdir(derived) else []:
+            try:
+                if not os.path.isdir(os.path.join(self.root, name)) and \
+                        now - os.stat(os.path.join(derived, name)).st_mtime > older_than_s:
+                    self._discard_derived(name)
+            except OSError:
+                pass
         for name in os.listdir(self.root):
             path = os.path.join(self.root, name)
             if name.startswith((".tmp-", ".trash-")):
@@ -342,6 +387,18 @@ class SourceCache:
                         shutil.rmtree(path, ignore_errors=True)
                 except OSError:
                     pass
+
+
+def _tree_bytes(path: str) -> int:
+    """Bytes of the files under a folder (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
 
 
 def cycle_index(t: int, n: int) -> int:

@@ -1,7 +1,7 @@
 """Generator settings, read once from the environment (documented in the README)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import os
 
 from lipsync_common.edge.server import env_float, env_int, env_str
@@ -26,7 +26,10 @@ class GeneratorConfig:
     fused: bool | None = None        # musetalk: Triton GroupNorm kernels etc.; unset = on for cuda
     fused_unet: bool = False         # musetalk: those kernels in the UNet too (no gain measured there)
     decode_chunk: int = 16           # musetalk: frames decoded at a time within a batch (memory); 0 = all
-    speech_cache_dir: str = ""       # visemes: where the multilingual whisper model is joined (~145 MB, once)
+    phase_upsample: bool = True      # musetalk: upsample + 3x3 conv as one 2x2 conv per phase; off = diffusers' path
+    # visemes: where the multilingual whisper model is joined (~145 MB, once); the one default, used everywhere
+    speech_cache_dir: str = field(default_factory=lambda: os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech"))
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -48,6 +51,7 @@ class GeneratorConfig:
             fused=None if env_str("MUSETALK_FUSED", "") == "" else env_str("MUSETALK_FUSED", "") == "1",
             fused_unet=env_str("MUSETALK_FUSED_UNET", "0") == "1",
             decode_chunk=env_int("MUSETALK_DECODE_CHUNK", cls.decode_chunk),
-            speech_cache_dir=env_str("SPEECH_CACHE_DIR", os.path.join(
-                os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech")),
+            phase_upsample=env_str("MUSETALK_PHASE_UPSAMPLE", "1") != "0",
+            # unset or empty: the field's default
+            **({"speech_cache_dir": speech} if (speech := env_str("SPEECH_CACHE_DIR", "")) else {}),
         )

@@ -183,7 +183,7 @@ def test_rotated_phone_video_comes_out_upright(client, tmp_path, assert_healthy)
 def test_visemes_close_the_lips_on_m_b_p_in_the_output_video(shared_file, stack, client, tmp_path, assert_healthy):
     """Landmarks re-detected on the final MP4: each aligned m/b/p has a closed mouth within 40 ms of its time."""
     from lipsync_common.formats.media import decode_audio
-    from services.generator import speech as sp
+    from services.generator.engines.warp import speech as sp
     a, _ = decode_audio(shared_file("eng.wav"), 60, 16000, mono=True)
     audio = np.ascontiguousarray(a[0][16000 * 2:16000 * 12])
     wav = helpers.write_wav(str(tmp_path / "speech.wav"), audio)

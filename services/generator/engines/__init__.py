@@ -1,1 +1,1 @@
-"""Generator engines behind one interface (see base.py)."""
+"""Generator engines behind one interface (base.py): warp/ (weight-free) and musetalk/ (neural, GPU)."""

@@ -1,37 +1,69 @@
 """The engine interface: load once, generate many, close.
 
 An engine turns a prepared source (crops, landmarks, masks from the shared cache) and an audio track into one
-256x256 RGB crop per output frame, yielded in frame order in batches.
+256x256 RGB crop per output frame, yielded in frame order in batches. Every engine has the same methods with the
+same signatures, so the server treats them alike:
+
+- `versions`: the model versions it runs (loaded); None for an engine without model versions, which accepts any
+  requested version and ignores it;
+- `check(version)`: raises EngineUnavailable (the message says what to do) when it cannot run that version here;
+- `generate(..., version=, priority=)` returns a Generation: the batches, and afterwards a line on how they were
+  made (`detail()`);
+- `close()`: stops its threads; called when the server stops.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from lipsync_common.formats.source_cache import SourceEntry
+
+SAMPLE_RATE = 16000                              # the audio every engine takes: mono float32 PCM at 16 kHz
+INTERACTIVE, BATCH = "interactive", "batch"      # request priorities (scheduling on a shared accelerator)
 
 
 class EngineUnavailable(RuntimeError):
     """The engine cannot run here (e.g. its weight files are missing); the message says what to do."""
 
 
+@dataclass
+class Generation:
+    """One request's output: `batches` yields uint8 [B, 256, 256, 3] crops for output frames 0, 1, ... in order;
+    `detail()` says how they were made (read it once the batches are exhausted; "" when there is nothing to say).
+    Nothing heavy runs before the first batch is asked for."""
+    batches: Iterator[np.ndarray]
+    detail: Callable[[], str] = field(default=lambda: "")
+
+
 class Engine(Protocol):
     name: str
     description: str
+    versions: Collection[str] | None
 
     def available(self) -> tuple[bool, str]:
         """(True, "") when it can run, else (False, why)."""
 
+    def check(self, version: str) -> None:
+        """Raises EngineUnavailable when it cannot run `version` here."""
+
     def load(self) -> None:
         """Load weights and warm up. Raises EngineUnavailable."""
 
-    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
-                 batch_size: int) -> Iterator[np.ndarray]:
-        """Yield uint8 [B, 256, 256, 3] crops for output frames 0, 1, ... in order."""
+    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
+                 version: str, priority: str = INTERACTIVE) -> Generation:
+        """The crops of every output frame (see Generation). Raises EngineUnavailable."""
 
     def close(self) -> None:
-        ...
+        """Stop its threads and release what it holds; it generates nothing afterwards."""
+
+
+def num_frames(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Output frames for an audio track: floor(duration * fps), and at least one for non-empty audio."""
+    if num_samples <= 0:
+        return 0
+    return max(1, int(np.floor(num_samples / sample_rate * fps + 1e-9)))
 
 
 def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from services.generator.batcher import Batcher
+from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed
 
 
 def test_order_and_isolation_under_concurrent_requests():
@@ -179,3 +179,34 @@ def test_unknown_priority_is_refused():
     with pytest.raises(ValueError, match="unknown priority"):
         b.submit([1], priority="urgent")
     b.close()
+
+
+def test_close_stops_the_thread_and_tells_waiting_requests():
+    gate = threading.Event()
+
+    def run(items):
+        gate.wait(5)
+        return items
+
+    b = Batcher(run, max_batch=2, max_wait_s=0)
+    results, errors = [], []
+
+    def client():
+        try:
+            for x in b.submit(range(10), window=10):
+                results.append(x)
+        except BatcherClosed as e:
+            errors.append(e)
+
+    t = threading.Thread(target=client)
+    t.start()
+    time.sleep(0.1)                 # the first batch is running, the rest waits
+    closer = threading.Thread(target=b.close)
+    closer.start()
+    gate.set()
+    closer.join(5)
+    t.join(5)
+    assert not b.alive and not t.is_alive()
+    assert errors and results == list(range(len(results))) and len(results) < 10
+    with pytest.raises(BatcherClosed):
+        list(b.submit([1]))

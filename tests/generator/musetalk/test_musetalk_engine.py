@@ -9,9 +9,9 @@ import pytest
 
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
-from services.generator.engines.musetalk import MuseTalkEngine, missing_files
+from services.generator.engines.musetalk.engine import MuseTalkEngine, missing_files
 from tests import helpers
-from tests.generator.tiny_musetalk import write_tiny_models
+from tests.generator.musetalk.tiny_musetalk import write_tiny_models
 from tools.stack import Stack
 
 
@@ -49,9 +49,10 @@ def test_generates_through_the_services_and_caches_latents(musetalk_stack, tmp_p
     frames, _, has_audio, _ = helpers.decode_video(str(tmp_path / "o.mp4"))
     assert len(frames) == 20 and has_audio
     cache = os.path.join(musetalk_stack.folder, "cache")
-    latents = [f for d in os.listdir(cache) if not d.startswith(".") for f in os.listdir(os.path.join(cache, d))
-               if f.startswith("latents-")]
-    assert len(latents) == 1, "reference latents are computed once per source"
+    latents = [f for _, _, files in os.walk(os.path.join(cache, "derived")) for f in files if f.startswith("latents-")]
+    assert len(latents) == 1, "reference latents are computed once per source, kept in the derived-data area"
+    entries = [d for d in os.listdir(cache) if not d.startswith(".") and d != "derived"]
+    assert not any(f.startswith("latents-") for d in entries for f in os.listdir(os.path.join(cache, d)))
 
 
 def test_concurrent_requests_each_get_their_own_frames(musetalk_stack, tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from services.generator.engines.musetalk_model import (MuseTalk, MuseTalkFiles, PositionalEncoding, load_unet, load_vae,
+from services.generator.engines.musetalk.model import (MuseTalk, MuseTalkFiles, PositionalEncoding, load_unet, load_vae,
                                                        whisper_windows)
-from tests.generator.tiny_musetalk import write_tiny_models
+from tests.generator.musetalk.tiny_musetalk import write_tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,34 @@ def test_decoding_in_chunks_gives_the_same_frames(models_dir):
     assert diff.max() <= 1 and (diff == 0).float().mean() > 0.999
     with pytest.raises(ValueError, match="decode_chunk"):
         MuseTalk(files, decode_chunk=-1)
+
+
+@torch.no_grad()
+def test_phase_upsample_switch_gives_the_same_frames(models_dir):
+    """MUSETALK_PHASE_UPSAMPLE=0: diffusers' own nearest upsample + 3x3 convolution; on (the default): the
+    phase-decomposed form. The same function up to float rounding."""
+    files = MuseTalkFiles.layout(models_dir, "v15")
+    plain, phase = MuseTalk(files, phase_upsample=False), MuseTalk(files, phase_upsample=True)
+
+    def kinds(m):
+        return {type(x).__name__ for x in list(m.unet.modules()) + list(m.vae.decoder.modules())}
+
+    assert "PhaseUpsample" not in kinds(plain) and "Upsample2D" in kinds(plain)
+    assert "PhaseUpsample" in kinds(phase) and "Upsample2D" not in kinds(phase)
+    g = torch.Generator().manual_seed(11)
+    lat, tok = torch.randn(3, 8, 32, 32, generator=g), torch.randn(3, 50, 384, generator=g)
+    a, b = plain.generate(lat, tok), phase.generate(lat, tok)
+    assert a.shape == b.shape == (3, 256, 256, 3)
+    assert (a - b).abs().max().item() < 1e-5
+
+
+@torch.no_grad()
+def test_plain_path_decodes_exactly_as_musetalk(models_dir, stock):
+    """With the fast paths off, the frames are MuseTalk's to the bit: the same networks, and the decode multiplies
+    by 1 / scaling_factor as MuseTalk does (a division can differ in the last bit)."""
+    model = MuseTalk(MuseTalkFiles.layout(models_dir, "v15"), phase_upsample=False)
+    unet, vae = stock
+    g = torch.Generator().manual_seed(3)
+    lat, tok = torch.randn(2, 8, 32, 32, generator=g), torch.randn(2, 50, 384, generator=g)
+    pred = unet(lat, torch.tensor([0]), encoder_hidden_states=PositionalEncoding(d_model=384)(tok)).sample
+    assert torch.equal(model.generate(lat, tok), ref_decode_float(vae, pred))

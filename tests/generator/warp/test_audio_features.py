@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.generator.audio_features import mouth_drive, num_frames
+from services.generator.engines.warp.audio_features import mouth_drive, num_frames
 from tests import helpers
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lipsync_common.formats import media
-from services.generator.speech import SHAPES, Phone, Speech, viseme_tracks
+from services.generator.engines.warp.speech import SHAPES, Phone, Speech, viseme_tracks
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """The visemes engine on real speech, measured on its output: landmarks re-detected on the generated crops."""
-import os
 import shutil
 import subprocess
 
@@ -8,8 +7,8 @@ import pytest
 
 from lipsync_common.formats import media
 from services.evaluator import sync_free
-from services.generator import speech as sp
-from services.generator.engines.warp import WarpEngine, warp_mouth
+from services.generator.engines.warp import speech as sp
+from services.generator.engines.warp.engine import WarpEngine, warp_mouth
 from lipsync_common.faces import landmarks as L
 from tests import helpers
 
@@ -22,7 +21,7 @@ def engine(tmp_path_factory):
     ok, why = sp.installed()
     if not ok:
         pytest.skip(why)
-    return WarpEngine("visemes", os.path.expanduser("~/.cache/lipsync/speech"))
+    return WarpEngine("visemes")
 
 
 def measure(lm, crops):
@@ -44,7 +43,7 @@ def english(source, engine, shared_file):
     audio, _ = media.decode_audio(eng, 60, 16000, mono=True)
     audio = np.ascontiguousarray(audio[0][:16000 * 20])
     run = engine.generate(entry, audio, 16000, FPS, 8)
-    crops = np.concatenate(list(run))
+    crops = np.concatenate(list(run.batches))
     gap, ratio = measure(lm, crops)
     return {"audio": audio, "run": run, "crops": crops, "gap": gap, "ratio": ratio,
             "transcript": engine._speech().transcribe(audio)}
@@ -65,7 +64,7 @@ def closed_gap(source):
 def test_bilabial_closures_are_closed_on_time_in_the_output(english, source):
     tr, gap = english["transcript"], english["gap"]
     shut = closed_gap(source) + 1.5
-    assert "pocketsphinx alignment" in english["run"].detail and tr.language == "en"
+    assert "pocketsphinx alignment" in english["run"].detail() and tr.language == "en"
     assert np.isfinite(gap).mean() > 0.95
     n = len(gap)
     bilabials = [p for p in tr.phones if p.shape == "closed" and p.aligned and p.end < n / FPS]
@@ -144,11 +143,11 @@ def test_non_speech_never_errors_and_rests_in_silence(source, engine, case):
     entry, _ = source
     audio = _noise_cases()[case].astype(np.float32)
     run = engine.generate(entry, audio, 16000, FPS, 8)
-    crops = np.concatenate(list(run))
-    assert len(crops) == int(len(audio) / 16000 * FPS) and run.detail
+    crops = np.concatenate(list(run.batches))
+    assert len(crops) == int(len(audio) / 16000 * FPS) and run.detail()
     if case == "silence":
         rest = warp_mouth(entry.crop(0), entry.mesh[0], entry.mask(0), 0.0, 0.0)
-        assert (crops == rest[None]).all() and run.detail.startswith("loudness fallback: no speech")
+        assert (crops == rest[None]).all() and run.detail().startswith("loudness fallback: no speech")
 
 
 def test_fast_speech(source, engine, shared_file):
@@ -158,9 +157,9 @@ def test_fast_speech(source, engine, shared_file):
     clip = audio[0][16000 * 3:16000 * 13]
     fast = np.interp(np.arange(0, len(clip), 1.7), np.arange(len(clip)), clip).astype(np.float32)  # 1.7x speed
     run = engine.generate(entry, fast, 16000, FPS, 8)
-    crops = np.concatenate(list(run))
+    crops = np.concatenate(list(run.batches))
     gap, _ = measure(lm, crops)
-    assert run.detail.startswith("visemes") and np.nanmax(gap) > 2 * closed_gap(source) + 3
+    assert run.detail().startswith("visemes") and np.nanmax(gap) > 2 * closed_gap(source) + 3
     assert np.nanmin(gap) <= closed_gap(source) + 1.5
 
 
@@ -174,7 +173,7 @@ def test_other_language_goes_through_the_multilingual_path(tmp_path, source, eng
     assert t.language == "de" and "whisper base words (de)" in t.path and "espeak-ng" in t.path
     assert sum(p.shape == "closed" for p in t.phones) >= 2        # "Morgen", "im Park", "möchtest", "mitkommen"
     run = engine.generate(entry, audio, 16000, FPS, 8)
-    assert len(np.concatenate(list(run))) == int(len(audio) / 16000 * FPS) and "(de)" in run.detail
+    assert len(np.concatenate(list(run.batches))) == int(len(audio) / 16000 * FPS) and "(de)" in run.detail()
 
 
 def test_frames_stream_before_the_whole_audio_is_transcribed(source, engine, shared_file):
@@ -193,12 +192,12 @@ def test_frames_stream_before_the_whole_audio_is_transcribed(source, engine, sha
     speech.steps = spy
     try:
         run = engine.generate(entry, np.ascontiguousarray(audio[0][:16000 * 30]), 16000, FPS, 8)
-        next(run)
+        next(run.batches)
         events.append("first batch")
-        n = 8 + sum(len(b) for b in run)
+        n = 8 + sum(len(b) for b in run.batches)
     finally:
         del speech.steps
-    assert n == 750 and run.detail.startswith("visemes")
+    assert n == 750 and run.detail().startswith("visemes")
     assert events.count("step") >= 4 and events.index("first batch") < len(events) - 2, events
 
 
@@ -237,12 +236,12 @@ def test_a_failing_speech_model_falls_back_to_loudness(source, engine):
     try:
         audio = helpers.speech_like([(0.5, False), (1.0, True)])
         run = engine.generate(entry, audio, 16000, FPS, 8)
-        crops = np.concatenate(list(run))
+        crops = np.concatenate(list(run.batches))
     finally:
         del speech.steps
-    loud = np.concatenate(list(WarpEngine("loudness").generate(entry, audio, 16000, FPS, 8)))
+    loud = np.concatenate(list(WarpEngine("loudness").generate(entry, audio, 16000, FPS, 8).batches))
     assert np.array_equal(crops, loud)
-    assert run.detail == "loudness fallback: speech analysis failed (RuntimeError: decoder exploded)"
+    assert run.detail() == "loudness fallback: speech analysis failed (RuntimeError: decoder exploded)"
 
 
 def test_concurrent_transcriptions_match_sequential_ones(engine, shared_file):

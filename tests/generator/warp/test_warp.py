@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from services.generator.engines.warp import WarpEngine, warp_mouth
+from services.generator.engines.warp.engine import WarpEngine, warp_mouth
 from lipsync_common.faces import landmarks as L
 from tests import helpers
 
@@ -36,7 +36,7 @@ def test_only_the_masked_region_changes(source):
 def test_engine_streams_one_crop_per_frame_in_batches(source):
     entry, _ = source
     audio = helpers.speech_like([(0.6, False), (1.0, True), (0.6, False)])
-    batches = list(WarpEngine("loudness").generate(entry, audio, 16000, 25, batch_size=8))
+    batches = list(WarpEngine("loudness").generate(entry, audio, 16000, 25, batch_size=8).batches)
     crops = np.concatenate(batches)
     assert [len(b) for b in batches][:-1] == [8] * (len(batches) - 1)
     assert crops.shape == (55, 256, 256, 3)

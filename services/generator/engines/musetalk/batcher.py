@@ -27,15 +27,20 @@ from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import Gauge, Histogram
 
+from services.generator.engines.base import BATCH, INTERACTIVE
+
 BATCH_SIZE = Histogram("lipsync_generator_batch_size", "Frames per accelerator batch", ["batcher"],
                        buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128))
 QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch", ["batcher"])
 BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
-INTERACTIVE, BATCH = "interactive", "batch"
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (the server is stopping) before the request's items ran."""
 
 
 @dataclass(eq=False)
@@ -89,6 +94,8 @@ class Batcher:
 
     def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
         with self._cond:
+            if self._stop:
+                raise BatcherClosed(f"{self.name} is closed")
             waiting = [r.vtime for r in self._active if r.items]
             req.vtime = min(waiting) if waiting else self._vclock
             self._active.append(req)
@@ -202,12 +209,22 @@ class Batcher:
             if running is not None:
                 self._finish(running)
             running = started
+        if running is not None:         # closed: the batch on the accelerator is handed out, the rest is not run
+            self._finish(running)
+        with self._cond:
+            for req in self._active:
+                req.results.put(BatcherClosed(f"{self.name} was closed"))
 
     def close(self) -> None:
+        """Stop the worker thread; requests still waiting get BatcherClosed instead of their remaining results."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         self._thread.join(timeout=5)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
 
 class _Handle:

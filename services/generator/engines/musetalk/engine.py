@@ -1,6 +1,6 @@
 """MuseTalk engine: the official checkpoints in the official layout under MODELS_DIR, batched across requests.
 
-Model math lives in musetalk_model.py; this file is the lifecycle (check files, load once, warm up, generate
+Model math lives in model.py; this file is the lifecycle (check files, load once, warm up, generate
 many, close), the per-source latent cache and the cross-request batcher.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Iterator
 import numpy as np
 
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
-from services.generator.audio_features import num_frames
-from services.generator.batcher import INTERACTIVE, Batcher
-from services.generator.engines.base import EngineUnavailable, batched
+from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched, num_frames
+from services.generator.engines.musetalk.batcher import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +51,10 @@ class MuseTalkSettings:
     latent: str = "mode"        # "mode" (deterministic) or "sample" (MuseTalk's random draw, seeded)
     seed: int = 0
     compile: bool | None = None  # channels_last + torch.compile; None = on for cuda, off for cpu
-    fused: bool | None = None    # Triton GroupNorm kernels, per-tap conv_out (fused_groupnorm.py); None = on for cuda
+    fused: bool | None = None    # Triton GroupNorm kernels, per-tap conv_out (fast/fused_groupnorm.py); None = on for cuda
     fused_unet: bool = False     # the same in the UNet (no gain measured; see BENCHMARKS.md)
     decode_chunk: int = 16       # frames the VAE decodes at a time within a batch (GPU memory); 0 = whole batch
+    phase_upsample: bool = True  # upsample + 3x3 conv as 2x2 convs per phase (fast/phase_upsample.py); off = diffusers'
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -91,11 +91,17 @@ class MuseTalkEngine:
                 + ", ".join(missing) + hint + ". Run `make weights` (or put the official files there), "
                 "or use engine 'warp'.")
 
-    def versions(self) -> list[str]:
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """The versions it runs: those loaded."""
+        return tuple(self.models)
+
+    def installed_versions(self) -> list[str]:
+        """The versions whose files are all in MODELS_DIR (loaded at start-up)."""
         return [v for v in VERSION_FILES if not missing_files(self.models_dir, v)]
 
     def available(self) -> tuple[bool, str]:
-        if self.versions():
+        if self.installed_versions():
             return True, ""
         try:
             self.check("v15")
@@ -106,17 +112,17 @@ class MuseTalkEngine:
     def load(self) -> None:
         import torch
 
-        from services.generator.engines.musetalk_model import MuseTalk, MuseTalkFiles
+        from services.generator.engines.musetalk.model import MuseTalk, MuseTalkFiles
 
         s = self.settings
         device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, s.dtype) if s.dtype else (torch.float16 if device.startswith("cuda") else torch.float32)
         compile_ = device.startswith("cuda") if s.compile is None else s.compile
         sizes = buckets(s.max_batch)
-        for version in self.versions():
+        for version in self.installed_versions():
             model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
-                             latent=s.latent, seed=s.seed, compile=compile_, fused_kernels=s.fused,
-                             fused_unet=s.fused_unet, decode_chunk=s.decode_chunk)
+                             latent=s.latent, seed=s.seed, compile=compile_, phase_upsample=s.phase_upsample,
+                             fused_kernels=s.fused, fused_unet=s.fused_unet, decode_chunk=s.decode_chunk)
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
@@ -155,7 +161,8 @@ class MuseTalkEngine:
         return _Crops(model.to_host_async(model.generate_uint8(latents, tokens)), real, len(items))
 
     def _latents(self, source: SourceEntry, model, version: str):
-        """Reference latents of every source frame, computed once per source (kept in the source cache)."""
+        """Reference latents of every source frame, computed once per source (kept with the source in the cache,
+        in its derived-data folder, which goes when the entry does)."""
         import torch
 
         vae_file = next(os.path.join(self.models_dir, p) for p in COMMON_FILES[1]
@@ -163,7 +170,7 @@ class MuseTalkEngine:
         st = os.stat(vae_file)
         key = hashlib.sha256(f"{vae_file}:{st.st_size}:{st.st_mtime_ns}:{self.settings.latent}:"
                              f"{self.settings.seed}:{model.dtype}".encode()).hexdigest()[:16]
-        path = os.path.join(source.path, f"latents-{key}.pt")
+        path = os.path.join(source.derived_dir("latents"), f"latents-{key}.pt")
         if os.path.isfile(path):
             return torch.load(path, map_location=model.device, weights_only=True)
         faces = np.flatnonzero(source.has_face)
@@ -210,12 +217,18 @@ class MuseTalkEngine:
                 t.record_stream(torch.cuda.default_stream(model.device))
             return latents, tokens
 
-    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
-                 batch_size: int, version: str = "v15", priority: str = INTERACTIVE) -> Iterator[np.ndarray]:
+    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
+                 version: str = "v15", priority: str = INTERACTIVE) -> Generation:
+        """The crops of every output frame; the latents and audio features are computed when the first batch is
+        asked for (in the caller's thread), then the frames go through the shared batcher."""
         self.check(version)
         if version not in self.models:
             raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
                                     "restart the generator")
+        return Generation(batched(self._crops(source, version, audio, sample_rate, fps, priority), batch_size))
+
+    def _crops(self, source: SourceEntry, version: str, audio: np.ndarray, sample_rate: int, fps: float,
+               priority: str) -> Iterator[np.ndarray]:
         model = self.models[version]
         frames = num_frames(len(audio), sample_rate, fps)
         latents, tokens = self._inputs(source, model, version, audio, fps, frames)
@@ -226,11 +239,14 @@ class MuseTalkEngine:
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 yield (latents[idx], tokens[t]) if source.has_face[idx] else None
 
-        yield from batched(self.batchers[version].submit(items(), priority=priority), batch_size)
+        yield from self.batchers[version].submit(items(), priority=priority)
 
     def close(self) -> None:
+        """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
         for b in self.batchers.values():
             b.close()
+        self.batchers.clear()
+        self.models.clear()
 
 
 class _Crops:

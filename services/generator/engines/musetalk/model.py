@@ -7,7 +7,7 @@ Follows MuseTalk's inference (v1.0 and v1.5 share it at upstream HEAD):
   (5 x 384 at 50 Hz) stacked; frame i takes ten 50 Hz steps starting at floor(i x 50 / int(fps)) of the
   features padded with 2 x ceil(50 / int(fps)) zero steps in front (and enough behind) -> 50 x 384 tokens,
   plus a sinusoidal positional encoding.
-- one UNet pass at timestep 0, decode, (x / 2 + 0.5).clamp(0, 1).
+- one UNet pass at timestep 0, decode (1 / scaling_factor) x prediction, (x / 2 + 0.5).clamp(0, 1).
 
 The one deliberate difference: MuseTalk encodes with `latent_dist.sample()` (random, unseeded). We default to
 the posterior's mode (deterministic, what MuseTalk's own training uses); `latent="sample"` with a seed gives
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cuda_graphs import SharedPoolGraphs
-from .fused_groupnorm import fuse_groupnorm_silu, self_check
-from .phase_upsample import replace_upsamplers
-from .tap_conv import replace_conv_out
+from services.generator.engines.musetalk.fast.cuda_graphs import SharedPoolGraphs
+from services.generator.engines.musetalk.fast.fused_groupnorm import fuse_groupnorm_silu, self_check
+from services.generator.engines.musetalk.fast.phase_upsample import replace_upsamplers
+from services.generator.engines.musetalk.fast.tap_conv import replace_conv_out
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class MuseTalk:
 
     def _forward_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         pred = self.unet(latents, self.timestep, encoder_hidden_states=self.pe(tokens)).sample
-        z = (pred / self.scaling).to(self.dtype)
+        z = self._unscale(pred)
         # the decoder's 256x256 activations are most of the memory: decoding `decode_chunk` frames at a time
         # bounds them (the same frames: each frame is decoded on its own, GroupNorm works per frame)
         step = self.decode_chunk or len(z)
@@ -230,7 +230,12 @@ class MuseTalk:
         """[B, 8, 32, 32] latents + [B, 50, 384] audio tokens -> decoded crops, float [B, 256, 256, 3] in 0..1."""
         audio = self.pe(tokens.to(self.device, self.dtype))
         pred = self._unet(latents.to(self.device, self.dtype), audio)
-        return self._post(self._decode((pred / self.scaling).to(self.dtype)))
+        return self._post(self._decode(self._unscale(pred)))
+
+    def _unscale(self, pred: torch.Tensor) -> torch.Tensor:
+        """UNet prediction -> VAE latents, as MuseTalk's decode_latents does: (1 / scaling_factor) * latents (a
+        multiplication by the rounded inverse, not a division: the last bit can differ)."""
+        return ((1 / self.scaling) * pred).to(self.dtype)
 
     @torch.no_grad()
     def generate_uint8(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

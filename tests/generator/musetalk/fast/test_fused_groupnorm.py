@@ -11,15 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.generator.engines.fused_groupnorm import GroupNormSiLU, fuse_groupnorm_silu, norm_silu, supported
-from services.generator.engines.tap_conv import replace_conv_out
+from services.generator.engines.musetalk.fast.fused_groupnorm import GroupNormSiLU, fuse_groupnorm_silu, norm_silu, supported
+from services.generator.engines.musetalk.fast.tap_conv import replace_conv_out
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 # Runs with TRITON_INTERPRET=1 (it must be set before triton is imported): each case against float64 PyTorch.
 INTERPRETED = r"""
 import json, torch, torch.nn.functional as F
-from services.generator.engines.fused_groupnorm import group_norm_silu_triton
+from services.generator.engines.musetalk.fast.groupnorm_kernels import group_norm_silu_triton
 torch.manual_seed(0)
 out = []
 for n, c, h, w, g, dtype, silu, xbias, offset in [
@@ -44,7 +44,7 @@ for n, c, h, w, g, dtype, silu, xbias, offset in [
     ref = F.silu(ref) if silu else ref
     out.append(dict(shape=[n, c, h, w], dtype=str(dtype), err=(y.double() - ref).abs().max().item(),
                     channels_last=y.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
-from services.generator.engines.fused_groupnorm import add_group_norm_silu_triton
+from services.generator.engines.musetalk.fast.groupnorm_kernels import add_group_norm_silu_triton
 for n, c, h, w, dtype, scale in [(2, 128, 16, 16, torch.float32, 1.0), (1, 256, 8, 8, torch.float16, 2.0)]:
     hh = torch.randn(n, c, h, w).to(dtype).to(memory_format=torch.channels_last)
     skip = torch.randn(n, c, h, w).to(dtype).to(memory_format=torch.channels_last)
@@ -57,8 +57,8 @@ for n, c, h, w, dtype, scale in [(2, 128, 16, 16, torch.float32, 1.0), (1, 256, 
                     channels_last=y.is_contiguous(memory_format=torch.channels_last)
                     and s.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
 from diffusers.models.upsampling import Upsample2D
-from services.generator.engines.fused_groupnorm import phase_group_norm_silu_triton
-from services.generator.engines.phase_upsample import PhaseUpsample
+from services.generator.engines.musetalk.fast.groupnorm_kernels import phase_group_norm_silu_triton
+from services.generator.engines.musetalk.fast.phase_upsample import PhaseUpsample
 for c, side in [(128, 4), (64, 8)]:
     stock = Upsample2D(c, use_conv=True).eval()
     with torch.no_grad():
@@ -75,7 +75,7 @@ for c, side in [(128, 4), (64, 8)]:
                                                                            (y.double() - y_ref).abs().max().item()),
                     channels_last=up.is_contiguous(memory_format=torch.channels_last)
                     and y.is_contiguous(memory_format=torch.channels_last), out_dtype=str(y.dtype)))
-from services.generator.engines.fused_groupnorm import self_check
+from services.generator.engines.musetalk.fast.fused_groupnorm import self_check
 out.append(dict(self_check=[self_check("cpu", torch.float32), self_check("cpu", torch.float16)]))
 print(json.dumps(out))
 """
@@ -97,7 +97,7 @@ def test_triton_kernels_match_pytorch_in_the_interpreter():
 
 def test_self_check_reports_a_failing_kernel(monkeypatch):
     pytest.importorskip("triton")
-    from services.generator.engines import fused_groupnorm as fg
+    from services.generator.engines.musetalk.fast import fused_groupnorm as fg
 
     def broken(*args, **kwargs):
         raise RuntimeError("no kernel image is available for execution on the device")
@@ -149,7 +149,7 @@ def test_fused_decoder_is_the_same_function_with_the_same_keys():
 
 @torch.no_grad()
 def test_fused_unet_is_the_same_function_with_the_same_keys():
-    from tests.generator.tiny_musetalk import tiny_unet
+    from tests.generator.musetalk.tiny_musetalk import tiny_unet
     unet = tiny_unet().eval()
     for p in unet.parameters():
         p.add_(0.05 * torch.randn_like(p))

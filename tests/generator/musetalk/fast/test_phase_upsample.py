@@ -4,7 +4,7 @@ import torch
 from diffusers import AutoencoderKL
 from diffusers.models.upsampling import Upsample2D
 
-from services.generator.engines.phase_upsample import PhaseUpsample, replace_upsamplers
+from services.generator.engines.musetalk.fast.phase_upsample import PhaseUpsample, replace_upsamplers
 
 
 @pytest.mark.parametrize("channels,out_channels,h,w", [(8, 8, 5, 7), (6, 4, 1, 3), (16, 16, 8, 8)])

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from services.generator.engines.tap_conv import TapConv2d, eligible, replace_conv_out
+from services.generator.engines.musetalk.fast.tap_conv import TapConv2d, eligible, replace_conv_out
 
 
 @pytest.mark.parametrize("cin,out,h,w", [(16, 3, 9, 7), (8, 1, 5, 5), (32, 8, 4, 6)])

@@ -1,0 +1,37 @@
+"""The generator's edge: its settings, how they reach the engines, and the engines closed on stop."""
+import pytest
+
+from services.generator.config import GeneratorConfig
+from services.generator.engines.base import EngineUnavailable
+from services.generator.server import GeneratorServicer
+from tests.generator.musetalk.tiny_musetalk import write_tiny_models
+
+
+def test_settings_from_the_environment(monkeypatch):
+    for name in ("MUSETALK_PHASE_UPSAMPLE", "SPEECH_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = GeneratorConfig.from_env()
+    assert cfg.phase_upsample is True
+    assert cfg.speech_cache_dir == GeneratorConfig().speech_cache_dir       # one default, in the dataclass
+    monkeypatch.setenv("MUSETALK_PHASE_UPSAMPLE", "0")
+    monkeypatch.setenv("SPEECH_CACHE_DIR", "/somewhere/speech")
+    cfg = GeneratorConfig.from_env()
+    assert cfg.phase_upsample is False and cfg.speech_cache_dir == "/somewhere/speech"
+    servicer = GeneratorServicer(GeneratorConfig(cache_dir=cfg.cache_dir, phase_upsample=False,
+                                                 speech_cache_dir="/somewhere/speech"))
+    assert servicer.engines["musetalk"].settings.phase_upsample is False
+    assert servicer.engines["visemes"].speech_cache == "/somewhere/speech"
+
+
+def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tmp_path):
+    write_tiny_models(str(tmp_path / "models"), versions=("v15",))
+    servicer = GeneratorServicer(GeneratorConfig(cache_dir=str(tmp_path / "cache"), models_dir=str(tmp_path / "models"),
+                                                 device="cpu", max_batch=2, compile=False))
+    musetalk = servicer.engines["musetalk"]
+    musetalk.load()
+    batchers = list(musetalk.batchers.values())
+    assert musetalk.versions == ("v15",) and batchers and all(b.alive for b in batchers)
+    servicer.close()                  # what the server bootstrap's on_stop calls
+    assert not any(b.alive for b in batchers)
+    with pytest.raises(EngineUnavailable, match="not loaded"):
+        musetalk.generate(None, None, 16000, 25, 8, version="v15")
