@@ -17,15 +17,38 @@ PRIORITIES = options.PRIORITY_BY_NAME
 
 
 def _options(args) -> common_pb2.LipsyncOptions:
-    o = common_pb2.LipsyncOptions(engine=args.engine, model_version=VERSIONS[args.version],
-                                  bbox_shift=args.bbox_shift, fps=args.fps, priority=PRIORITIES[args.priority])
-    if args.extra_margin is not None:
-        o.extra_margin = args.extra_margin
-    if args.crf is not None:
-        o.crf = args.crf
-    if args.lossless:
-        o.codec = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
+    o = common_pb2.LipsyncOptions(model_version=VERSIONS[args.version], bbox_shift=args.bbox_shift,
+                                  parsing_mode=args.parsing_mode)
+    for name in ("extra_margin", "left_cheek_width", "right_cheek_width"):
+        if getattr(args, name) is not None:
+            setattr(o, name, getattr(args, name))
+    if hasattr(args, "engine"):           # run and submit; preview prepares the face only
+        o.engine, o.fps, o.priority = args.engine, args.fps, PRIORITIES[args.priority]
+        if args.crf is not None:
+            o.crf = args.crf
+        if args.lossless:
+            o.codec = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
     return o
+
+
+def _helped(name: str) -> str:
+    o = options.OPTIONS[name]
+    return f"{o.help}; {o.lo:g} to {o.hi:g}, default {o.default:g}" + (f" (0: {o.zero})" if o.zero else "")
+
+
+def _add_face(p: argparse.ArgumentParser) -> None:
+    """The face and how it is prepared (run, submit, preview)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
+    src.add_argument("--image", help="one face image (png, jpg...)")
+    p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
+    p.add_argument("--bbox-shift", type=int, default=int(options.OPTIONS["bbox_shift"].default),
+                   help=_helped("bbox_shift"))
+    p.add_argument("--extra-margin", type=int, default=None, help=_helped("extra_margin"))
+    p.add_argument("--parsing-mode", default="", choices=["", *options.PARSING_MODES],
+                   help="face-parsing blend region (BiSeNet weights installed; default jaw)")
+    p.add_argument("--left-cheek-width", type=int, default=None, help=_helped("left_cheek_width"))
+    p.add_argument("--right-cheek-width", type=int, default=None, help=_helped("right_cheek_width"))
 
 
 class Progress:
@@ -60,21 +83,11 @@ class Progress:
 
 
 def _add_media(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
-    src.add_argument("--image", help="one face image (png, jpg...)")
+    _add_face(p)
     p.add_argument("--audio", required=True, help="speech audio (wav, mp3, m4a, flac, ogg)")
     p.add_argument("--engine", default="auto", choices=list(options.ENGINES))
-    p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
-    table = options.OPTIONS
-
-    def helped(name: str) -> str:
-        o = table[name]
-        return f"{o.help}; {o.lo:g} to {o.hi:g}, default {o.default:g}" + (f" (0: {o.zero})" if o.zero else "")
-    p.add_argument("--bbox-shift", type=int, default=int(table["bbox_shift"].default), help=helped("bbox_shift"))
-    p.add_argument("--extra-margin", type=int, default=None, help=helped("extra_margin"))
-    p.add_argument("--fps", type=float, default=float(table["fps"].default), help=helped("fps"))
-    p.add_argument("--crf", type=int, default=None, help=helped("crf"))
+    p.add_argument("--fps", type=float, default=float(options.OPTIONS["fps"].default), help=_helped("fps"))
+    p.add_argument("--crf", type=int, default=None, help=_helped("crf"))
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large; for checks)")
     p.add_argument("--priority", default="default", choices=sorted(PRIORITIES),
                    help="share of the GPU under load (default: interactive for run, batch for submit)")
@@ -91,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_media(run)
     run.add_argument("--out", required=True)
     run.add_argument("--quiet", action="store_true")
+    preview = sub.add_parser("preview", help="prepare the face and write its first frame with a face, with the "
+                             "crop box, blend mask and landmarks drawn, as a PNG; prints MuseTalk's bbox_shift range")
+    _add_face(preview)
+    preview.add_argument("--out", required=True, help="the PNG to write")
     submit = sub.add_parser("submit", help="submit an asynchronous job; prints its id")
     _add_media(submit)
     for name in ("status", "cancel"):
@@ -112,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
                 if s.engine_detail:
                     print(f"  driven by: {s.engine_detail}")
+            elif args.cmd == "preview":
+                p = client.preview(args.video or args.image, _options(args))
+                with open(args.out, "wb") as f:
+                    f.write(p.png)
+                b, r = p.crop_box, p.bbox_shift_range
+                print(f"wrote {args.out}: source frame {p.frame}, crop box ({b.x1:g}, {b.y1:g})-({b.x2:g}, {b.y2:g})")
+                print(f"bbox_shift range: [{r.min}, {r.max}] (the current value: {args.bbox_shift})")
             elif args.cmd == "submit":
                 print(client.submit_job(args.video or args.image, args.audio, _options(args)).job_id)
             elif args.cmd == "status":
