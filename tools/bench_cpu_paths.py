@@ -45,7 +45,7 @@ def loudness_engine(entry, seconds: float = 4.0) -> None:
     engine.load()
     audio = (0.1 * np.random.default_rng(0).standard_normal(int(16000 * seconds))).astype(np.float32)
     t0 = time.perf_counter()
-    n = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
+    n = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8).batches)
     print(json.dumps({"run": "loudness engine alone", "fps": round(n / (time.perf_counter() - t0), 1)}), flush=True)
 
 

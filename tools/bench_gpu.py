@@ -104,7 +104,7 @@ load_peak = torch.cuda.max_memory_allocated()
 torch.cuda.reset_peak_memory_stats()
 entry = random_source(40, "cd" * 16)
 audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 4)).astype(np.float32)
-frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8))
+frames = sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8).batches)
 model = engine.models["v15"]
 lat = torch.randn(32, 8, 32, 32, device="cuda", dtype=torch.float16)
 tok = torch.randn(32, 50, 384, device="cuda", dtype=torch.float16)
@@ -141,74 +141,63 @@ def default_memory(models: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    from services.generator.engines.musetalk.model import MuseTalk, MuseTalkFiles
-    from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
+class Rows(list):
+    """Result rows, printed as they come."""
 
-    torch.backends.cudnn.benchmark = True
-    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-    dev = torch.cuda.get_device_name(0)
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
-    peak = 2 * 8192 ** 3 / (cuda_ms(lambda: a @ a, 10, 3) / 1e3) / 1e12
-    a = None  # free the matrices
-    print(f"{dev}, torch {torch.__version__}, fp16 matmul peak {peak:.0f} TFLOP/s", flush=True)
-    rows = []
+    def __init__(self, peak: float):
+        super().__init__()
+        self.peak = peak
 
-    def row(setting, bs, ms, mem):
-        fps = bs / ms * 1e3
-        r = dict(setting=setting, batch=bs, ms=round(ms, 2), fps=round(fps, 1),
-                 peak_share=round(fps * GFLOP_PER_FRAME * 1e9 / (peak * 1e12), 3), mem_gb=round(mem / 2**30, 2),
-                 # CUDA graph pools are allocated before the peak counter is reset: reserved memory shows them
-                 reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2))
-        rows.append(r)
+    def add(self, r: dict) -> None:
+        self.append(r)
         print(json.dumps(r), flush=True)
 
-    models = tempfile.mkdtemp()
-    t0 = time.time()
-    write_full_size_models(models)
-    print(f"wrote full-size random weights in the official layout in {time.time() - t0:.0f} s", flush=True)
-    files = MuseTalkFiles.layout(models, "v15")
-    if os.environ.get("BENCH_MEM_DEFAULT", "1") == "1":    # first, while this process holds little GPU memory
-        rows.append(default_memory(models))
-        print(json.dumps(rows[-1]), flush=True)
-        if os.environ.get("BENCH_MEM_ONLY"):
-            return 0
+    def timing(self, setting: str, bs: int, ms: float, mem: int) -> None:
+        fps = bs / ms * 1e3
+        self.add(dict(setting=setting, batch=bs, ms=round(ms, 2), fps=round(fps, 1),
+                      peak_share=round(fps * GFLOP_PER_FRAME * 1e9 / (self.peak * 1e12), 3),
+                      mem_gb=round(mem / 2**30, 2),
+                      # CUDA graph pools are allocated before the peak counter is reset: reserved memory shows them
+                      reserved_gb=round(torch.cuda.memory_reserved() / 2**30, 2)))
 
-    eager = MuseTalk(files, device="cuda", dtype=torch.float16, phase_upsample=False,  # stock diffusers modules
-                     fused_kernels=False)
-    for bs in (() if os.environ.get("SKIP_EAGER") else (8, 32, 64)):   # the baseline: plain diffusers calls
+
+def matmul_peak() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    return 2 * 8192 ** 3 / (cuda_ms(lambda: a @ a, 10, 3) / 1e3) / 1e12
+
+
+def eager_baseline(rows: Rows, files) -> None:
+    """Plain diffusers calls (stock modules, no fast paths): the reference the engine is measured against."""
+    from services.generator.engines.musetalk.model import MuseTalk
+    eager = MuseTalk(files, device="cuda", dtype=torch.float16, phase_upsample=False, fused_kernels=False)
+    for bs in (() if os.environ.get("SKIP_EAGER") else (8, 32, 64)):
         x = torch.randn(bs, 8, 32, 32, device="cuda", dtype=torch.float16)
         c = torch.randn(bs, 50, 384, device="cuda", dtype=torch.float16)
         z = torch.randn(bs, 4, 32, 32, device="cuda", dtype=torch.float16)
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_ms(lambda: eager.unet(x, eager.timestep, encoder_hidden_states=c).sample) + \
             cuda_ms(lambda: eager.vae.decode(z).sample)
-        row("eager diffusers fp16 (UNet + decode)", bs, ms, torch.cuda.max_memory_allocated())
-    eager = None  # free the eager copy
+        rows.timing("eager diffusers fp16 (UNet + decode)", bs, ms, torch.cuda.max_memory_allocated())
+    eager = None  # noqa: F841 - free the eager copy before the engine loads
     torch.cuda.empty_cache()
 
-    # whole engine: latents from crops, whisper features, the batcher, uint8 crops back on the host
+
+def engine_end_to_end(rows: Rows, engine) -> None:
+    """Latents from crops, whisper features, the batcher, uint8 crops back on the host: 4 requests at once."""
     entry = random_source(50, "ab" * 16)
-    rng = np.random.default_rng(0)
-    fused_unet = os.environ.get("MUSETALK_FUSED_UNET", "0") == "1"      # A/B of the UNet's fused norms
-    engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4, fused_unet=fused_unet))
-    chunk = engine.settings.decode_chunk
+    audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 10)).astype(np.float32)
     t0 = time.perf_counter()
-    engine.load()          # loads, compiles and warms every batch bucket: what the service does before SERVING
-    print(f"engine load + compile + warm-up: {time.perf_counter() - t0:.0f} s", flush=True)
-    audio = (0.1 * rng.standard_normal(16000 * 10)).astype(np.float32)
-    t0 = time.perf_counter()
-    list(engine.generate(entry, audio, 16000, 25, 8))          # first: encodes and caches the latents
+    list(engine.generate(entry, audio, 16000, 25, 8).batches)          # first: encodes and caches the latents
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stream = engine.generate(entry, audio, 16000, 25, 8)
+    stream = engine.generate(entry, audio, 16000, 25, 8).batches
     next(stream)
     first_batch = time.perf_counter() - t0
     stream.close()
     done = []
 
     def request():
-        done.append(sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8)))
+        done.append(sum(len(b) for b in engine.generate(entry, audio, 16000, 25, 8).batches))
 
     torch.cuda.reset_peak_memory_stats()
     busy0 = engine.batchers["v15"].busy_s
@@ -224,47 +213,82 @@ def main() -> int:
           f"batches {len(sizes)}", flush=True)
     print(f"first request (latents encoded): {first:.2f} s for 250 frames; "
           f"first 8 crops of a repeat request after {first_batch * 1e3:.0f} ms", flush=True)
-    row(f"engine end to end, 4 concurrent requests x 250 frames (mean batch {np.mean(sizes):.0f})", sum(done),
-        wall * 1e3, torch.cuda.max_memory_allocated())
+    rows.timing(f"engine end to end, 4 concurrent requests x 250 frames (mean batch {np.mean(sizes):.0f})",
+                sum(done), wall * 1e3, torch.cuda.max_memory_allocated())
+
+
+def networks(rows: Rows, engine, fused_unet: bool) -> None:
+    """The compiled networks alone at batch 16 and 64; first a check that the shared graph pool is safe."""
     best = engine.models["v15"]
-    # the graphs share one pool: a bucket's result after the other bucket ran, and against the uncompiled modules
+    chunk = engine.settings.decode_chunk
     lat = torch.randn(16, 8, 32, 32, device="cuda", dtype=torch.float16)
     tok = torch.randn(16, 50, 384, device="cuda", dtype=torch.float16)
     first16 = best.generate_uint8(lat, tok).clone()
     best.generate_uint8(lat.repeat(4, 1, 1, 1), tok.repeat(4, 1, 1))
     again16 = best.generate_uint8(lat, tok)
     eager16 = (best.generate(lat, tok) * 255).round().to(torch.uint8)
-    rows.append(dict(setting="check: CUDA graphs in one pool", repeat_equal=bool(torch.equal(first16, again16)),
-                     max_diff_vs_uncompiled=int((first16.int() - eager16.int()).abs().max())))
-    print(json.dumps(rows[-1]), flush=True)
+    rows.add(dict(setting="check: CUDA graphs in one pool", repeat_equal=bool(torch.equal(first16, again16)),
+                  max_diff_vs_uncompiled=int((first16.int() - eager16.int()).abs().max())))
     for bs in (16, 64):
         lat = torch.randn(bs, 8, 32, 32, device="cuda", dtype=torch.float16)
         tok = torch.randn(bs, 50, 384, device="cuda", dtype=torch.float16)
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_ms(lambda: best.generate_uint8(lat, tok), iters=10, warm=2)
-        row("engine: fp16 + channels_last + phase upsampling + Triton GroupNorm/SiLU + per-tap conv_out + "
-            "torch.compile/CUDA graphs (PE + UNet + decode + uint8 crops on the GPU)"
-            + (", UNet norms fused too" if fused_unet else "") + f", decoding {min(chunk or bs, bs)} frames at a time",
-            bs, ms, torch.cuda.max_memory_allocated())
+        rows.timing("engine: fp16 + channels_last + phase upsampling + Triton GroupNorm/SiLU + per-tap conv_out + "
+                    "torch.compile/CUDA graphs (PE + UNet + decode + uint8 crops on the GPU)"
+                    + (", UNet norms fused too" if fused_unet else "")
+                    + f", decoding {min(chunk or bs, bs)} frames at a time", bs, ms, torch.cuda.max_memory_allocated())
     if os.environ.get("BENCH_DECODE_WHOLE", "1") == "1":    # A/B in this process: the decoder on all 64 at once
         from services.generator.engines.musetalk.fast.cuda_graphs import SharedPoolGraphs
         best.decode_chunk = 0
         whole = SharedPoolGraphs(torch.compile(best._forward_uint8, dynamic=False))
         ms = cuda_ms(lambda: whole(lat, tok), iters=10, warm=2)
-        row("same, decoding the whole batch at once (MUSETALK_DECODE_CHUNK=0)", 64, ms, torch.cuda.max_memory_allocated())
+        rows.timing("same, decoding the whole batch at once (MUSETALK_DECODE_CHUNK=0)", 64, ms,
+                    torch.cuda.max_memory_allocated())
 
+
+def write_results(rows: Rows, out_dir: str, dev: str) -> None:
     stamp = datetime.date.today().isoformat()
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "gpu_bench.json"), "w") as f:
-        json.dump(dict(device=dev, date=stamp, torch=torch.__version__, peak_tflops=round(peak), rows=rows), f, indent=1)
-    lines = [f"## {stamp} - MuseTalk networks on {dev} (torch {torch.__version__}, fp16 peak {peak:.0f} TFLOP/s)", "",
-             "| setting | batch | ms/batch | frames/s | share of peak | peak GPU mem GB | reserved GB |",
+        json.dump(dict(device=dev, date=stamp, torch=torch.__version__, peak_tflops=round(rows.peak), rows=rows), f,
+                  indent=1)
+    lines = [f"## {stamp} - MuseTalk networks on {dev} (torch {torch.__version__}, fp16 peak {rows.peak:.0f} TFLOP/s)",
+             "", "| setting | batch | ms/batch | frames/s | share of peak | peak GPU mem GB | reserved GB |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['setting']} | {r['batch']} | {r['ms']} | {r['fps']} | {r['peak_share']:.0%} | {r['mem_gb']} "
               f"| {r['reserved_gb']} |" for r in rows if "fps" in r]
     lines += ["", *(f"- {json.dumps(r)}" for r in rows if "fps" not in r)]
     with open(os.path.join(out_dir, "gpu_bench.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
+    from services.generator.engines.musetalk.model import MuseTalkFiles
+
+    torch.backends.cudnn.benchmark = True
+    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    dev = torch.cuda.get_device_name(0)
+    rows = Rows(matmul_peak())
+    print(f"{dev}, torch {torch.__version__}, fp16 matmul peak {rows.peak:.0f} TFLOP/s", flush=True)
+    models = tempfile.mkdtemp()
+    t0 = time.time()
+    write_full_size_models(models)
+    print(f"wrote full-size random weights in the official layout in {time.time() - t0:.0f} s", flush=True)
+    if os.environ.get("BENCH_MEM_DEFAULT", "1") == "1":    # first, while this process holds little GPU memory
+        rows.add(default_memory(models))
+        if os.environ.get("BENCH_MEM_ONLY"):
+            return 0
+    eager_baseline(rows, MuseTalkFiles.layout(models, "v15"))
+    fused_unet = os.environ.get("MUSETALK_FUSED_UNET", "0") == "1"      # A/B of the UNet's fused norms
+    engine = MuseTalkEngine(models, MuseTalkSettings(max_batch=64, max_wait_ms=4, fused_unet=fused_unet))
+    t0 = time.perf_counter()
+    engine.load()          # loads, compiles and warms every batch bucket: what the service does before SERVING
+    print(f"engine load + compile + warm-up: {time.perf_counter() - t0:.0f} s", flush=True)
+    engine_end_to_end(rows, engine)
+    networks(rows, engine, fused_unet)
+    write_results(rows, out_dir, dev)
     return 0
 
 
