@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -32,6 +34,59 @@ BANDS = {
     "lse_c": "SyncNet confidence, higher is better; real talking videos score about 6-9 "
              "(Wav2Lip, LRS2 test set: 7.838)",
 }
+
+
+class Cancelled(Exception):
+    """should_stop() said stop (the call was cancelled): the evaluation ended at its next frame."""
+
+
+class _Stop:
+    """The stop check of one evaluation: should_stop asked before every frame the slow parts touch."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None):
+        self.should_stop = should_stop
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("the evaluation was cancelled")
+
+    def landmarker(self, landmarker: Landmarker) -> "_CheckedLandmarker":
+        return _CheckedLandmarker(landmarker, self)
+
+    def embedder(self, embedder):
+        return _CheckedEmbedder(embedder, self)
+
+
+class _CheckedLandmarker:
+    """A Landmarker whose sessions check the stop signal before each frame (faces.track goes through it)."""
+
+    def __init__(self, inner: Landmarker, stop: _Stop):
+        self.inner, self.stop = inner, stop
+
+    @contextmanager
+    def session(self, **kw):
+        with self.inner.session(**kw) as s:
+            yield _CheckedSession(s, self.stop)
+
+
+class _CheckedSession:
+    def __init__(self, inner, stop: _Stop):
+        self.inner, self.stop = inner, stop
+
+    def process(self, *args, **kw):
+        self.stop.check()
+        return self.inner.process(*args, **kw)
+
+
+class _CheckedEmbedder:
+    """A CSIM embedder (csim.csim calls it once a frame) that checks the stop signal first."""
+
+    def __init__(self, inner, stop: _Stop):
+        self.inner, self.stop, self.name = inner, stop, inner.name
+
+    def __call__(self, *args, **kw):
+        self.stop.check()
+        return self.inner(*args, **kw)
 
 
 @dataclass(frozen=True)
@@ -78,10 +133,16 @@ class Evaluator:
         kid_mean, kid_std = self._fid.kid(fa, fb)
         return {"fid": float(self._fid.fid(fa, fb)), "kid": float(kid_mean), "kid_std": float(kid_std), "n": len(b)}
 
-    def evaluate(self, source_video: str, generated_video: str, audio_path: str) -> dict:
+    def evaluate(self, source_video: str, generated_video: str, audio_path: str,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+        """should_stop: asked before every frame tracked or embedded and between the metrics; when it returns
+        True the evaluation stops there and Cancelled is raised."""
         t0 = time.perf_counter()
-        src = faces.track(source_video, self.landmarker)
-        gen = faces.track(generated_video, self.landmarker)
+        stop = _Stop(should_stop)
+        landmarker = stop.landmarker(self.landmarker)
+        src = faces.track(source_video, landmarker)
+        gen = faces.track(generated_video, landmarker)
+        stop.check()
         audio, _ = media.decode_audio(audio_path, 3600, sample_rate=sync_free.AUDIO_RATE, mono=True)
         audio = audio[0]
         n_src, n_gen = len(src.frames), len(gen.frames)
@@ -101,6 +162,7 @@ class Evaluator:
                     "note": "meaningful only when the source video speaks the same audio"}
 
         # SyncNet LSE-D / LSE-C
+        stop.check()
         syncnet_conf = None
         if self.syncnet is None:
             for k in ("lse_d", "lse_c", "sync_offset_syncnet"):
@@ -122,12 +184,13 @@ class Evaluator:
                 syncnet_conf = r.get("frame_conf")
 
         # identity
+        stop.check()
         scored = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.csim_frames)).round().astype(int))
-        c = C.csim(self.dlib, src.frames, src.points, gen.frames, gen.points, index, scored)
+        c = C.csim(stop.embedder(self.dlib), src.frames, src.points, gen.frames, gen.points, index, scored)
         m["csim_dlib"] = {"value": c["mean"], "better": "higher"}
         per_frame_csim = c["per_frame"]
         if self.arcface is not None:
-            a = C.csim(self.arcface, src.frames, src.points, gen.frames, gen.points, index, scored)
+            a = C.csim(stop.embedder(self.arcface), src.frames, src.points, gen.frames, gen.points, index, scored)
             m["csim_arcface"] = {"value": a["mean"], "better": "higher"}
             per_frame_csim = a["per_frame"]
         else:
@@ -135,8 +198,10 @@ class Evaluator:
                                  f"or {os.path.abspath(os.path.join(self.s.models_dir, 'arcface'))}/*.onnx)"}
 
         # visual quality: full frames and face crops, the same evenly spaced frames of both videos
+        stop.check()
         pick = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.fid_frames)).round().astype(int))
         full = self._fid_sets(src.frames, index[pick], np.stack([gen.frames[i] for i in pick]))
+        stop.check()
         face = self._fid_sets(src.crops(299), index[pick], gen.crops(299)[pick])
         for name, r in (("full", full), ("face", face)):
             m[f"fid_{name}"] = {"value": r["fid"], "better": "lower", "frames": r["n"]}

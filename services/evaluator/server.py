@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from functools import partial
 
 import grpc
@@ -17,7 +18,8 @@ from lipsync_common.formats import media
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.edge.auth import internal_interceptors
-from lipsync_common.formats.chunks import ChunkError, ChunkWriter
+from lipsync_common.edge.uploads import UploadError, Uploads, receive
+from lipsync_common.formats.chunks import ChunkWriter
 from services.evaluator import report
 from services.evaluator.config import EvaluatorConfig
 
@@ -64,59 +66,58 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
         boot.log_event(log, "weights", **{k: v for k, v in self.evaluator.weights().items()})
 
     async def _receive(self, request_iterator, fail, tmp: str, compare: bool):
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "config":
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
-        writers: dict[str, ChunkWriter] = {}
-        files: dict = {}
-        total = 0
-        async for req in request_iterator:
-            if req.WhichOneof("payload") != "file":
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the config may be sent only once, first")
-            role = req.file.role
-            model = MODEL_ROLE.match(role)
-            if role not in ("source", "audio") + (() if compare else ("generated",)) and not (compare and model):
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, f"unknown file role {role!r}")
-            if role not in writers:
-                if len(writers) >= 34:
-                    await fail(grpc.StatusCode.INVALID_ARGUMENT, "too many files (at most 32 models)")
-                files[role] = open(os.path.join(tmp, f"f{len(writers)}"), "wb")
-                writers[role] = ChunkWriter(role, files[role], self.cfg.max_upload_bytes)
-            total += len(req.file.chunk.data)
-            if total > self.cfg.max_upload_bytes:
-                await fail(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"the files are larger than {self.cfg.max_upload_bytes} bytes together")
-            try:
-                writers[role].add(req.file.chunk.offset, req.file.chunk.data, req.file.chunk.last)
-            except ChunkError as e:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        for f in files.values():
-            f.close()
+        """The config, then the files by role into tmp; returns (config, {role: path})."""
+        files = Uploads(ChunkWriter, self.cfg.max_upload_bytes, max_total=self.cfg.max_upload_bytes)
+
+        def route(f: evaluator_pb2.FileChunk):
+            role = f.role
+            if role not in ("source", "audio") + (() if compare else ("generated",)) and not (
+                    compare and MODEL_ROLE.match(role)):
+                raise UploadError(f"unknown file role {role!r}")
+            if role not in files.writers:
+                if len(files.writers) >= 34:
+                    raise UploadError("too many files (at most 32 models)")
+                files.open(role, role, os.path.join(tmp, f"f{len(files.writers)}"))
+            return role, f.chunk
+
+        try:
+            config = await receive(request_iterator, "config", "file", lambda _: route, files,
+                                   again="the config may be sent only once, first")
+        except UploadError as e:
+            await fail(calls.status(e.code), e.message)
+        roles = files.writers
         needed = ["source", "audio"] + ([] if compare else ["generated"])
-        missing = [r for r in needed if r not in writers]
-        if compare and sum(1 for r in writers if r.startswith("model/")) < 2:
+        missing = [r for r in needed if r not in roles]
+        if compare and sum(1 for r in roles if r.startswith("model/")) < 2:
             missing.append("model/<name> (at least two)")
         if missing:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "missing files: " + ", ".join(missing))
-        for role, w in writers.items():
+        for role, w in roles.items():
             if not w.done:
                 await fail(grpc.StatusCode.INVALID_ARGUMENT, f"file {role!r} ended before its last chunk")
-        return first.config, {role: f.name for role, f in files.items()}
+        return config, dict(files.paths)
 
     async def _run(self, fn, fail):
+        """fn(should_stop) in a worker thread, one at a time; when the call ends first (cancelled, deadline)
+        the stop signal is set and the work ends at its next frame."""
+        stop = threading.Event()
         async with self.busy:
+            work = asyncio.ensure_future(asyncio.to_thread(fn, stop.is_set))
+            work.add_done_callback(_quiet)
             try:
-                return await asyncio.to_thread(fn)
+                return await asyncio.shield(work)     # a cancelled call leaves the worker to stop by itself
             except media.MediaError as e:
                 await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            finally:
+                stop.set()
 
     async def Evaluate(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)
         tmp = tempfile.mkdtemp(prefix="eval-", dir=self.cfg.tmp_dir or None)
         try:
             cfg, paths = await self._receive(request_iterator, fail, tmp, compare=False)
-            result = await self._run(lambda: self.evaluator.evaluate(paths["source"], paths["generated"],
-                                                                     paths["audio"]), fail)
+            result = await self._run(lambda should_stop: self.evaluator.evaluate(
+                paths["source"], paths["generated"], paths["audio"], should_stop), fail)
             result["inputs"] = {"source_video": "source", "generated_video": "generated", "audio": "audio"}
             html = report.evaluation_html(result).encode() if cfg.report_html else b""
             boot.log_event(log, "evaluated", seconds=result["seconds"])
@@ -132,14 +133,22 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServicer):
             cfg, paths = await self._receive(request_iterator, fail, tmp, compare=True)
             models = {r.split("/", 1)[1]: p for r, p in paths.items() if r.startswith("model/")}
 
-            def work():
-                return compare({name: self.evaluator.evaluate(paths["source"], p, paths["audio"])
+            def work(should_stop):
+                return compare({name: self.evaluator.evaluate(paths["source"], p, paths["audio"], should_stop)
                                 for name, p in models.items()})
             result = await self._run(work, fail)
             html = report.comparison_html(result).encode() if cfg.report_html else b""
             return comparison_pb(result, html)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _quiet(work: asyncio.Future) -> None:
+    """Read the outcome of a worker nobody waits for any more (its call was cancelled), so it is not logged as
+    never retrieved; a Cancelled one is the expected end."""
+    from services.evaluator.evaluate import Cancelled     # loaded by warmup (the evaluator's heavy imports)
+    if not work.cancelled() and isinstance(work.exception(), Cancelled):
+        boot.log_event(log, "evaluation stopped", reason="the call was cancelled")
 
 
 def main() -> None:
@@ -149,7 +158,8 @@ def main() -> None:
     name = evaluator_pb2.DESCRIPTOR.services_by_name["Evaluator"].full_name
     asyncio.run(boot.serve(
         name="evaluator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token),
+        edge=cfg.edge,
         add_servicers=lambda s: evaluator_pb2_grpc.add_EvaluatorServicer_to_server(servicer, s)))
 
 

@@ -2,6 +2,7 @@
 the media file itself and decodes it again for frames; crops are stored losslessly)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import deque
@@ -22,6 +23,10 @@ PIPELINE_VERSION = "prep-2"  # bump when a change alters what is stored for the 
 
 class NoFaceError(ValueError):
     """No face in any frame of the source."""
+
+
+class Cancelled(Exception):
+    """should_stop() said stop (the call was cancelled): the work ended at the next frame, nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,11 @@ def source_id(media_sha256: str, opts: PrepareOptions) -> str:
 
 def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: SourceCache,
             landmarker: Landmarker, max_pixels: int, max_frames: int,
-            progress: Callable[[int, int], None] | None = None, parser=None) -> tuple[SourceMeta, bool]:
+            progress: Callable[[int, int], None] | None = None, parser=None,
+            should_stop: Callable[[], bool] | None = None) -> tuple[SourceMeta, bool]:
     """Returns (meta, was_cached). Raises media.MediaError for unusable media, NoFaceError without a face.
-    parser: a face_parsing.FaceParser, required when opts.mask == "bisenet"."""
+    parser: a face_parsing.FaceParser, required when opts.mask == "bisenet".
+    should_stop: asked before each frame; when it returns True the work stops there and Cancelled is raised."""
     if opts.mask == "bisenet" and parser is None:
         raise ValueError("mask 'bisenet' needs the face-parsing weights (FaceParser)")
     sid = source_id(media_sha256, opts)
@@ -102,9 +109,12 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
 
     try:
         smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
-        with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post:
+        with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post, \
+                contextlib.closing(frame_reader.prefetch(frames)) as decoded_frames:
             session.hint = opts.face_hint
-            for decoded in frame_reader.prefetch(frames):
+            for decoded in decoded_frames:
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"cancelled after {n} frame(s)")
                 pts = session.process(decoded[0], opts.face_index)
                 if smoother is not None:
                     if pts is None:

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 
 import grpc
 import numpy as np
@@ -19,12 +20,13 @@ from lipsync_common.edge import server as boot
 from lipsync_common.formats import media
 from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.metrics import FRAMES
-from lipsync_common.formats.chunks import ChunkError, ChunkWriter
+from lipsync_common.edge.uploads import UploadError, Uploads, receive
+from lipsync_common.formats.chunks import ChunkWriter
 from lipsync_common.formats.source_cache import SourceCache
 from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
 from lipsync_common.faces.landmarks import Landmarker
-from services.preprocess.prepare import NoFaceError, PrepareOptions, prepare
+from services.preprocess.prepare import Cancelled, NoFaceError, PrepareOptions, prepare
 
 log = logging.getLogger("preprocess")
 
@@ -59,34 +61,44 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         with self.landmarker.session(static=True) as s:
             s.process(np.zeros((64, 64, 3), np.uint8))
 
+    async def _receive(self, request_iterator, path: str, fail) -> tuple[PrepareOptions, str]:
+        """The options, then the face media into `path`; returns (options, the media's sha256)."""
+        files = Uploads(ChunkWriter, self.cfg.max_upload_bytes)
+        sha = hashlib.sha256()
+        opts = None
+
+        def start(msg: preprocess_pb2.PrepareOptions):
+            nonlocal opts
+            mask = "bisenet" if self.parser is not None else "landmarks"
+            opts = dataclasses.replace(prepare_options(msg), mask=mask)
+            files.open("face", "face media", path)
+            return route
+
+        def route(chunk: common_pb2.Chunk):
+            sha.update(chunk.data)
+            return "face", chunk
+
+        try:
+            await receive(request_iterator, "options", "media", start, files,
+                          again="options may be sent only once, first")
+        except UploadError as e:
+            await fail(calls.status(e.code), e.message)
+        except ValueError as e:     # an option out of the table's range (OptionError)
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        writer = files.writers["face"]
+        if not writer.done:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT,
+                       "the face media stream ended before its last chunk (last=true)")
+        if writer.size == 0:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the face media is empty (0 bytes)")
+        return opts, sha.hexdigest()
+
     async def Prepare(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "options":
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the options")
-        try:
-            opts = dataclasses.replace(prepare_options(first.options),
-                                       mask="bisenet" if self.parser is not None else "landmarks")
-        except ValueError as e:
-            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         fd, path = tempfile.mkstemp(prefix="prep-", dir=self.cfg.tmp_dir or None)
+        os.close(fd)
         try:
-            sha = hashlib.sha256()
-            with os.fdopen(fd, "wb") as f:
-                writer = ChunkWriter("face media", f, self.cfg.max_upload_bytes)
-                async for req in request_iterator:
-                    if req.WhichOneof("payload") != "media":
-                        await fail(grpc.StatusCode.INVALID_ARGUMENT, "options may be sent only once, first")
-                    try:
-                        writer.add(req.media.offset, req.media.data, req.media.last)
-                    except ChunkError as e:
-                        await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-                    sha.update(req.media.data)
-            if not writer.done:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "the face media stream ended before its last chunk (last=true)")
-            if writer.size == 0:
-                await fail(grpc.StatusCode.INVALID_ARGUMENT, "the face media is empty (0 bytes)")
+            opts, sha = await self._receive(request_iterator, path, fail)
             loop = asyncio.get_running_loop()
             events: asyncio.Queue = asyncio.Queue()
 
@@ -94,19 +106,24 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
                 if done % 10 == 0:
                     loop.call_soon_threadsafe(events.put_nowait, (done, total))
 
+            stop = threading.Event()     # set when the call ends: the work stops at its next frame
             async with self.cpu:
                 task = asyncio.ensure_future(asyncio.to_thread(
-                    prepare, path, sha.hexdigest(), opts, self.cache, self.landmarker,
-                    self.cfg.max_pixels, self.cfg.max_frames, progress, self.parser))
-                while not task.done():
-                    getter = asyncio.ensure_future(events.get())
-                    await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter.done():
-                        done, total = getter.result()
-                        yield preprocess_pb2.PrepareResponse(progress=common_pb2.Progress(
-                            stage=common_pb2.STAGE_PREPROCESS, done=done, total=total))
-                    else:
-                        getter.cancel()
+                    prepare, path, sha, opts, self.cache, self.landmarker, self.cfg.max_pixels,
+                    self.cfg.max_frames, progress, self.parser, stop.is_set))
+                task.add_done_callback(_quiet)
+                try:
+                    while not task.done():
+                        getter = asyncio.ensure_future(events.get())
+                        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                        if getter.done():
+                            done, total = getter.result()
+                            yield preprocess_pb2.PrepareResponse(progress=common_pb2.Progress(
+                                stage=common_pb2.STAGE_PREPROCESS, done=done, total=total))
+                        else:
+                            getter.cancel()
+                finally:
+                    stop.set()
                 try:
                     meta, cached = task.result()
                 except media.MediaError as e:
@@ -116,15 +133,25 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             boot.log_event(log, "prepared", source_id=meta.source_id, frames=meta.num_frames, cached=cached)
             if not cached:
                 FRAMES.labels("preprocess", "prepare").inc(meta.num_frames)
-            yield preprocess_pb2.PrepareResponse(prepared=preprocess_pb2.PreparedSource(
-                source_id=meta.source_id, num_frames=meta.num_frames, fps=meta.fps, width=meta.width,
-                height=meta.height, is_image=meta.is_image, frames_with_face=meta.frames_with_face,
-                bbox_shift_range=common_pb2.BboxShiftRange(min=meta.bbox_shift_range[0],
-                                                           max=meta.bbox_shift_range[1]),
-                cached=cached))
+            yield preprocess_pb2.PrepareResponse(prepared=prepared_pb(meta, cached))
         finally:
             if os.path.exists(path):
                 os.remove(path)
+
+
+def _quiet(task: asyncio.Future) -> None:
+    """A worker's outcome nobody waits for any more (the call was cancelled): read it, so it is not logged as
+    never retrieved; a Cancelled one is the expected end."""
+    if not task.cancelled() and isinstance(task.exception(), Cancelled):
+        boot.log_event(log, "prepare stopped", reason="the call was cancelled")
+
+
+def prepared_pb(meta, cached: bool) -> preprocess_pb2.PreparedSource:
+    return preprocess_pb2.PreparedSource(
+        source_id=meta.source_id, num_frames=meta.num_frames, fps=meta.fps, width=meta.width, height=meta.height,
+        is_image=meta.is_image, frames_with_face=meta.frames_with_face,
+        bbox_shift_range=common_pb2.BboxShiftRange(min=meta.bbox_shift_range[0], max=meta.bbox_shift_range[1]),
+        cached=cached)
 
 
 def main() -> None:
@@ -134,7 +161,8 @@ def main() -> None:
     name = preprocess_pb2.DESCRIPTOR.services_by_name["Preprocess"].full_name
     asyncio.run(boot.serve(
         name="preprocess", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
+        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token),
+        edge=cfg.edge,
         add_servicers=lambda s: preprocess_pb2_grpc.add_PreprocessServicer_to_server(servicer, s)))
 
 
