@@ -193,6 +193,19 @@ class Pipeline:
             raise Failure("INTERNAL", "preprocess ended without a prepared source")
         return prepared
 
+    async def preview(self, options: common_pb2.LipsyncOptions, face_path: str) -> common_pb2.PreviewResult:
+        """Prepare the face (or find it prepared) and draw its first frame with a face (preprocess's Preview)."""
+        async def no_progress(_msg) -> None:
+            pass
+        prepared = await self.prepare(options, face_path, no_progress)
+        try:
+            result = await self.pre.Preview(preprocess_pb2.PreviewRequest(source_id=prepared.source_id),
+                                            metadata=self.metadata, timeout=remaining())
+        except grpc.aio.AioRpcError as e:
+            raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
+        result.cached = prepared.cached
+        return result
+
     async def run(self, options: common_pb2.LipsyncOptions, face_path: str, audio_path: str,
                   emit: Emit) -> common_pb2.Summary:
         if options.evaluate and self.evaluator is None:

@@ -48,8 +48,9 @@ def load_audio(path: str, max_s: float) -> Audio:
 
 def prepare_options(o: common_pb2.LipsyncOptions) -> preprocess_pb2.PrepareOptions:
     """The face options of a request, as preprocess takes them (unset optional fields stay unset)."""
-    opts = preprocess_pb2.PrepareOptions(model_version=o.model_version, bbox_shift=o.bbox_shift)
-    for name in ("extra_margin", "face_index", "smoothing"):
+    opts = preprocess_pb2.PrepareOptions(model_version=o.model_version, bbox_shift=o.bbox_shift,
+                                         parsing_mode=o.parsing_mode)
+    for name in ("extra_margin", "face_index", "smoothing", "left_cheek_width", "right_cheek_width"):
         if o.HasField(name):
             setattr(opts, name, getattr(o, name))
     if o.HasField("face_hint"):

@@ -82,6 +82,44 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             self.streams -= 1
             shutil.rmtree(folder, ignore_errors=True)
 
+    async def Preview(self, request_iterator, context):
+        fail = partial(calls.abort, context, request_iterator)
+        folder = tempfile.mkdtemp(prefix="preview-", dir=self.cfg.tmp_dir or None)
+        try:
+            try:
+                options, face, _ = await receive(request_iterator, folder, self.cfg.max_upload_bytes, self.urls,
+                                                 audio=False)
+            except Failure as e:
+                await fail(calls.status(e.code), e.message)
+            left = context.time_remaining()
+            if left is not None:
+                DEADLINE.set(time.monotonic() + left)
+            try:
+                return await self.pipeline.preview(options, face)
+            except Failure as e:
+                await context.abort(calls.status(e.code), e.message)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def Evaluate(self, request_iterator, context):
+        evaluator = self.pipeline.evaluator
+        return await self._forward(evaluator and evaluator.Evaluate, request_iterator, context)
+
+    async def Compare(self, request_iterator, context):
+        evaluator = self.pipeline.evaluator
+        return await self._forward(evaluator and evaluator.Compare, request_iterator, context)
+
+    async def _forward(self, method, request_iterator, context):
+        """The evaluator's own call (method) with this call's stream: its checks, limits and errors, behind the
+        gateway's auth (the internal token added)."""
+        if method is None:
+            await calls.abort(context, request_iterator, grpc.StatusCode.FAILED_PRECONDITION,
+                              "this gateway has no evaluator (set EVALUATOR_ADDR)")
+        try:
+            return await method(request_iterator, metadata=self.pipeline.metadata, timeout=context.time_remaining())
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details())
+
     async def SubmitJob(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
         try:

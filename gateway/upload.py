@@ -50,9 +50,10 @@ def upload_failure(e: UploadError) -> Failure:
     return Failure(e.code, e.message)
 
 
-async def receive(request_iterator, folder: str, max_bytes: int,
-                  urls: UrlPolicy = UrlPolicy()) -> tuple[common_pb2.LipsyncOptions, str, str]:
+async def receive(request_iterator, folder: str, max_bytes: int, urls: UrlPolicy = UrlPolicy(),
+                  audio: bool = True) -> tuple[common_pb2.LipsyncOptions, str, str]:
     """Read options + both uploads into folder/face and folder/audio; returns (options, face_path, audio_path).
+    audio=False (Preview): the face only; an audio chunk or URL is an error.
 
     An input given as a URL in the options is fetched instead (fetch.py) and must not be uploaded. Stops
     reading as soon as the uploads are complete. Raises Failure(INVALID_ARGUMENT) on any protocol error.
@@ -61,10 +62,14 @@ async def receive(request_iterator, folder: str, max_bytes: int,
     files = Uploads(ChunkWriter, max_bytes)
     by_url: dict[int, str] = {}
 
+    kinds = (FACE, AUDIO) if audio else (FACE,)
+
     def start(o: common_pb2.LipsyncOptions):
         validate_options(o)
+        if not audio and o.audio_url:
+            raise UploadError("a preview takes the face only: leave audio_url empty")
         by_url.update({k: u for k, u in ((FACE, o.face_url), (AUDIO, o.audio_url)) if u})
-        for kind in (FACE, AUDIO):
+        for kind in kinds:
             if kind not in by_url:
                 files.open(kind, NAMES[kind], paths[kind])
         return route
@@ -72,6 +77,8 @@ async def receive(request_iterator, folder: str, max_bytes: int,
     def route(media: gateway_pb2.MediaChunk):
         if media.kind in by_url:
             raise UploadError(f"the {NAMES[media.kind]} is given as a URL: do not upload it too")
+        if media.kind == AUDIO and not audio:
+            raise UploadError("a preview takes the face only: send no audio chunks")
         if media.kind not in files.writers:
             raise UploadError(f"unknown media kind {media.kind}; use MEDIA_KIND_FACE or MEDIA_KIND_AUDIO")
         return media.kind, media.chunk

@@ -90,11 +90,14 @@ class Stack:
     @classmethod
     def start(cls, folder: str, env: dict[str, str] | None = None, ports: dict[str, int] | None = None,
               detach: bool = False, timeout: float = 120.0, metrics: bool = False,
-              services: tuple[str, ...] | None = None, render_workers: int = 1) -> "Stack":
+              services: tuple[str, ...] | None = None, render_workers: int = 1,
+              external: dict[str, str] | None = None) -> "Stack":
         """services: the names to start (default all); the gateway gets the address of each one started.
-        render_workers: render processes (named render, render-2, ...), all behind the gateway's RENDER_ADDR."""
+        render_workers: render processes (named render, render-2, ...), all behind the gateway's RENDER_ADDR.
+        external: addresses of services running elsewhere, given to the gateway as if started here."""
         ports = ports or {}
         stack = cls(folder)
+        stack.addrs.update(external or {})
         run, logs = os.path.join(folder, "run"), os.path.join(folder, "log")
         os.makedirs(run, exist_ok=True)
         os.makedirs(logs, exist_ok=True)

@@ -148,68 +148,17 @@ class Evaluator:
         n_src, n_gen = len(src.frames), len(gen.frames)
         index = np.array([source_frame(t, n_src, src.fps, gen.fps) for t in range(n_gen)])
         m: dict = {}
-        notes = []
-
-        # weight-free sync and mouth shape
-        mouth = gen.mouth_opening()
-        loud = sync_free.loudness(audio, gen.fps, n_gen)
-        free = sync_free.av_offset(mouth, loud, self.s.vshift)
-        m["sync_offset_free"] = {"value": free["offset"], "better": "closer_to_0", "unit": "frames",
-                                 "note": "k > 0: the audio is late by k frames"}
-        m["sync_conf_free"] = {"value": free["confidence"], "better": "higher"}
-        lm = sync_free.lmd(src.points, gen.points, index)
-        m["lmd"] = {"value": lm["lmd"], "better": "lower", "unit": "px in a 256-px face box",
-                    "note": "meaningful only when the source video speaks the same audio"}
-
-        # SyncNet LSE-D / LSE-C
+        per_frame = self._sync_free(m, src, gen, audio, index)
         stop.check()
-        syncnet_conf = None
-        if self.syncnet is None:
-            for k in ("lse_d", "lse_c", "sync_offset_syncnet"):
-                m[k] = {"value": None, "unavailable": self.syncnet_error}
-        else:
-            crops = np.ascontiguousarray(gen.crops(224)[..., ::-1])   # BGR, as syncnet_python reads frames
-            try:
-                r = self._syncnet.lse(self.syncnet, crops, audio, vshift=self.s.vshift, fps=gen.fps)
-            except ValueError as e:       # not 25 fps, too short
-                r = None
-                for k in ("lse_d", "lse_c", "sync_offset_syncnet"):
-                    m[k] = {"value": None, "unavailable": f"unavailable: {e}"}
-            if r is not None:
-                m["lse_d"] = {"value": r["lse_d"], "better": "lower", "band": BANDS["lse_d"]}
-                m["lse_c"] = {"value": r["lse_c"], "better": "higher", "band": BANDS["lse_c"]}
-                m["sync_offset_syncnet"] = {"value": -r["av_offset"], "better": "closer_to_0", "unit": "frames",
-                                            "note": "k > 0: the audio is late (syncnet_python prints "
-                                                    f"{r['av_offset']})"}
-                syncnet_conf = r.get("frame_conf")
-
-        # identity
+        per_frame["syncnet_conf"] = self._syncnet_scores(m, gen, audio)
         stop.check()
-        scored = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.csim_frames)).round().astype(int))
-        c = C.csim(stop.embedder(self.dlib), src.frames, src.points, gen.frames, gen.points, index, scored)
-        m["csim_dlib"] = {"value": c["mean"], "better": "higher"}
-        per_frame_csim = c["per_frame"]
-        if self.arcface is not None:
-            a = C.csim(stop.embedder(self.arcface), src.frames, src.points, gen.frames, gen.points, index, scored)
-            m["csim_arcface"] = {"value": a["mean"], "better": "higher"}
-            per_frame_csim = a["per_frame"]
-        else:
-            m["csim_arcface"] = {"value": None, "unavailable": "unavailable: no ArcFace .onnx given (ARCFACE_MODEL "
-                                 f"or {os.path.abspath(os.path.join(self.s.models_dir, 'arcface'))}/*.onnx)"}
-
-        # visual quality: full frames and face crops, the same evenly spaced frames of both videos
+        per_frame.update(self._identity(m, stop, src, gen, index))
         stop.check()
-        pick = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.fid_frames)).round().astype(int))
-        full = self._fid_sets(src.frames, index[pick], np.stack([gen.frames[i] for i in pick]))
-        stop.check()
-        face = self._fid_sets(src.crops(299), index[pick], gen.crops(299)[pick])
-        for name, r in (("full", full), ("face", face)):
-            m[f"fid_{name}"] = {"value": r["fid"], "better": "lower", "frames": r["n"]}
-            m[f"kid_{name}"] = {"value": r["kid"], "std": r["kid_std"], "better": "lower", "frames": r["n"]}
-        notes.append(f"CSIM is scored on {len(scored)} evenly spaced frames (per_frame.csim_frames).")
-        notes.append(f"FID/KID compare {len(pick)} evenly spaced generated frames with the source frames shown at "
-                     "the same times; FID on so few frames is strongly biased upward (compare models only at the "
-                     "same frame count), KID is unbiased.")
+        pick = self._quality(m, stop, src, gen, index)
+        notes = [f"CSIM is scored on {len(per_frame['csim_frames'])} evenly spaced frames (per_frame.csim_frames).",
+                 f"FID/KID compare {len(pick)} evenly spaced generated frames with the source frames shown at "
+                 "the same times; FID on so few frames is strongly biased upward (compare models only at the "
+                 "same frame count), KID is unbiased."]
         if self.arcface is None:
             notes.append("csim_dlib uses dlib's descriptor; it is not comparable with ArcFace CSIM in papers.")
         return {
@@ -220,12 +169,69 @@ class Evaluator:
             "metrics": m,
             "weights": self.weights(),
             "notes": notes,
-            "per_frame": {"csim": per_frame_csim, "csim_frames": scored.tolist(), "lmd": lm["per_frame"],
-                          "mouth_opening": [None if not np.isfinite(v) else float(v) for v in mouth],
-                          "sync_windows": sync_free.windowed_offsets(mouth, loud, gen.fps, vshift=self.s.vshift),
-                          "syncnet_conf": syncnet_conf},
+            "per_frame": per_frame,
             "seconds": round(time.perf_counter() - t0, 2),
         }
+
+    def _sync_free(self, m: dict, src, gen, audio: np.ndarray, index: np.ndarray) -> dict:
+        """Weight-free sync (mouth opening against loudness) and LMD; their per-frame series."""
+        mouth = gen.mouth_opening()
+        loud = sync_free.loudness(audio, gen.fps, len(gen.frames))
+        free = sync_free.av_offset(mouth, loud, self.s.vshift)
+        m["sync_offset_free"] = {"value": free["offset"], "better": "closer_to_0", "unit": "frames",
+                                 "note": "k > 0: the audio is late by k frames"}
+        m["sync_conf_free"] = {"value": free["confidence"], "better": "higher"}
+        lm = sync_free.lmd(src.points, gen.points, index)
+        m["lmd"] = {"value": lm["lmd"], "better": "lower", "unit": "px in a 256-px face box",
+                    "note": "meaningful only when the source video speaks the same audio"}
+        return {"lmd": lm["per_frame"], "mouth_opening": [None if not np.isfinite(v) else float(v) for v in mouth],
+                "sync_windows": sync_free.windowed_offsets(mouth, loud, gen.fps, vshift=self.s.vshift)}
+
+    def _syncnet_scores(self, m: dict, gen, audio: np.ndarray):
+        """SyncNet's LSE-D / LSE-C and offset, or why they are unavailable; returns the per-frame confidence."""
+        keys = ("lse_d", "lse_c", "sync_offset_syncnet")
+        if self.syncnet is None:
+            m.update({k: {"value": None, "unavailable": self.syncnet_error} for k in keys})
+            return None
+        crops = np.ascontiguousarray(gen.crops(224)[..., ::-1])   # BGR, as syncnet_python reads frames
+        try:
+            r = self._syncnet.lse(self.syncnet, crops, audio, vshift=self.s.vshift, fps=gen.fps)
+        except ValueError as e:       # not 25 fps, too short
+            m.update({k: {"value": None, "unavailable": f"unavailable: {e}"} for k in keys})
+            return None
+        m["lse_d"] = {"value": r["lse_d"], "better": "lower", "band": BANDS["lse_d"]}
+        m["lse_c"] = {"value": r["lse_c"], "better": "higher", "band": BANDS["lse_c"]}
+        m["sync_offset_syncnet"] = {"value": -r["av_offset"], "better": "closer_to_0", "unit": "frames",
+                                    "note": f"k > 0: the audio is late (syncnet_python prints {r['av_offset']})"}
+        return r.get("frame_conf")
+
+    def _identity(self, m: dict, stop, src, gen, index: np.ndarray) -> dict:
+        """CSIM with dlib's descriptor, and with ArcFace when its .onnx is given; the per-frame series."""
+        n_gen = len(gen.frames)
+        scored = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.csim_frames)).round().astype(int))
+        c = C.csim(stop.embedder(self.dlib), src.frames, src.points, gen.frames, gen.points, index, scored)
+        m["csim_dlib"] = {"value": c["mean"], "better": "higher"}
+        per_frame = c["per_frame"]
+        if self.arcface is not None:
+            a = C.csim(stop.embedder(self.arcface), src.frames, src.points, gen.frames, gen.points, index, scored)
+            m["csim_arcface"] = {"value": a["mean"], "better": "higher"}
+            per_frame = a["per_frame"]
+        else:
+            m["csim_arcface"] = {"value": None, "unavailable": "unavailable: no ArcFace .onnx given (ARCFACE_MODEL "
+                                 f"or {os.path.abspath(os.path.join(self.s.models_dir, 'arcface'))}/*.onnx)"}
+        return {"csim": per_frame, "csim_frames": scored.tolist()}
+
+    def _quality(self, m: dict, stop, src, gen, index: np.ndarray) -> np.ndarray:
+        """FID/KID on full frames and on face crops, the same evenly spaced frames of both videos."""
+        n_gen = len(gen.frames)
+        pick = np.unique(np.linspace(0, n_gen - 1, min(n_gen, self.s.fid_frames)).round().astype(int))
+        full = self._fid_sets(src.frames, index[pick], np.stack([gen.frames[i] for i in pick]))
+        stop.check()
+        face = self._fid_sets(src.crops(299), index[pick], gen.crops(299)[pick])
+        for name, r in (("full", full), ("face", face)):
+            m[f"fid_{name}"] = {"value": r["fid"], "better": "lower", "frames": r["n"]}
+            m[f"kid_{name}"] = {"value": r["kid"], "std": r["kid_std"], "better": "lower", "frames": r["n"]}
+        return pick
 
 
 def _score(metric: dict):

@@ -352,12 +352,15 @@ class FaceParser:
         return out
 
     def mask(self, crop_rgb: np.ndarray, parsing: np.ndarray | None = None, face_box: Sequence[int] | None = None,
-             mode: str = "jaw", upper_boundary_ratio: float = 0.5, blur_frac: float = 0.1) -> np.ndarray:
-        """uint8 [H, W] feathered lower-face blend mask for one crop (see blend_mask); parses it if needed."""
+             mode: str = "jaw", upper_boundary_ratio: float = 0.5, blur_frac: float = 0.1,
+             left_cheek_width: int | None = None, right_cheek_width: int | None = None) -> np.ndarray:
+        """uint8 [H, W] feathered lower-face blend mask for one crop (see blend_mask); parses it if needed.
+        The cheek widths default to the parser's own."""
         crop = np.asarray(crop_rgb)
         if parsing is None:
             parsing = self.parse(crop[None])[0]
         if parsing.shape != crop.shape[:2]:
             raise ValueError(f"parsing {parsing.shape} does not match the crop {crop.shape[:2]}")
-        return blend_mask(parsing, face_box, mode, upper_boundary_ratio, blur_frac,
-                          self.left_cheek_width, self.right_cheek_width)
+        left = self.left_cheek_width if left_cheek_width is None else left_cheek_width
+        right = self.right_cheek_width if right_cheek_width is None else right_cheek_width
+        return blend_mask(parsing, face_box, mode, upper_boundary_ratio, blur_frac, left, right)

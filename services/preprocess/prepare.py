@@ -38,13 +38,18 @@ class PrepareOptions:
     smoothing: bool = True       # One Euro filter on the landmarks (smoothing.py)
     face_hint: tuple[float, float, float, float] | None = None   # x1, y1, x2, y2: the face overlapping it most
     mask: str = "landmarks"      # "landmarks" (lower face from Face Mesh) or "bisenet" (face parsing, weights needed)
+    parsing_mode: str = "jaw"    # the bisenet mask's region (MuseTalk v1.5): "jaw" or "raw"; no-op for "landmarks"
+    left_cheek_width: int = 90   # jaw mode's cheek columns (MuseTalk v1.5); no-op for "landmarks"
+    right_cheek_width: int = 90
 
     def effective(self) -> dict:
+        """Everything that decides what is stored: the cache key (source_id) is made of it."""
         return {"model_version": self.model_version, "bbox_shift": self.bbox_shift,
                 "extra_margin": self.extra_margin if self.model_version == "v15" else 0,
                 "face_index": self.face_index, "smoothing": self.smoothing,
                 "face_hint": list(self.face_hint) if self.face_hint else None, "mask": self.mask,
-                "pipeline": PIPELINE_VERSION}
+                "parsing_mode": self.parsing_mode, "left_cheek_width": self.left_cheek_width,
+                "right_cheek_width": self.right_cheek_width, "pipeline": PIPELINE_VERSION}
 
 
 def source_id(media_sha256: str, opts: PrepareOptions) -> str:
@@ -65,73 +70,85 @@ def prepare(media_path: str, media_sha256: str, opts: PrepareOptions, cache: Sou
     if cache.has(sid):
         return cache.get(sid).meta, True
     info, frames = media.read_face_media(media_path, max_pixels=max_pixels, max_frames=max_frames, timestamps=True)
-    eff = opts.effective()
     writer = cache.writer(sid, media_path)
-    lm68_found: list[np.ndarray] = []
-    n = 0
-    empty_mask = np.zeros((C.CROP, C.CROP), np.uint8)
-    empty_crop = np.zeros((C.CROP, C.CROP, 3), np.uint8)
-    no_mesh = np.full((NUM_POINTS, 2), np.nan, np.float32)
-
-    def finish(decoded: tuple, pts: np.ndarray | None) -> np.ndarray | None:
-        """Crop box, crop, mask and cache write of one frame (in order, in one worker thread)."""
-        frame, frame_pts, keyframe = decoded
-        box = None
-        if pts is not None:
-            lm68 = to_68(pts)
-            try:
-                box = C.crop_box(lm68, info.width, info.height, eff["bbox_shift"], eff["extra_margin"])
-            except ValueError:
-                box = None  # face at the very edge: pass the frame through
-        if box is None:
-            writer.add(frame, frame_pts, keyframe, (0, 0, 0, 0), empty_crop, empty_mask, no_mesh, False)
-            return None
-        mesh_crop = C.to_crop_coords(pts, box)
-        crop = C.crop_face(frame, box)
-        # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
-        mask = parser.mask(crop, blur_frac=0.15) if opts.mask == "bisenet" else C.lower_face_mask(mesh_crop)
-        writer.add(frame, frame_pts, keyframe, box, crop, mask, mesh_crop, True)
-        return lm68
-
-    # three stages overlap: decoding (a prefetch thread + ffmpeg's threads), landmarks (here: tracking is
-    # sequential), crops/masks/writes (one worker, so the cache files stay in frame order)
-    pending: deque = deque()
-
-    def collect(limit: int) -> None:
-        nonlocal n
-        while len(pending) > limit:
-            lm68 = pending.popleft().result()
-            if lm68 is not None:
-                lm68_found.append(lm68)
-            n += 1
-            if progress is not None:
-                progress(n, info.frames_hint)
-
     try:
+        run = _Preparation(opts, info, writer, parser, progress)
+        run.track(landmarker, frames, should_stop)
+        if not run.lm68_found:
+            raise NoFaceError(f"no face was found in any of the {run.n} frame(s) of the face media")
+        meta = SourceMeta(
+            source_id=sid, num_frames=run.n, fps=info.fps, width=info.width, height=info.height,
+            is_image=info.is_image, frames_with_face=len(run.lm68_found),
+            bbox_shift_range=C.bbox_shift_range(np.stack(run.lm68_found)), options=opts.effective())
+        writer.commit(meta)
+    except BaseException:
+        writer.abort()
+        raise
+    return meta, False
+
+
+class _Preparation:
+    """One source's frames through landmarks, crop boxes, crops, masks and the cache writer. Three stages overlap:
+    decoding (a prefetch thread + ffmpeg's threads), landmarks (`track`: tracking is sequential), crops/masks/writes
+    (one worker, so the cache files stay in frame order)."""
+
+    def __init__(self, opts: PrepareOptions, info, writer, parser, progress):
+        self.opts, self.info, self.writer, self.parser, self.progress = opts, info, writer, parser, progress
+        self.eff = opts.effective()
+        self.lm68_found: list[np.ndarray] = []
+        self.n = 0
+        self.pending: deque = deque()
+        self.empty = (np.zeros((C.CROP, C.CROP, 3), np.uint8), np.zeros((C.CROP, C.CROP), np.uint8),
+                      np.full((NUM_POINTS, 2), np.nan, np.float32))
+
+    def track(self, landmarker: Landmarker, frames, should_stop) -> None:
+        opts, info = self.opts, self.info
         smoother = LandmarkSmoother(info.fps) if opts.smoothing and not info.is_image else None
         with landmarker.session(static=info.is_image) as session, ThreadPoolExecutor(1) as post, \
                 contextlib.closing(frame_reader.prefetch(frames)) as decoded_frames:
             session.hint = opts.face_hint
             for decoded in decoded_frames:
                 if should_stop is not None and should_stop():
-                    raise Cancelled(f"cancelled after {n} frame(s)")
+                    raise Cancelled(f"cancelled after {self.n} frame(s)")
                 pts = session.process(decoded[0], opts.face_index)
                 if smoother is not None:
                     if pts is None:
                         smoother.reset()
                     else:
                         pts = smoother(pts)
-                pending.append(post.submit(finish, decoded, pts))
-                collect(16)
-            collect(0)
-        if not lm68_found:
-            raise NoFaceError(f"no face was found in any of the {n} frame(s) of the face media")
-        meta = SourceMeta(
-            source_id=sid, num_frames=n, fps=info.fps, width=info.width, height=info.height,
-            is_image=info.is_image, frames_with_face=len(lm68_found),
-            bbox_shift_range=C.bbox_shift_range(np.stack(lm68_found)), options=eff)
-        writer.commit(meta)
-    except BaseException:
-        writer.abort()
-        raise
-    return meta, False
+                self.pending.append(post.submit(self.finish, decoded, pts))
+                self.collect(16)
+            self.collect(0)
+
+    def collect(self, limit: int) -> None:
+        while len(self.pending) > limit:
+            lm68 = self.pending.popleft().result()
+            if lm68 is not None:
+                self.lm68_found.append(lm68)
+            self.n += 1
+            if self.progress is not None:
+                self.progress(self.n, self.info.frames_hint)
+
+    def finish(self, decoded: tuple, pts: np.ndarray | None) -> np.ndarray | None:
+        """Crop box, crop, mask and cache write of one frame (in order, in one worker thread)."""
+        frame, frame_pts, keyframe = decoded
+        box = None
+        if pts is not None:
+            lm68 = to_68(pts)
+            try:
+                box = C.crop_box(lm68, self.info.width, self.info.height, self.eff["bbox_shift"],
+                                 self.eff["extra_margin"])
+            except ValueError:
+                box = None  # face at the very edge: pass the frame through
+        if box is None:
+            self.writer.add(frame, frame_pts, keyframe, (0, 0, 0, 0), *self.empty, False)
+            return None
+        mesh_crop = C.to_crop_coords(pts, box)
+        crop = C.crop_face(frame, box)
+        o = self.opts
+        # the crop is exactly the face box: blur 0.15 of its width = MuseTalk's 0.1 on a 1.5x crop
+        mask = (self.parser.mask(crop, blur_frac=0.15, mode=o.parsing_mode, left_cheek_width=o.left_cheek_width,
+                                 right_cheek_width=o.right_cheek_width)
+                if o.mask == "bisenet" else C.lower_face_mask(mesh_crop))
+        self.writer.add(frame, frame_pts, keyframe, box, crop, mask, mesh_crop, True)
+        return lm68

@@ -22,11 +22,12 @@ from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.edge.uploads import UploadError, Uploads, receive
 from lipsync_common.formats.chunks import ChunkWriter
-from lipsync_common.formats.source_cache import SourceCache
+from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
 from lipsync_common.faces.landmarks import Landmarker
 from services.preprocess.prepare import Cancelled, NoFaceError, PrepareOptions, prepare
+from services.preprocess.preview import preview
 
 log = logging.getLogger("preprocess")
 
@@ -40,7 +41,10 @@ def prepare_options(msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
         extra_margin=msg.extra_margin if msg.HasField("extra_margin") else int(table["extra_margin"].default),
         face_index=msg.face_index if msg.HasField("face_index") else int(table["face_index"].default),
         smoothing=msg.smoothing if msg.HasField("smoothing") else True,
-        face_hint=options.face_hint(msg.face_hint) if msg.HasField("face_hint") else None)
+        face_hint=options.face_hint(msg.face_hint) if msg.HasField("face_hint") else None,
+        parsing_mode=options.parsing_mode(msg.parsing_mode),
+        left_cheek_width=options.optional_int(msg, "left_cheek_width"),
+        right_cheek_width=options.optional_int(msg, "right_cheek_width"))
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
@@ -137,6 +141,22 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         finally:
             if os.path.exists(path):
                 os.remove(path)
+
+
+    async def Preview(self, request, context):
+        try:
+            entry = self.cache.get(request.source_id)
+        except SourceNotFound as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        try:
+            p = await asyncio.to_thread(preview, entry)
+        except ValueError as e:      # no frame with a face (prepare would not have stored it)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        x1, y1, x2, y2 = p.box
+        return common_pb2.PreviewResult(
+            png=p.png, frame=p.frame, crop_box=common_pb2.FaceBox(x1=x1, y1=y1, x2=x2, y2=y2),
+            bbox_shift_range=common_pb2.BboxShiftRange(min=p.bbox_shift_range[0], max=p.bbox_shift_range[1]),
+            source_id=request.source_id, cached=True)
 
 
 def _quiet(task: asyncio.Future) -> None:

@@ -132,7 +132,8 @@ def test_matches_independent_recomputation(model, clip, result):
     vshift = 15
     cc = python_speech_features.mfcc(audio, 16000).T                       # [13, steps]
     n = min(len(frames), len(audio) // 640) - 5                            # lastframe
-    lip = np.stack([frames[v:v + 5] for v in range(n)]).transpose(0, 4, 1, 2, 3).astype(np.float32)
+    lip = np.ascontiguousarray(np.stack([frames[v:v + 5] for v in range(n)]).transpose(0, 4, 1, 2, 3),
+                               dtype=np.float32)                            # C-contiguous, as the reference's
     aud = np.stack([cc[None, :, 4 * v:4 * v + 20] for v in range(n)]).astype(np.float32)
     with torch.no_grad():
         L = model.forward_lip(torch.from_numpy(lip)).double().numpy()
