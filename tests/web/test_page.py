@@ -90,22 +90,35 @@ def test_token_auth_as_the_gateways(stack, tmp_path):
     assert bare.returncode != 0 and "no tokens" in bare.stderr
 
 
-def test_generate_through_gradio_client(web, inputs):
+FACE_DEFAULTS = ["v15", 0, 10, "jaw", 90, 90]      # version, bbox_shift, extra_margin, parsing, cheek widths
+
+
+def test_generate_preview_and_compare_through_gradio_client(web, inputs, tmp_path):
     from gradio_client import Client, handle_file
     client = Client(web["url"] + "/", verbose=False)
-    video, summary = client.predict(handle_file(inputs["face"]), handle_file(inputs["speech"]), "auto", "v15",
-                                    0, 10, 0, 18, api_name="/generate")
+    face, speech = handle_file(inputs["face"]), handle_file(inputs["speech"])
+    video, summary = client.predict(face, speech, "auto", 0, 18, *FACE_DEFAULTS, api_name="/generate")
     frames, fps, has_audio, _ = helpers.decode_video(video)
     assert len(frames) == 37 and fps == 25 and has_audio          # floor(1.5 s x 25) frames, with the speech
     assert "37 frames" in summary and "engine" in summary
     with pytest.raises(Exception, match="greater than maximum value 51"):    # the table's range, on the page
-        client.predict(handle_file(inputs["face"]), handle_file(inputs["speech"]), "auto", "v15",
-                       0, 10, 0, 99, api_name="/generate")
+        client.predict(face, speech, "auto", 0, 99, *FACE_DEFAULTS, api_name="/generate")
+
+    png, info = client.predict(face, *FACE_DEFAULTS, api_name="/preview")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and "bbox_shift range [" in info
+
+    video_dict = video if isinstance(video, str) else video["video"]
+    table, report = client.predict(face, speech, [handle_file(video_dict), handle_file(video_dict)], "one, two",
+                                   api_name="/compare")
+    assert table["headers"] == ["metric", "one", "two", "better", "winner"], table
+    rows = table.get("data") or table.get("value", {}).get("data")
+    assert "sync_conf_free" in [row[0] for row in rows] and "data:image/png" in report
 
 
 def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
     """Headless Chromium (Debian's chromium + chromium-driver) uploads the sample face and speech, presses
-    Generate, and the finished video element appears with its media loaded; the screenshot is kept."""
+    Preview (the drawn frame appears) and Generate, and the finished video element appears with its media
+    loaded; the screenshot is kept (WEB_SCREENSHOT=path copies it out)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Debian's chromium and chromium-driver (make setup-web installs them where apt can)")
     from selenium import webdriver
@@ -128,6 +141,10 @@ def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#speech audio, #speech [data-testid=waveform-controls]")
                    or "speech.wav" in d.page_source)
         time.sleep(1)                                          # the uploads settle
+        driver.find_element(By.CSS_SELECTOR, "#preview").click()
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+            "const i = document.querySelector('#preview-image img'); return i && i.complete && i.naturalWidth > 0"))
+        assert "bbox_shift range" in driver.find_element(By.CSS_SELECTOR, "#preview-info").text
         driver.find_element(By.CSS_SELECTOR, "#generate").click()
         WebDriverWait(driver, 240).until(lambda d: d.execute_script(
             "const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0"))
