@@ -3,9 +3,11 @@ PY ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+WEB_VENV ?= .venv-web
+WEB_STAMP := $(WEB_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup proto up down demo test loadtest bench bench-gpu bench-gpu-e2e weights clean images deploy undeploy port-forward
+.PHONY: setup setup-web proto up down demo test loadtest bench bench-gpu bench-gpu-e2e weights clean images deploy undeploy port-forward
 
 KUBECTL ?= kubectl
 ENV ?= gpu-t4
@@ -13,6 +15,7 @@ NAMESPACE ?= lipsync
 REGISTRY ?= registry.example.com/lipsync
 TAG ?= latest
 SERVICES := gateway preprocess generator render evaluator
+IMAGES := $(SERVICES) web
 
 $(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -28,10 +31,23 @@ $(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 
 setup: $(STAMP)           ## create .venv with everything: requirements/dev.txt (offline-safe: no model downloads)
 
+$(WEB_STAMP): requirements/web.txt
+	test -x $(WEB_VENV)/bin/python || $(PY) -m venv $(WEB_VENV)
+	$(WEB_VENV)/bin/python -m pip install -q --upgrade pip
+	$(WEB_VENV)/bin/python -m pip install -q -r requirements/web.txt
+	@# the page's browser test drives Debian's chromium: installed when we may, else that one test skips
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) ; } || \
+	  echo "note: chromium not installed; the web page's browser test will skip (apt-get install chromium chromium-driver)"
+	touch $(WEB_STAMP)
+
+setup-web: $(WEB_STAMP)   ## the web page's own environment (.venv-web: Gradio needs numpy 2) and Chromium for its test
+
 proto: $(STAMP)           ## regenerate gen/ from protos/
 	PYTHON=$(PYTHON) scripts/gen_protos.sh gen
 
-up: $(STAMP)              ## run gateway :50051, preprocess :50052, generator :50053 on 127.0.0.1
+up: $(STAMP) $(WEB_STAMP) ## run gateway :50051, preprocess :50052, generator :50053, evaluator :50054, render :50055, web page :7860 on 127.0.0.1
 	$(PYTHON) -m tools.stack up
 
 down:                     ## stop what `make up` started
@@ -40,7 +56,7 @@ down:                     ## stop what `make up` started
 demo: $(STAMP)            ## lip-sync the bundled sample into out/demo.mp4
 	$(PYTHON) -m tools.demo
 
-test: $(STAMP)            ## all tests (real gRPC servers on 127.0.0.1)
+test: $(STAMP) $(WEB_STAMP) ## all tests (real gRPC servers on 127.0.0.1, the web page in headless Chromium)
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)           ## end-to-end frames/s through the gateway at 720p -> bench/RESULTS.md
@@ -61,8 +77,8 @@ clean:
 loadtest: $(STAMP)        ## concurrent streams at 1x/2x/4x capacity on 127.0.0.1 -> bench/LOADTEST.md
 	$(PYTHON) -m tools.loadtest
 
-images:                   ## where Docker runs: one image per service, each with only requirements/<service>.txt
-	for s in $(SERVICES); do \
+images:                   ## where Docker runs: one image per room, each with only requirements/<room>.txt
+	for s in $(IMAGES); do \
 	  docker build -f docker/Dockerfile.$$s -t $(REGISTRY)/lipsync-$$s:$(TAG) . && \
 	  docker push $(REGISTRY)/lipsync-$$s:$(TAG) || exit 1; \
 	done
@@ -70,7 +86,7 @@ images:                   ## where Docker runs: one image per service, each with
 deploy:                   ## apply k8s/overlays/$(ENV) with images from $(REGISTRY):$(TAG), wait for the rollouts
 	$(KUBECTL) kustomize k8s/overlays/$(ENV) | sed -e 's#image: REGISTRY/#image: $(REGISTRY)/#' \
 	  -e 's#\(image: .*lipsync-[a-z]*\):latest#\1:$(TAG)#' | $(KUBECTL) apply -f -
-	for s in $(SERVICES); do \
+	for s in $(IMAGES); do \
 	  $(KUBECTL) -n $(NAMESPACE) rollout status deployment/$$s --timeout=20m || exit 1; \
 	done
 

@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQ = os.path.join(ROOT, "requirements")
 SERVICES = ("gateway", "preprocess", "generator", "render", "evaluator")
 ROOM_DIRS = {"gateway": "gateway", "preprocess": "services/preprocess", "generator": "services/generator",
-             "render": "services/render", "evaluator": "services/evaluator", "client": "lipsync_client"}
+             "render": "services/render", "evaluator": "services/evaluator", "client": "lipsync_client",
+             "web": "services/web"}
 LOCAL = {"lipsync_common": "lipsync_common", "lipsync": "gen/lipsync", "services": "services",
          "gateway": "gateway", "lipsync_client": "lipsync_client", "tools": "tools", "tests": "tests"}
 HEAVY = {"torch", "dlib-bin", "mediapipe", "diffusers", "transformers", "faster-whisper", "pytest", "hypothesis",
@@ -117,7 +118,9 @@ def room_closure(room: str) -> tuple[set[str], set[str]]:
 
 # import names whose distribution's metadata does not say so (dlib-bin installs a bare extension module)
 KNOWN = {"cv2": {"opencv-python-headless", "opencv-python", "opencv-contrib-python"}, "av": {"av"},
-         "dlib": {"dlib-bin", "dlib"}, "google": {"protobuf"}, "grpc": {"grpcio"}}
+         "dlib": {"dlib-bin", "dlib"}, "google": {"protobuf"}, "grpc": {"grpcio"},
+         # the web page's environment is its own (.venv-web), not this one
+         "gradio": {"gradio"}, "fastapi": {"fastapi"}, "uvicorn": {"uvicorn"}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -144,12 +147,12 @@ def test_requirements_txt_is_dev_and_dev_is_every_room_plus_tools():
         assert not any(tool in room_set(r) for r in (*SERVICES, "client")), tool
 
 
-@pytest.mark.parametrize("room", ["gateway", "render", "client"])
+@pytest.mark.parametrize("room", ["gateway", "render", "client", "web"])
 def test_the_light_rooms_carry_no_torch_dlib_mediapipe_or_test_tools(room):
     assert not HEAVY & room_set(room).keys(), sorted(HEAVY & room_set(room).keys())
 
 
-@pytest.mark.parametrize("room", [*SERVICES, "client"])
+@pytest.mark.parametrize("room", [*SERVICES, "client", "web"])
 def test_every_module_a_room_imports_is_in_its_requirements(room):
     _, third = room_closure(room)
     have = room_set(room).keys()
@@ -164,7 +167,7 @@ def test_every_module_a_room_imports_is_in_its_requirements(room):
     assert unused <= allowed, f"{room}: in requirements/{room}.txt but never imported: {sorted(unused - allowed)}"
 
 
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", [*SERVICES, "web"])
 def test_each_dockerfile_installs_its_own_set_and_copies_only_its_code(svc):
     text = _dockerfile(svc)
     installs = re.findall(r"pip install\b[^\n]*?-r (\S+)", text)
@@ -187,7 +190,7 @@ def test_each_dockerfile_installs_its_own_set_and_copies_only_its_code(svc):
     code = [s for s in sources if not s.startswith("requirements/")]
     not_copied = sorted(f for f in files if not any(f == s or f.startswith(s + "/") for s in code))
     assert not not_copied, not_copied
-    others = [ROOM_DIRS[o] for o in SERVICES if o != svc] + ["tests", "lipsync_client"]
+    others = [ROOM_DIRS[o] for o in SERVICES if o != svc] + ["tests"] + ([] if svc == "web" else ["lipsync_client"])
     assert not [s for s in code if any(s == o or s.startswith(o + "/") for o in others)]
     # the CPU torch index only where torch is needed; the generator takes the CUDA build
     torch_needed = "torch" in room_set(svc)

@@ -35,9 +35,9 @@ def test_deploy_applies_the_overlay_with_the_images_and_waits(tmp_path):
     # kustomize | sed | apply run as one pipeline: their order in the log may vary
     assert sorted(calls[:2]) == ["ARGS apply -f -", "ARGS kustomize k8s/overlays/gpu-t4"]
     assert calls[2:] == [f"ARGS -n lipsync rollout status deployment/{s} --timeout=20m"
-                         for s in ("gateway", "preprocess", "generator", "render", "evaluator")]
+                         for s in ("gateway", "preprocess", "generator", "render", "evaluator", "web")]
     applied = (tmp_path / "stdin-apply.yaml").read_text()
-    for s in ("gateway", "preprocess", "generator", "render", "evaluator"):
+    for s in ("gateway", "preprocess", "generator", "render", "evaluator", "web"):
         assert f"image: eu.gcr.io/acme/lipsync-{s}:v7" in applied, s
     assert "REGISTRY/" not in applied and ":latest" not in applied
 
@@ -47,9 +47,9 @@ def test_images_builds_and_pushes_every_service_with_its_dockerfile():
     r = subprocess.run(["make", "-n", "-C", ROOT, "images", "REGISTRY=eu.gcr.io/acme", "TAG=v7"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "for s in gateway preprocess generator render evaluator; do" in r.stdout
+    assert "for s in gateway preprocess generator render evaluator web; do" in r.stdout
     assert "docker build -f docker/Dockerfile.$s -t eu.gcr.io/acme/lipsync-$s:v7 ." in r.stdout
-    for s in ("gateway", "preprocess", "generator", "render", "evaluator"):
+    for s in ("gateway", "preprocess", "generator", "render", "evaluator", "web"):
         assert os.path.isfile(os.path.join(ROOT, "docker", f"Dockerfile.{s}")), s
     assert 'ENTRYPOINT ["python", "-m", "services.render.server"]' in open(
         os.path.join(ROOT, "docker", "Dockerfile.render")).read()

