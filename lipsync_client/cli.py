@@ -93,7 +93,7 @@ def _add_media(p: argparse.ArgumentParser) -> None:
                    help="share of the GPU under load (default: interactive for run, batch for submit)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lipsync", description=__doc__)
     parser.add_argument("--token", default=os.environ.get("LIPSYNC_TOKEN", ""),
                         help="the gateway's bearer token (default: $LIPSYNC_TOKEN)")
@@ -116,42 +116,53 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("job_id")
     dl.add_argument("--out", required=True)
     dl.add_argument("--wait", action="store_true", help="wait until the job ends")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _run(client: LipsyncClient, args) -> None:
+    bar = Progress(args.quiet)
+    t0 = time.perf_counter()
+    s = client.lipsync(args.video or args.image, args.audio, args.out, _options(args), on_progress=bar)
+    bar.close()
+    print(f"wrote {args.out}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
+          f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
+    if s.engine_detail:
+        print(f"  driven by: {s.engine_detail}")
+
+
+def _preview(client: LipsyncClient, args) -> None:
+    p = client.preview(args.video or args.image, _options(args))
+    with open(args.out, "wb") as f:
+        f.write(p.png)
+    b, r = p.crop_box, p.bbox_shift_range
+    print(f"wrote {args.out}: source frame {p.frame}, crop box ({b.x1:g}, {b.y1:g})-({b.x2:g}, {b.y2:g})")
+    print(f"bbox_shift range: [{r.min}, {r.max}] (the current value: {args.bbox_shift})")
+
+
+def _download(client: LipsyncClient, args) -> None:
+    while args.wait and client.get_job(args.job_id).state in (
+            gateway_pb2.JOB_STATE_QUEUED, gateway_pb2.JOB_STATE_RUNNING):
+        time.sleep(0.5)
+    print(f"wrote {args.out}: {client.download_result(args.job_id, args.out)} bytes")
+
+
+COMMANDS = {
+    "run": _run,
+    "preview": _preview,
+    "submit": lambda c, a: print(c.submit_job(a.video or a.image, a.audio, _options(a)).job_id),
+    "status": lambda c, a: print(gateway_pb2.JobState.Name((j := c.get_job(a.job_id)).state).removeprefix(
+        "JOB_STATE_"), j.error),
+    "cancel": lambda c, a: print(gateway_pb2.JobState.Name(c.cancel_job(a.job_id).state).removeprefix("JOB_STATE_")),
+    "download": _download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     with LipsyncClient(args.target, token=args.token) as client:
         try:
-            if args.cmd == "run":
-                bar = Progress(args.quiet)
-                t0 = time.perf_counter()
-                s = client.lipsync(args.video or args.image, args.audio, args.out, _options(args), on_progress=bar)
-                bar.close()
-                print(f"wrote {args.out}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
-                      f"{s.width}x{s.height}, engine {s.engine} ({time.perf_counter() - t0:.1f} s)")
-                if s.engine_detail:
-                    print(f"  driven by: {s.engine_detail}")
-            elif args.cmd == "preview":
-                p = client.preview(args.video or args.image, _options(args))
-                with open(args.out, "wb") as f:
-                    f.write(p.png)
-                b, r = p.crop_box, p.bbox_shift_range
-                print(f"wrote {args.out}: source frame {p.frame}, crop box ({b.x1:g}, {b.y1:g})-({b.x2:g}, {b.y2:g})")
-                print(f"bbox_shift range: [{r.min}, {r.max}] (the current value: {args.bbox_shift})")
-            elif args.cmd == "submit":
-                print(client.submit_job(args.video or args.image, args.audio, _options(args)).job_id)
-            elif args.cmd == "status":
-                job = client.get_job(args.job_id)
-                print(gateway_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_"), job.error)
-            elif args.cmd == "cancel":
-                print(gateway_pb2.JobState.Name(client.cancel_job(args.job_id).state).removeprefix("JOB_STATE_"))
-            elif args.cmd == "download":
-                while args.wait and client.get_job(args.job_id).state in (
-                        gateway_pb2.JOB_STATE_QUEUED, gateway_pb2.JOB_STATE_RUNNING):
-                    time.sleep(0.5)
-                print(f"wrote {args.out}: {client.download_result(args.job_id, args.out)} bytes")
-        except LipsyncError as e:
-            print(f"lipsync: {e}", file=sys.stderr)
-            return 1
-        except OSError as e:
+            COMMANDS[args.cmd](client, args)
+        except (LipsyncError, OSError) as e:
             print(f"lipsync: {e}", file=sys.stderr)
             return 1
     return 0

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lipsync_common.edge import metrics
-from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str  # noqa: F401 - env_*: re-exported
+from lipsync_common.edge.config import EdgeConfig
 from lipsync_common.edge.limits import LimitInterceptor
 
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
@@ -105,8 +105,7 @@ async def serve(
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    reflection.enable_server_reflection(list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"could not bind {host}:{port}")
@@ -119,22 +118,16 @@ async def serve(
     await server.start()
     log_event(log, "listening", host=host, port=bound)
     if port_file:
-        tmp = port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(bound))
-        os.replace(tmp, port_file)
-
+        _write_port(port_file, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-
     t0 = time.perf_counter()
     if warmup is not None:
         await asyncio.to_thread(warmup)
     await set_all(health_pb2.HealthCheckResponse.SERVING)
     log_event(log, "serving", warmup_s=round(time.perf_counter() - t0, 3))
-
     await stop.wait()
     log_event(log, "draining", grace_s=grace_s)
     await health_servicer.enter_graceful_shutdown()
@@ -145,3 +138,10 @@ async def serve(
             await result
     log_event(log, "stopped")
 
+
+def _write_port(path: str, port: int) -> None:
+    """The bound port, written whole (a reader never sees a partial file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(port))
+    os.replace(tmp, path)

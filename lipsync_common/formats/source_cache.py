@@ -39,12 +39,12 @@ import os
 import shutil
 import time
 import uuid
-import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from lipsync_common.formats import frame_reader, media
+from lipsync_common.formats.blobs import BlobError, Blobs, BlobWriter
 
 CROP = 256
 FORMAT_VERSION = 3
@@ -87,42 +87,6 @@ def _fingerprint(f, span: int = 1 << 16) -> str:
     return h.hexdigest()
 
 
-class _Blobs:
-    """Per-frame arrays of one shape, zlib-compressed one by one in `name`.z with their offsets in
-    `offsets`.npy; a frame with no bytes is all zeros. Read through a memory map (the file stays readable when
-    the entry is evicted meanwhile)."""
-
-    def __init__(self, path: str, name: str, offsets: str, n: int, shape: tuple):
-        self.shape = shape
-        self.offsets = np.load(os.path.join(path, offsets))
-        off, size = self.offsets, os.path.getsize(os.path.join(path, name))
-        if off.shape != (n + 1,) or off[0] != 0 or (np.diff(off) < 0).any() or off[-1] != size:
-            raise CorruptEntry(f"{name} does not match its offsets")
-        self.data = np.memmap(os.path.join(path, name), np.uint8, "r") if size else None
-        self.name = name
-
-    def __getitem__(self, idx: int) -> np.ndarray:
-        start, end = int(self.offsets[idx]), int(self.offsets[idx + 1])
-        if start == end:
-            return np.zeros(self.shape, np.uint8)
-        try:
-            return np.frombuffer(zlib.decompress(self.data[start:end]), np.uint8).reshape(self.shape).copy()
-        except (zlib.error, ValueError) as e:
-            raise CorruptEntry(f"{self.name} frame {idx}: {e}") from None
-
-
-class _BlobWriter:
-    def __init__(self, path: str, level: int):
-        self.file = open(path, "wb")
-        self.level = level
-        self.offsets = [0]
-
-    def add(self, array: np.ndarray) -> None:
-        data = zlib.compress(np.ascontiguousarray(array, np.uint8).tobytes(), self.level) if array.any() else b""
-        self.file.write(data)
-        self.offsets.append(self.offsets[-1] + len(data))
-
-
 class SourceEntry:
     """Read access to one prepared source. Frames: `frame_reader()` (decodes the stored media); crops: `crop`,
     `crops_at`; masks: `mask`; boxes, has_face and mesh are arrays in memory."""
@@ -152,7 +116,10 @@ class SourceEntry:
             raise CorruptEntry("boxes/has_face/mesh do not match the frame count")
         if self.pts.shape != (n,) or self.keyframe.shape != (n,) or self.checks.shape != (n,):
             raise CorruptEntry("pts/keyframe/check do not match the frame count")
-        self._masks = _Blobs(path, "masks.z", "mask_offsets.npy", n, (CROP, CROP))
+        try:
+            self._masks = Blobs(path, "masks.z", "mask_offsets.npy", n, (CROP, CROP))
+        except BlobError as e:
+            raise CorruptEntry(str(e)) from None
         if os.path.getsize(os.path.join(path, "crops.u8")) != n * CROP * CROP * 3:
             raise CorruptEntry("crops.u8 has the wrong size")
         self._crops = np.memmap(os.path.join(path, "crops.u8"), np.uint8, "r", shape=(n, CROP, CROP, 3))
@@ -175,7 +142,10 @@ class SourceEntry:
 
     def mask(self, idx: int) -> np.ndarray:
         """uint8 [256, 256] blend mask of frame idx (all zero without a face)."""
-        return self._masks[int(idx)]
+        try:
+            return self._masks[int(idx)]
+        except BlobError as e:
+            raise CorruptEntry(str(e)) from None
 
     def derived_dir(self, kind: str) -> str:
         """The folder for data of one `kind` (e.g. "latents") that another room derives from this source:
@@ -206,7 +176,7 @@ class EntryWriter:
                 shutil.copyfile(media_path, dst)
             with open(dst, "rb") as f:
                 self.media_bytes, self.media_fingerprint = os.fstat(f.fileno()).st_size, _fingerprint(f)
-            self._masks = _BlobWriter(os.path.join(self.tmp, "masks.z"), 6)
+            self._masks = BlobWriter(os.path.join(self.tmp, "masks.z"), 6)
             self._crops = open(os.path.join(self.tmp, "crops.u8"), "wb")
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)

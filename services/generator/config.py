@@ -4,7 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import os
 
-from lipsync_common.edge.server import env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
+
+
+def default_speech_cache(xdg_cache_home: str = "") -> str:
+    """$XDG_CACHE_HOME/lipsync/speech, ~/.cache/lipsync/speech without it: the one default."""
+    return os.path.join(xdg_cache_home or os.path.expanduser("~/.cache"), "lipsync", "speech")
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,8 @@ class GeneratorConfig:
     decode_chunk: int = 16           # musetalk: frames decoded at a time within a batch (memory); 0 = all
     phase_upsample: bool = True      # musetalk: upsample + 3x3 conv as one 2x2 conv per phase; off = diffusers' path
     # visemes: where the multilingual whisper model is joined (~145 MB, once); the one default, used everywhere
-    speech_cache_dir: str = field(default_factory=lambda: os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lipsync", "speech"))
+    speech_cache_dir: str = field(default_factory=default_speech_cache)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -52,6 +57,7 @@ class GeneratorConfig:
             fused_unet=env_str("MUSETALK_FUSED_UNET", "0") == "1",
             decode_chunk=env_int("MUSETALK_DECODE_CHUNK", cls.decode_chunk),
             phase_upsample=env_str("MUSETALK_PHASE_UPSAMPLE", "1") != "0",
-            # unset or empty: the field's default
-            **({"speech_cache_dir": speech} if (speech := env_str("SPEECH_CACHE_DIR", "")) else {}),
+            # unset or empty: the default, under XDG_CACHE_HOME when that is set
+            speech_cache_dir=env_str("SPEECH_CACHE_DIR", "") or default_speech_cache(env_str("XDG_CACHE_HOME", "")),
+            edge=EdgeConfig.from_env(),
         )

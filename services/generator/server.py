@@ -144,12 +144,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
 
 def main() -> None:
     cfg = GeneratorConfig.from_env()
-    boot.setup_logging("generator")
+    boot.setup_logging("generator", cfg.edge.log_level)
     servicer = GeneratorServicer(cfg)
     name = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
     asyncio.run(boot.serve(
         name="generator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, on_stop=servicer.close, interceptors=internal_interceptors(),
+        service_names=[name], warmup=servicer.warmup, on_stop=servicer.close,
+        interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
         add_servicers=lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)))
 
 

@@ -1,9 +1,9 @@
 """Render settings, read once from the environment (documented in the README)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lipsync_common.edge.config import env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -23,6 +23,7 @@ class RenderConfig:
     x264_lookahead: int = -1             # x264's rc-lookahead in frames; -1 = the preset's (10 for veryfast)
     decode_threads: int = 1              # ffmpeg threads decoding each render's source video (0 = ffmpeg's choice)
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     def __post_init__(self):
         if self.x264_preset not in X264_PRESETS:
@@ -50,4 +51,5 @@ class RenderConfig:
             x264_lookahead=env_int("X264_LOOKAHEAD", cls.x264_lookahead),
             decode_threads=env_int("RENDER_DECODE_THREADS", cls.decode_threads),
             first_fragment_s=env_float("FIRST_FRAGMENT_S", cls.first_fragment_s),
+            edge=EdgeConfig.from_env(),
         )

@@ -167,12 +167,12 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
 
 def main() -> None:
     cfg = RenderConfig.from_env()
-    boot.setup_logging("render")
+    boot.setup_logging("render", cfg.edge.log_level)
     servicer = RenderServicer(cfg)
     name = render_pb2.DESCRIPTOR.services_by_name["Render"].full_name
     asyncio.run(boot.serve(
         name="render", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], interceptors=internal_interceptors(),
+        service_names=[name], interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
         add_servicers=lambda s: render_pb2_grpc.add_RenderServicer_to_server(servicer, s)))
 
 
