@@ -118,5 +118,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":      # python -m services.evaluator.cli [compare] ...: where no scripts are installed
+    if sys.argv[1:2] == ["compare"]:
+        sys.exit(compare_main(sys.argv[2:]))
     sys.exit(evaluate_main())
