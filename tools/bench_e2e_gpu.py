@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import grpc
 
@@ -122,6 +124,19 @@ def gpu_memory_mib() -> dict[str, float]:
     return {line.split(",")[0].strip(): float(line.split(",")[1]) for line in text.splitlines() if "," in line}
 
 
+def generator_memory_mib(stack: Stack) -> dict[str, float]:
+    """The generator's own view (its /metrics): PyTorch's allocated and reserved memory, and the device's use."""
+    port = stack.metrics.get("generator")
+    if not port:
+        return {}
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
+    found = re.findall(r'lipsync_generator_gpu_memory_bytes\{kind="(\w+)"\} ([0-9.e+]+)', text)
+    return {kind: round(float(v) / 2**20) for kind, v in found}
+
+
 def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
     """py-spy (when installed) records every service for `seconds`, as collapsed stacks into $OUT."""
     spy = shutil.which("py-spy") or ("/tmp/site/bin/py-spy" if os.path.exists("/tmp/site/bin/py-spy") else None)
@@ -198,8 +213,9 @@ def single_requests(stack: Stack, video: str, audio: str, rows: list, labels: li
 def sweep(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix: str = "", spy_at: int = 0) -> None:
     for n in [int(x) for x in levels.split(",") if x]:
         emit(rows, sweep_level(stack, video, audio, n, spy_s=6 if n == spy_at else 0), suffix)
-    emit(rows, {"run": "GPU memory after the sweep (nvidia-smi)",
-                "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid))}, suffix)
+    emit(rows, {"run": "GPU memory after the sweep (nvidia-smi; the generator's PyTorch allocator)",
+                "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid)),
+                "torch_mib": generator_memory_mib(stack)}, suffix)
 
 
 def restart_with(stack: Stack, spec: str) -> str:
@@ -232,7 +248,7 @@ def main() -> int:
     stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MAX_STREAMS": "64",
                                                          "MUSETALK_MAX_BATCH": os.environ.get("MUSETALK_MAX_BATCH", "32")},
                         timeout=540, services=("preprocess", "generator", "render", "gateway"),   # no evaluation here
-                        render_workers=workers)
+                        render_workers=workers, metrics=True)
     print(f"stack SERVING after {time.perf_counter() - t0:.0f} s (generator compiles and warms up); "
           f"{workers} render workers", flush=True)
     rows: list = []

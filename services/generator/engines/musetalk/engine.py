@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+from prometheus_client import Gauge
 
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched, num_frames
@@ -139,6 +140,7 @@ class MuseTalkEngine:
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()
+            _watch_gpu_memory(torch, device)
             # the graphs are captured: cuDNN's algorithm search (on for the capture) is off again for the eager
             # work that follows (whisper per request, VAE encoding per new source)
             torch.backends.cudnn.benchmark = False
@@ -265,3 +267,15 @@ class _Crops:
             for k, i in enumerate(self.real):
                 out[i] = crops[k]
         return out
+
+
+GPU_MEMORY = Gauge("lipsync_generator_gpu_memory_bytes", "GPU memory of this process: PyTorch's allocator "
+                   "(allocated, reserved), the whole device's use (device_used)", ["kind"])
+
+
+def _watch_gpu_memory(torch, device: str) -> None:
+    """Gauges read at each scrape: where the process's GPU memory is (the bench compares them with nvidia-smi)."""
+    GPU_MEMORY.labels("allocated").set_function(lambda: torch.cuda.memory_allocated(device))
+    GPU_MEMORY.labels("reserved").set_function(lambda: torch.cuda.memory_reserved(device))
+    GPU_MEMORY.labels("device_used").set_function(
+        lambda: (lambda free_total: free_total[1] - free_total[0])(torch.cuda.mem_get_info(device)))
