@@ -167,14 +167,14 @@ def test_cli_reports_a_missing_file_and_a_server_error(stack, media, tmp_path, c
 
 
 def test_cli_priority_option_reaches_the_request():
-    import argparse
-
     from lipsync_client import cli
-    args = argparse.Namespace(engine="auto", version="v15", bbox_shift=0, fps=0.0, extra_margin=None, crf=None,
-                              lossless=False, priority="batch")
-    assert cli._options(args).priority == common_pb2.PRIORITY_BATCH
-    args.priority = "default"
-    assert cli._options(args).priority == common_pb2.PRIORITY_UNSPECIFIED
+    base = ["run", "--video", "v.mp4", "--audio", "a.wav", "--out", "o.mp4"]
+    args = cli.build_parser().parse_args(base + ["--priority", "batch", "--parsing-mode", "raw",
+                                                 "--left-cheek-width", "120"])
+    o = cli._options(args)
+    assert o.priority == common_pb2.PRIORITY_BATCH and o.parsing_mode == "raw" and o.left_cheek_width == 120
+    assert not o.HasField("right_cheek_width")                  # unset: the table's default applies downstream
+    assert cli._options(cli.build_parser().parse_args(base)).priority == common_pb2.PRIORITY_UNSPECIFIED
 
 
 def test_error_reaches_a_client_that_keeps_its_side_open(gateway_stub, media, assert_healthy):
