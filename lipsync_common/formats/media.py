@@ -49,6 +49,9 @@ def _open_face(path: str, max_pixels: int, threads: int = 0):
         raise MediaError("the face media has no video or image stream")
     stream = container.streams.video[0]
     cc = stream.codec_context
+    if cc is None:                  # a stream of a codec this ffmpeg cannot decode (seen in fuzzed files)
+        container.close()
+        raise MediaError("the face media's video stream has no decoder here (unknown or broken codec)")
     width, height = int(cc.width or 0), int(cc.height or 0)
     if width <= 0 or height <= 0:
         container.close()
@@ -146,6 +149,8 @@ def decode_audio(path: str, max_seconds: float, sample_rate: int | None = None,
         if not container.streams.audio:
             raise MediaError("the audio file has no audio stream (supported: wav, mp3, m4a/aac, flac, ogg)")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise MediaError("the audio stream has no decoder here (unknown or broken codec)")
         declared = (container.duration or 0) / 1e6
         if declared > max_seconds * 1.05 + 1:   # refuse before decoding what the header says is too long
             raise MediaError(f"the audio is {declared:.0f} s long, above the limit of {max_seconds:.0f} s")

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -75,7 +76,10 @@ class MuseTalkEngine:
         self.models: dict = {}
         self.batchers: dict[str, Batcher] = {}
         # audio features of at most 4 requests at once (each holds a 30 s whisper segment on the device)
-        self._audio_slots = threading.BoundedSemaphore(4)
+        # a request's side work (reference latents, whisper features) runs on CUDA in this one thread: every
+        # thread that calls cuBLAS/cuDNN gets its own handles and workspaces (~0.85 GB over 16 request threads
+        # on the H200: BENCHMARKS.md), and one stream in one thread keeps one set
+        self._side_worker = ThreadPoolExecutor(1, thread_name_prefix="musetalk-inputs")
         self._side = None
         self._side_lock = threading.Lock()
 
@@ -201,23 +205,25 @@ class MuseTalkEngine:
             return self._side
 
     def _inputs(self, source: SourceEntry, model, version: str, audio: np.ndarray, fps: float, frames: int):
-        """A request's reference latents and whisper features, in the request's own thread. On CUDA on a stream of
-        its own at high priority: on the default stream they would queue behind the batches of every streaming
-        request (a new request's first frames then wait seconds under load); requests compute them side by side."""
+        """A request's reference latents and whisper features. On the CPU in the request's own thread; on CUDA in
+        the one side thread, on a stream of its own at high priority: on the default stream they would queue
+        behind the batches of every streaming request (a new request's first frames then wait seconds under
+        load)."""
+        if not str(model.device).startswith("cuda"):
+            return self._latents(source, model, version), model.audio_tokens(audio, fps, frames).to(model.dtype)
+        return self._side_worker.submit(self._inputs_on_side, source, model, version, audio, fps, frames).result()
+
+    def _inputs_on_side(self, source: SourceEntry, model, version: str, audio: np.ndarray, fps: float, frames: int):
         import torch
 
-        with self._audio_slots:
-            if not str(model.device).startswith("cuda"):
-                return (self._latents(source, model, version),
-                        model.audio_tokens(audio, fps, frames).to(model.dtype))
-            stream = self._side_stream(model.device)
-            with torch.cuda.stream(stream):
-                latents = self._latents(source, model, version)
-                tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
-            stream.synchronize()
-            for t in (latents, tokens):     # read on the default stream by the batcher's graphs
-                t.record_stream(torch.cuda.default_stream(model.device))
-            return latents, tokens
+        stream = self._side_stream(model.device)
+        with torch.cuda.stream(stream):
+            latents = self._latents(source, model, version)
+            tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
+        stream.synchronize()
+        for t in (latents, tokens):     # read on the default stream by the batcher's graphs
+            t.record_stream(torch.cuda.default_stream(model.device))
+        return latents, tokens
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
                  version: str = "v15", priority: str = INTERACTIVE) -> Generation:
@@ -247,6 +253,7 @@ class MuseTalkEngine:
         """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
         for b in self.batchers.values():
             b.close()
+        self._side_worker.shutdown(wait=False, cancel_futures=True)
         self.batchers.clear()
         self.models.clear()
 
