@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, Listen, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    host: str = "127.0.0.1"
-    port: int = 50051
-    port_file: str = ""
+    # GATEWAY_HOST, GATEWAY_PORT, GATEWAY_PORT_FILE, GRACE_S
+    listen: Listen = field(default_factory=lambda: Listen(port=50051, grace_s=30.0))
     preprocess_addr: str = "127.0.0.1:50052"
     generator_addr: str = "127.0.0.1:50053"
     # render workers: one address, a comma list ("ipv4:127.0.0.1:50055,127.0.0.1:50056") or a DNS name
@@ -26,7 +25,6 @@ class GatewayConfig:
     max_queued_jobs: int = 100
     job_retries: int = 3                 # a job stage that finds a service UNAVAILABLE is tried again
     job_retry_base_s: float = 1.0        # backoff 1, 2, 4 s
-    grace_s: float = 30.0
     url_timeout_s: float = 30.0          # face_url / audio_url: total fetch time
     url_allow_loopback: bool = False     # tests only: admit 127.0.0.0/8 URLs
     auth_mode: str = "token"             # "token": bearer tokens required; "local": no authentication
@@ -37,9 +35,7 @@ class GatewayConfig:
     @classmethod
     def from_env(cls) -> "GatewayConfig":
         return cls(
-            host=env_str("GATEWAY_HOST", cls.host),
-            port=env_int("GATEWAY_PORT", cls.port),
-            port_file=env_str("GATEWAY_PORT_FILE", ""),
+            listen=Listen.from_env("gateway", 50051, 30.0),
             preprocess_addr=env_str("PREPROCESS_ADDR", cls.preprocess_addr),
             generator_addr=env_str("GENERATOR_ADDR", cls.generator_addr),
             render_addr=env_str("RENDER_ADDR", cls.render_addr),
@@ -53,7 +49,6 @@ class GatewayConfig:
             max_queued_jobs=env_int("MAX_QUEUED_JOBS", cls.max_queued_jobs),
             job_retries=env_int("JOB_RETRIES", cls.job_retries),
             job_retry_base_s=env_float("JOB_RETRY_BASE_S", cls.job_retry_base_s),
-            grace_s=env_float("GRACE_S", cls.grace_s),
             url_timeout_s=env_float("URL_TIMEOUT_S", cls.url_timeout_s),
             url_allow_loopback=env_str("URL_ALLOW_LOOPBACK", "") == "1",
             auth_mode=env_str("AUTH_MODE", cls.auth_mode),

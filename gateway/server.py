@@ -187,8 +187,7 @@ def main() -> None:
 
         name = gateway_pb2.DESCRIPTOR.services_by_name["LipsyncGateway"].full_name
         await boot.serve(
-            name="gateway", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-            service_names=[name], on_stop=on_stop, edge=cfg.edge,
+            name="gateway", listen=cfg.listen, service_names=[name], on_stop=on_stop, edge=cfg.edge,
             interceptors=[] if tokens is None else [TokenInterceptor(tokens)],
             add_servicers=lambda s: gateway_pb2_grpc.add_LipsyncGatewayServicer_to_server(servicer, s))
 

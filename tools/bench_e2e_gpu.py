@@ -29,6 +29,7 @@ from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_p
                         preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.formats.tensors import to_tensor
+from tools.out import save_json
 from tools import synth as helpers
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
@@ -268,9 +269,7 @@ def main() -> int:
             log = os.path.join(tmp, "stack", "log", f"{name}.log")
             if os.environ.get("OUT") and os.path.exists(log):
                 os.system(f"tail -c 20000 {log} > {os.environ['OUT']}/{name}.log")
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "e2e_gpu.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    save_json("e2e_gpu.json", rows)
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from tools.out import save_json
 from tools.bench_gpu import GFLOP_PER_FRAME, cuda_ms, write_full_size_models
 
 # (channels, side) of the decoder's GroupNorms at 256x256 output
@@ -138,9 +139,7 @@ def main() -> int:
             conv_out(batch, rows)
         networks(batch, rows, profile=os.environ.get("GN_PROFILE", "1") == "1")
     finally:
-        if os.environ.get("OUT"):
-            with open(os.path.join(os.environ["OUT"], "groupnorm.json"), "w") as f:
-                json.dump(rows, f, indent=1)
+        save_json("groupnorm.json", rows)
     return 0
 
 

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from tools.out import save_json
 from tools.bench_gpu import GFLOP_PER_FRAME, cuda_ms, write_full_size_models
 
 VARIANTS = {
@@ -69,9 +70,7 @@ def main() -> int:
         rows.append(dict(variant=name, batch=batch, ms=round(ms, 2), fps=round(fps, 1), compile_s=round(compile_s),
                          tflops=round(fps * GFLOP_PER_FRAME / 1e3), mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2)))
         print(json.dumps(rows[-1]), flush=True)
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "nets.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    save_json("nets.json", rows)
     return 0
 
 

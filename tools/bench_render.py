@@ -17,6 +17,7 @@ import numpy as np
 from lipsync_common.formats import media, mp4
 from lipsync_common.formats.source_cache import SourceCache, SourceMeta
 from services.render.render import Renderer, frame_mask
+from tools.out import save_json
 
 
 def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
@@ -119,9 +120,7 @@ def main() -> int:
         r.finish()
         add(f"threads {threads} carry {r._carry}: composite+convert", comp)
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "render_bench.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    save_json("render_bench.json", rows)
     return 0
 
 

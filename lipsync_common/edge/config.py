@@ -14,23 +14,21 @@ def env_str(name: str, default: str) -> str:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"environment variable {name} must be an integer, got {raw!r}") from None
+    return _env_number(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
+    return _env_number(name, default, float, "a number")
+
+
+def _env_number(name: str, default, cast, what: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        return cast(raw)
     except ValueError:
-        raise SystemExit(f"environment variable {name} must be a number, got {raw!r}") from None
+        raise SystemExit(f"environment variable {name} must be {what}, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -50,3 +48,19 @@ class EdgeConfig:
             log_level=env_str("LOG_LEVEL", cls.log_level),
             internal_token=env_str("INTERNAL_TOKEN", ""),
         )
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where one server listens and how long it drains on a stop: <ROOM>_HOST, <ROOM>_PORT, <ROOM>_PORT_FILE
+    (write the bound port there: with port 0, any free port) and GRACE_S."""
+    host: str = "127.0.0.1"
+    port: int = 0
+    port_file: str = ""
+    grace_s: float = 20.0
+
+    @classmethod
+    def from_env(cls, room: str, port: int, grace_s: float = 20.0) -> "Listen":
+        prefix = room.upper()
+        return cls(host=env_str(f"{prefix}_HOST", cls.host), port=env_int(f"{prefix}_PORT", port),
+                   port_file=env_str(f"{prefix}_PORT_FILE", ""), grace_s=env_float("GRACE_S", grace_s))

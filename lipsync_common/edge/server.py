@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lipsync_common.edge import metrics
-from lipsync_common.edge.config import EdgeConfig
+from lipsync_common.edge.auth import internal_interceptors
+from lipsync_common.edge.config import EdgeConfig, Listen
 from lipsync_common.edge.limits import LimitInterceptor
 
 # Every message is at most this big; payloads larger than that are streamed in CHUNK_BYTES pieces.
@@ -81,13 +82,10 @@ def make_server(name: str, edge: EdgeConfig, interceptors: Sequence = ()) -> grp
 async def serve(
     *,
     name: str,
-    host: str,
-    port: int,
+    listen: Listen,
     service_names: Sequence[str],
     add_servicers: Callable[[grpc.aio.Server], None],
     warmup: Callable[[], None] | None = None,
-    grace_s: float = 20.0,
-    port_file: str = "",
     on_stop: Callable[[], Awaitable[None] | None] | None = None,
     interceptors: Sequence = (),
     edge: EdgeConfig | None = None,
@@ -95,9 +93,10 @@ async def serve(
     """Run one service until SIGTERM/SIGINT.
 
     Health is NOT_SERVING until `warmup` (model loading) has finished; on a stop signal health goes back to
-    NOT_SERVING first, new calls are refused and running ones get `grace_s` seconds to finish.
+    NOT_SERVING first, new calls are refused and running ones get `listen.grace_s` seconds to finish.
     `edge`: the shared settings (None: read from the environment here, once).
     """
+    host, port, port_file, grace_s = listen.host, listen.port, listen.port_file, listen.grace_s
     log = logging.getLogger(name)
     edge = edge if edge is not None else EdgeConfig.from_env()
     server = make_server(name, edge, interceptors)
@@ -145,3 +144,13 @@ def _write_port(path: str, port: int) -> None:
     with open(tmp, "w") as f:
         f.write(str(port))
     os.replace(tmp, path)
+
+
+def run_internal(name: str, listen: Listen, edge: EdgeConfig, service, add_servicer: Callable[[grpc.aio.Server], None],
+                 warmup: Callable[[], None] | None = None,
+                 on_stop: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    """The main of an internal service: `serve` its gRPC `service` (a service descriptor) until a stop signal,
+    behind the internal token. Call setup_logging first."""
+    asyncio.run(serve(name=name, listen=listen, edge=edge, service_names=[service.full_name],
+                      add_servicers=add_servicer, warmup=warmup, on_stop=on_stop,
+                      interceptors=internal_interceptors(edge.internal_token)))

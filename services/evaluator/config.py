@@ -3,36 +3,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, Listen, env_int, env_str
 
 
 @dataclass(frozen=True)
 class EvaluatorConfig:
-    host: str = "127.0.0.1"
-    port: int = 50054
-    port_file: str = ""
+    # EVALUATOR_HOST, EVALUATOR_PORT, EVALUATOR_PORT_FILE, GRACE_S
+    listen: Listen = field(default_factory=lambda: Listen(port=50054, grace_s=20.0))
     models_dir: str = "models"           # syncnet/syncnet_v2.model, arcface/*.onnx (both optional)
     arcface_model: str = ""              # explicit ArcFace .onnx
     tmp_dir: str = ""
     max_upload_bytes: int = 512 * 1024 * 1024
     fid_frames: int = 32
     csim_frames: int = 50
-    grace_s: float = 20.0
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     @classmethod
     def from_env(cls) -> "EvaluatorConfig":
         return cls(
-            host=env_str("EVALUATOR_HOST", cls.host),
-            port=env_int("EVALUATOR_PORT", cls.port),
-            port_file=env_str("EVALUATOR_PORT_FILE", ""),
+            listen=Listen.from_env("evaluator", 50054, 20.0),
             models_dir=env_str("MODELS_DIR", cls.models_dir),
             arcface_model=env_str("ARCFACE_MODEL", ""),
             tmp_dir=env_str("TMP_DIR", ""),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             fid_frames=env_int("EVAL_FID_FRAMES", cls.fid_frames),
             csim_frames=env_int("EVAL_CSIM_FRAMES", cls.csim_frames),
-            grace_s=env_float("GRACE_S", cls.grace_s),
             edge=EdgeConfig.from_env(),
         )
 

@@ -17,7 +17,6 @@ from lipsync.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 from lipsync_common.formats import media
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
-from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.uploads import UploadError, Uploads, receive
 from lipsync_common.formats.chunks import ChunkWriter
 from services.evaluator import report
@@ -155,12 +154,8 @@ def main() -> None:
     cfg = EvaluatorConfig.from_env()
     boot.setup_logging("evaluator", cfg.edge.log_level)
     servicer = EvaluatorServicer(cfg)
-    name = evaluator_pb2.DESCRIPTOR.services_by_name["Evaluator"].full_name
-    asyncio.run(boot.serve(
-        name="evaluator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token),
-        edge=cfg.edge,
-        add_servicers=lambda s: evaluator_pb2_grpc.add_EvaluatorServicer_to_server(servicer, s)))
+    boot.run_internal("evaluator", cfg.listen, cfg.edge, evaluator_pb2.DESCRIPTOR.services_by_name["Evaluator"],
+                      lambda s: evaluator_pb2_grpc.add_EvaluatorServicer_to_server(servicer, s), warmup=servicer.warmup)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import os
 
-from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, Listen, env_float, env_int, env_str
 
 
 def default_speech_cache(xdg_cache_home: str = "") -> str:
@@ -14,14 +14,12 @@ def default_speech_cache(xdg_cache_home: str = "") -> str:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    host: str = "127.0.0.1"
-    port: int = 50053
-    port_file: str = ""
+    # GENERATOR_HOST, GENERATOR_PORT, GENERATOR_PORT_FILE, GRACE_S
+    listen: Listen = field(default_factory=lambda: Listen(port=50053, grace_s=20.0))
     cache_dir: str = "var/cache"     # the prepared-source cache written by preprocess (shared)
     models_dir: str = "models"       # MuseTalk weights in the official layout
     batch_size: int = 8              # crops per streamed message (8 x 192 KB, well under 4 MB)
     max_audio_s: float = 600.0
-    grace_s: float = 20.0
     device: str = ""                 # musetalk: "" = cuda when available, else cpu
     dtype: str = ""                  # musetalk: "" = float16 on cuda, float32 on cpu
     max_batch: int = 32              # musetalk: frames per GPU pass, across requests
@@ -39,14 +37,11 @@ class GeneratorConfig:
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
         return cls(
-            host=env_str("GENERATOR_HOST", cls.host),
-            port=env_int("GENERATOR_PORT", cls.port),
-            port_file=env_str("GENERATOR_PORT_FILE", ""),
+            listen=Listen.from_env("generator", 50053, 20.0),
             cache_dir=env_str("CACHE_DIR", cls.cache_dir),
             models_dir=env_str("MODELS_DIR", cls.models_dir),
             batch_size=env_int("GENERATOR_BATCH", cls.batch_size),
             max_audio_s=env_float("MAX_AUDIO_S", cls.max_audio_s),
-            grace_s=env_float("GRACE_S", cls.grace_s),
             device=env_str("MUSETALK_DEVICE", ""),
             dtype=env_str("MUSETALK_DTYPE", ""),
             max_batch=env_int("MUSETALK_MAX_BATCH", cls.max_batch),

@@ -12,7 +12,6 @@ from lipsync.v1 import generator_pb2, generator_pb2_grpc, preprocess_pb2
 from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
-from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.formats.source_cache import SourceCache, SourceEntry, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor, to_tensor
@@ -146,12 +145,8 @@ def main() -> None:
     cfg = GeneratorConfig.from_env()
     boot.setup_logging("generator", cfg.edge.log_level)
     servicer = GeneratorServicer(cfg)
-    name = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
-    asyncio.run(boot.serve(
-        name="generator", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, on_stop=servicer.close,
-        interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
-        add_servicers=lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s)))
+    boot.run_internal("generator", cfg.listen, cfg.edge, generator_pb2.DESCRIPTOR.services_by_name["Generator"],
+                      lambda s: generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, s), warmup=servicer.warmup, on_stop=servicer.close)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.formats import media
-from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.edge.uploads import UploadError, Uploads, receive
 from lipsync_common.formats.chunks import ChunkWriter
@@ -178,12 +177,8 @@ def main() -> None:
     cfg = PreprocessConfig.from_env()
     boot.setup_logging("preprocess", cfg.edge.log_level)
     servicer = PreprocessServicer(cfg)
-    name = preprocess_pb2.DESCRIPTOR.services_by_name["Preprocess"].full_name
-    asyncio.run(boot.serve(
-        name="preprocess", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], warmup=servicer.warmup, interceptors=internal_interceptors(cfg.edge.internal_token),
-        edge=cfg.edge,
-        add_servicers=lambda s: preprocess_pb2_grpc.add_PreprocessServicer_to_server(servicer, s)))
+    boot.run_internal("preprocess", cfg.listen, cfg.edge, preprocess_pb2.DESCRIPTOR.services_by_name["Preprocess"],
+                      lambda s: preprocess_pb2_grpc.add_PreprocessServicer_to_server(servicer, s), warmup=servicer.warmup)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lipsync_common.edge.config import EdgeConfig, env_float, env_int, env_str
+from lipsync_common.edge.config import EdgeConfig, Listen, env_float, env_int, env_str
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    host: str = "127.0.0.1"
-    port: int = 50055
-    port_file: str = ""                  # write the bound port here (useful with port 0)
+    # RENDER_HOST, RENDER_PORT, RENDER_PORT_FILE, GRACE_S
+    listen: Listen = field(default_factory=lambda: Listen(port=50055, grace_s=20.0))
     cache_dir: str = "var/cache"         # the shared prepared-source cache (read only here)
     max_frames: int = 180000             # output frames of one render (an hour at 50 fps)
-    grace_s: float = 20.0
     render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
     render_carry: int = -1               # frames left compositing when a message's add returns; -1 = 2 x threads
     x264_preset: str = "veryfast"        # x264 speed/size trade-off; faster presets give larger files
@@ -38,12 +36,9 @@ class RenderConfig:
     @classmethod
     def from_env(cls) -> "RenderConfig":
         return cls(
-            host=env_str("RENDER_HOST", cls.host),
-            port=env_int("RENDER_PORT", cls.port),
-            port_file=env_str("RENDER_PORT_FILE", ""),
+            listen=Listen.from_env("render", 50055, 20.0),
             cache_dir=env_str("CACHE_DIR", cls.cache_dir),
             max_frames=env_int("MAX_RENDER_FRAMES", cls.max_frames),
-            grace_s=env_float("GRACE_S", cls.grace_s),
             render_threads=env_int("RENDER_THREADS", cls.render_threads),
             render_carry=env_int("RENDER_CARRY", cls.render_carry),
             x264_preset=env_str("X264_PRESET", cls.x264_preset),

@@ -17,7 +17,6 @@ from lipsync.v1 import common_pb2, render_pb2, render_pb2_grpc
 from lipsync_common import options
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
-from lipsync_common.edge.auth import internal_interceptors
 from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor
@@ -169,11 +168,8 @@ def main() -> None:
     cfg = RenderConfig.from_env()
     boot.setup_logging("render", cfg.edge.log_level)
     servicer = RenderServicer(cfg)
-    name = render_pb2.DESCRIPTOR.services_by_name["Render"].full_name
-    asyncio.run(boot.serve(
-        name="render", host=cfg.host, port=cfg.port, port_file=cfg.port_file, grace_s=cfg.grace_s,
-        service_names=[name], interceptors=internal_interceptors(cfg.edge.internal_token), edge=cfg.edge,
-        add_servicers=lambda s: render_pb2_grpc.add_RenderServicer_to_server(servicer, s)))
+    boot.run_internal("render", cfg.listen, cfg.edge, render_pb2.DESCRIPTOR.services_by_name["Render"],
+                      lambda s: render_pb2_grpc.add_RenderServicer_to_server(servicer, s))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """A cancelled Evaluate stops its work: every frame tracked or embedded checks a stop signal the server sets when
 the call ends, so the CPU is free again within a second (real server on 127.0.0.1)."""
-import os
 import time
 
 import grpc
@@ -27,9 +26,7 @@ def evaluator(tmp_path_factory):
     s.stop()
 
 
-def cpu_s(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
+cpu_s = helpers.cpu_s
 
 
 def requests(files: dict[str, str]):
@@ -58,16 +55,5 @@ def test_a_cancelled_evaluation_frees_the_cpu_within_a_second(evaluator, tmp_pat
             assert time.time() < deadline and not call.done(), "the evaluation never started working"
         time.sleep(1.0)
         assert not call.done(), "the evaluation finished before it could be cancelled"
-        call.cancel()
-        time.sleep(1.0)
-        before = cpu_s(proc)
-        time.sleep(1.0)
-        busy = cpu_s(proc) - before
-    assert busy < 0.1, (f"the server still used {busy:.2f} s of CPU in a second after the cancellation "
-                        f"({working:.2f} s in a second while working)")
-    log = open(os.path.join(evaluator.folder_path, "log", "evaluator.log")).read()
-    assert "evaluation stopped" in log
-    deadline = time.time() + 5
-    while os.listdir(os.path.join(evaluator.folder_path, "tmp")) and time.time() < deadline:
-        time.sleep(0.1)
-    assert os.listdir(os.path.join(evaluator.folder_path, "tmp")) == []
+        helpers.assert_cancel_frees_the_cpu(proc, call.cancel, working, evaluator.folder_path, "evaluator",
+                                            "evaluation stopped")

@@ -1,26 +1,17 @@
 """The tuning preview: the first frame with a face, with what preparation decided drawn on it and nothing else
 changed."""
-import hashlib
 
 import cv2
 import numpy as np
 import pytest
 
-from lipsync_common.faces.landmarks import Landmarker
-from lipsync_common.formats.source_cache import SourceCache
-from services.preprocess.prepare import PrepareOptions, prepare
 from services.preprocess.preview import BOX, preview
 from tests import helpers
 
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("preview")
-    path = helpers.face_video(str(tmp / "v.mp4"), n=6)
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    cache = SourceCache(str(tmp / "cache"))
-    meta, _ = prepare(path, digest, PrepareOptions(), cache, Landmarker(), 10**8, 1000)
-    return cache.get(meta.source_id)
+    return helpers.prepared_entry(str(tmp_path_factory.mktemp("preview")), n=6)
 
 
 def test_preview_draws_box_mask_and_points_and_leaves_the_rest(entry):

@@ -1,27 +1,19 @@
 """Renderer: parallel compositing gives the same file as serial, frames in order, and a bounded mask cache;
 the source frames it pastes into are the source's own, walked forward and backward."""
-import hashlib
 import os
 
 import numpy as np
 import pytest
 
 from lipsync_common.formats import media
-from lipsync_common.formats.source_cache import SourceCache, source_frame
-from lipsync_common.faces.landmarks import Landmarker
-from services.preprocess.prepare import PrepareOptions, prepare
+from lipsync_common.formats.source_cache import source_frame
 from services.render.render import Renderer, RenderError, composite, frame_mask
 from tests import helpers
 
 
 @pytest.fixture(scope="module")
 def entry(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("render")
-    path = helpers.face_video(str(tmp / "v.mp4"), n=12)
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    cache = SourceCache(str(tmp / "cache"))
-    meta, _ = prepare(path, digest, PrepareOptions(), cache, Landmarker(), 10**8, 1000)
-    return cache.get(meta.source_id)
+    return helpers.prepared_entry(str(tmp_path_factory.mktemp("render")), n=12)
 
 
 def render(entry, crops, threads, batch=5, fps=25.0, **kw):
