@@ -197,3 +197,31 @@ def test_prepare_uses_the_parser_for_masks(tmp_path, parser):
     crop = a.crop(0)
     want = parser.mask(crop, blur_frac=0.15)                      # random weights: wiring, not quality
     assert np.array_equal(a.mask(0), want) and not np.array_equal(want, b.mask(0))
+
+
+def test_parsing_mode_and_cheek_widths_reach_the_bisenet_mask_and_the_cache_key(tmp_path, parser):
+    """MuseTalk v1.5's controls, through prepare: the stored mask is the parser's for that mode and those widths,
+    and each setting is its own cache entry; on the landmark mask they change nothing but the key."""
+    import hashlib
+
+    from lipsync_common.faces.landmarks import Landmarker
+    from lipsync_common.formats.source_cache import SourceCache
+    from services.preprocess.prepare import PrepareOptions, prepare
+    from tests import helpers
+
+    path = helpers.face_video(str(tmp_path / "v.mp4"), n=2)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    cache, lm = SourceCache(str(tmp_path / "cache")), Landmarker()
+    ids = set()
+    for mode, left, right in (("jaw", 90, 90), ("raw", 90, 90), ("jaw", 40, 150)):
+        opts = PrepareOptions(mask="bisenet", parsing_mode=mode, left_cheek_width=left, right_cheek_width=right)
+        meta, _ = prepare(path, digest, opts, cache, lm, 10**8, 100, parser=parser)
+        entry = cache.get(meta.source_id)
+        want = parser.mask(entry.crop(0), blur_frac=0.15, mode=mode, left_cheek_width=left, right_cheek_width=right)
+        assert np.array_equal(entry.mask(0), want), (mode, left, right)
+        assert meta.options["parsing_mode"] == mode and meta.options["left_cheek_width"] == left
+        ids.add(meta.source_id)
+    assert len(ids) == 3
+    plain = [prepare(path, digest, PrepareOptions(parsing_mode=m), cache, lm, 10**8, 100)[0] for m in ("jaw", "raw")]
+    a, b = (cache.get(m.source_id) for m in plain)
+    assert plain[0].source_id != plain[1].source_id and np.array_equal(a.mask(0), b.mask(0))   # a no-op there
