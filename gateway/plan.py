@@ -16,6 +16,7 @@ from lipsync.v1 import common_pb2, generator_pb2, preprocess_pb2, render_pb2
 from lipsync_common.edge.server import CHUNK_BYTES
 from lipsync_common.formats import media
 from lipsync_common.formats.tensors import to_tensor
+from lipsync_common import options
 from lipsync_common.options import INTERNAL_FPS
 from gateway.upload import invalid
 
@@ -98,12 +99,12 @@ def make_plan(o: common_pb2.LipsyncOptions, prepared: preprocess_pb2.PreparedSou
     when the audio is too short for one frame."""
     fps = o.fps or prepared.fps or float(INTERNAL_FPS.default)
     mono = audio.mono16
-    frames = max(1, int(np.floor(len(mono) / GEN_RATE * fps + 1e-9))) if len(mono) else 0
+    frames = options.frame_count(len(mono), GEN_RATE, fps)
     if frames == 0:
         raise invalid("the audio is too short for a single frame")
     generate = generator_pb2.GenerateConfig(
         source_id=prepared.source_id, engine=o.engine, model_version=o.model_version, fps=fps,
-        audio_sample_rate=GEN_RATE, priority=o.priority)
+        audio_sample_rate=GEN_RATE, priority=o.priority, num_frames=frames)
     render = render_pb2.RenderConfig(
         source_id=prepared.source_id, fps=fps, num_frames=frames, codec=o.codec, audio_sample_rate=audio.rate,
         audio_channels=audio.native.shape[0], color_match=o.color_match)

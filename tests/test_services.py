@@ -138,3 +138,17 @@ def test_render_sends_the_first_fragment_before_the_rest_of_the_crops_arrive(sta
         f.flush()
         decoded, out_fps, has_audio, _ = helpers.decode_video(f.name)
     assert len(decoded) == frames and out_fps == fps and has_audio
+
+
+def test_generator_checks_the_planned_frame_count(stack, prepared):
+    """The gateway's plan carries the frame count; audio that gives another count is refused, not guessed at."""
+    cfg = generator_pb2.GenerateConfig(source_id=prepared.source_id, engine="loudness", fps=25,
+                                       audio_sample_rate=16000, num_frames=11)
+    e = gen_call(stack, cfg, [to_tensor(np.zeros(16000, np.float32))])      # 1 s at 25 fps: 25 frames
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "num_frames 11 was planned" in e.details()
+    cfg.num_frames = 25
+    with grpc.insecure_channel(stack.addrs["generator"]) as ch:
+        out = list(generator_pb2_grpc.GeneratorStub(ch).Generate(iter([
+            generator_pb2.GenerateRequest(config=cfg),
+            generator_pb2.GenerateRequest(audio=to_tensor(np.zeros(16000, np.float32)))])))
+    assert out[-1].summary.frames == 25

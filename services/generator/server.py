@@ -74,8 +74,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         cfg = first.config
         engine, version, priority, source = await self._setup(cfg, fail)
         audio = await self._audio(it, fail)
-        if num_frames(len(audio), SAMPLE_RATE, cfg.fps) == 0:
+        frames = num_frames(len(audio), SAMPLE_RATE, cfg.fps)
+        if frames == 0:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
+        if cfg.num_frames and cfg.num_frames != frames:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, f"num_frames {cfg.num_frames} was planned but the audio "
+                       f"gives {frames} frames at {cfg.fps:g} fps")
 
         try:
             run = engine.generate(source, audio, SAMPLE_RATE, cfg.fps, self.cfg.batch_size, version=version,

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateConfig(_message.Message):
-    __slots__ = ("source_id", "engine", "model_version", "fps", "audio_sample_rate", "priority")
+    __slots__ = ("source_id", "engine", "model_version", "fps", "audio_sample_rate", "priority", "num_frames")
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     source_id: str
     engine: str
     model_version: _common_pb2.ModelVersion
     fps: float
     audio_sample_rate: int
     priority: _common_pb2.Priority
-    def __init__(self, source_id: _Optional[str] = ..., engine: _Optional[str] = ..., model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., fps: _Optional[float] = ..., audio_sample_rate: _Optional[int] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ...) -> None: ...
+    num_frames: int
+    def __init__(self, source_id: _Optional[str] = ..., engine: _Optional[str] = ..., model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., fps: _Optional[float] = ..., audio_sample_rate: _Optional[int] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., num_frames: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("config", "audio")

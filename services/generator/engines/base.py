@@ -18,6 +18,7 @@ from typing import Callable, Collection, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from lipsync_common import options
 from lipsync_common.formats.source_cache import SourceEntry
 
 SAMPLE_RATE = 16000                              # the audio every engine takes: mono float32 PCM at 16 kHz
@@ -60,10 +61,8 @@ class Engine(Protocol):
 
 
 def num_frames(num_samples: int, sample_rate: int, fps: float) -> int:
-    """Output frames for an audio track: floor(duration * fps), and at least one for non-empty audio."""
-    if num_samples <= 0:
-        return 0
-    return max(1, int(np.floor(num_samples / sample_rate * fps + 1e-9)))
+    """Output frames for an audio track: the options table's one rule (floor(duration x fps), at least one)."""
+    return options.frame_count(num_samples, sample_rate, fps)
 
 
 def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
