@@ -107,3 +107,16 @@ def test_every_setting_is_read_by_a_config_and_documented():
             stray.append(rel)
     assert not stray, f"os.environ read outside lipsync_common/edge/config.py: {stray}"
     assert names and not [n for n in sorted(names) if f"`{n}`" not in readme]
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS) + ["web"])
+def test_only_the_edge_of_a_room_imports_grpc(room):
+    """server.py is a room's gRPC edge; the work lives in plain modules (gateway/pipeline.py is the gRPC client of
+    the internal services)."""
+    folder = ROOMS.get(room, "services/web")
+    edges = {"server.py", "pipeline.py"} if room == "gateway" else {"server.py"}
+    for path in py_files(folder):
+        if os.path.basename(path) in edges:
+            continue
+        bad = {m for m in imports(path) if m == "grpc" or m.startswith("grpc.")}
+        assert not bad, f"{os.path.relpath(path, ROOT)} imports {sorted(bad)}"
