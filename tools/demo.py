@@ -14,7 +14,7 @@ import skimage.data
 
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
-from lipsync_client.cli import Bar
+from lipsync_client.cli import Progress
 from tools.stack import ROOT, Stack
 
 
@@ -30,9 +30,9 @@ def main() -> int:
     try:
         t0 = time.perf_counter()
         with LipsyncClient(stack.addrs["gateway"]) as client:
-            bar = Bar(quiet=False)
+            bar = Progress(quiet=False)
             s = client.lipsync(face, audio, out, common_pb2.LipsyncOptions(engine="auto"), on_progress=bar)
-            bar.done()
+            bar.close()
         print(f"wrote {os.path.relpath(out, ROOT)}: {s.frames} frames, {s.duration_s:.2f} s at {s.fps:g} fps, "
               f"{s.width}x{s.height}, engine {s.engine} ({s.engine_description}), "
               f"{time.perf_counter() - t0:.1f} s")
