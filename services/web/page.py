@@ -17,7 +17,6 @@ from lipsync_client.client import LipsyncClient, LipsyncError
 from lipsync_common import options
 
 KEEP_OUTPUTS_S = 3600          # generated files older than this are removed at the next request
-FACE_FIELDS = ("version", "bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width")
 
 
 def _slider(name: str, label: str, step: float = 1) -> gr.Slider:
@@ -27,12 +26,13 @@ def _slider(name: str, label: str, step: float = 1) -> gr.Slider:
     return gr.Slider(lo, o.hi, value=o.default, step=step, label=label, info=info)
 
 
-def face_options(version: str, bbox_shift: float, extra_margin: float, parsing_mode: str, left_cheek_width: float,
-                 right_cheek_width: float) -> common_pb2.LipsyncOptions:
+def face_options(version: str, bbox_shift: float, extra_margin: float, face_index: float, smoothing: bool,
+                 parsing_mode: str, left_cheek_width: float, right_cheek_width: float) -> common_pb2.LipsyncOptions:
     """How the face is prepared, as the API's options, checked against the table (the gateway checks again)."""
     o = common_pb2.LipsyncOptions(model_version=options.VERSION_BY_NAME[version], bbox_shift=int(bbox_shift),
-                                  extra_margin=int(extra_margin), parsing_mode=parsing_mode,
-                                  left_cheek_width=int(left_cheek_width), right_cheek_width=int(right_cheek_width))
+                                  extra_margin=int(extra_margin), face_index=int(face_index), smoothing=bool(smoothing),
+                                  parsing_mode=parsing_mode, left_cheek_width=int(left_cheek_width),
+                                  right_cheek_width=int(right_cheek_width))
     options.check_request(o)
     return o
 
@@ -85,8 +85,8 @@ class Handlers:
         return path, (f"source frame {p.frame}, crop box ({b.x1:g}, {b.y1:g})-({b.x2:g}, {b.y2:g}); "
                       f"**bbox_shift range [{r.min}, {r.max}]** (the current value: {int(face_fields[1])})")
 
-    def generate(self, face: str | None, audio: str | None, engine: str, fps: float, crf: float, *face_fields,
-                 progress=gr.Progress()):
+    def generate(self, face: str | None, audio: str | None, engine: str, fps: float, crf: float, lossless: bool,
+                 color_match: bool, priority: str, *face_fields, progress=gr.Progress()):
         if not face:
             raise gr.Error("Upload a face video or image first.")
         if not audio:
@@ -94,7 +94,10 @@ class Handlers:
 
         def run(client):
             o = face_options(*face_fields)
-            o.engine, o.fps, o.crf = engine, float(fps), int(crf)
+            o.engine, o.fps, o.crf, o.color_match = engine, float(fps), int(crf), bool(color_match)
+            o.priority = options.PRIORITY_BY_NAME[priority]
+            if lossless:
+                o.codec = common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB
             options.check_request(o)
             return client.lipsync(face, audio, out, o, on_progress=on_progress)
 
@@ -139,8 +142,11 @@ def _face_controls() -> list:
         version = gr.Dropdown(sorted(options.VERSION_BY_NAME), value="v15", label="model version")
         parsing_mode = gr.Radio(list(options.PARSING_MODES), value=options.PARSING_MODES[0], label="parsing mode",
                                 info="face-parsing blend region (needs the BiSeNet weights; else no effect)")
+    with gr.Row():
+        face_index = _slider("face_index", "face index")
+        smoothing = gr.Checkbox(value=True, label="smooth the landmarks", info="One Euro filter against jitter")
     return [version, _slider("bbox_shift", "bbox_shift (v1)"), _slider("extra_margin", "extra_margin (v1.5)"),
-            parsing_mode, _slider("left_cheek_width", "left cheek width", step=5),
+            face_index, smoothing, parsing_mode, _slider("left_cheek_width", "left cheek width", step=5),
             _slider("right_cheek_width", "right cheek width", step=5)]
 
 
@@ -153,6 +159,11 @@ def _generate_tab(h: Handlers) -> None:
             engine = gr.Dropdown(list(options.ENGINES), value="auto", label="engine")
             fps = _slider("fps", "fps", step=0.01)
             crf = _slider("crf", "crf")
+            with gr.Row():
+                lossless = gr.Checkbox(label="lossless RGB H.264", info="large files; for checks")
+                color_match = gr.Checkbox(label="match colours", info="the generated region's colour to the frame's")
+                priority = gr.Dropdown(sorted(options.PRIORITY_BY_NAME), value="default", label="priority",
+                                       info="share of the GPU under load")
             face_fields = _face_controls()
             with gr.Row():
                 preview = gr.Button("Preview", elem_id="preview")
@@ -163,7 +174,8 @@ def _generate_tab(h: Handlers) -> None:
             video = gr.Video(label="result", elem_id="result")
             summary = gr.Markdown(elem_id="summary")
     preview.click(h.preview, [face, *face_fields], [shown, info], api_name="preview")
-    run.click(h.generate, [face, audio, engine, fps, crf, *face_fields], [video, summary], api_name="generate")
+    run.click(h.generate, [face, audio, engine, fps, crf, lossless, color_match, priority, *face_fields],
+              [video, summary], api_name="generate")
 
 
 def _evaluate_tab(h: Handlers) -> None:

@@ -90,19 +90,22 @@ def test_token_auth_as_the_gateways(stack, tmp_path):
     assert bare.returncode != 0 and "no tokens" in bare.stderr
 
 
-FACE_DEFAULTS = ["v15", 0, 10, "jaw", 90, 90]      # version, bbox_shift, extra_margin, parsing, cheek widths
+# version, bbox_shift, extra_margin, face_index, smoothing, parsing mode, cheek widths
+FACE_DEFAULTS = ["v15", 0, 10, -1, True, "jaw", 90, 90]
+RENDER_DEFAULTS = [False, False, "default"]        # lossless, colour match, priority
 
 
 def test_generate_preview_and_compare_through_gradio_client(web, inputs, tmp_path):
     from gradio_client import Client, handle_file
     client = Client(web["url"] + "/", verbose=False)
     face, speech = handle_file(inputs["face"]), handle_file(inputs["speech"])
-    video, summary = client.predict(face, speech, "auto", 0, 18, *FACE_DEFAULTS, api_name="/generate")
+    video, summary = client.predict(face, speech, "auto", 0, 18, *RENDER_DEFAULTS, *FACE_DEFAULTS,
+                                    api_name="/generate")
     frames, fps, has_audio, _ = helpers.decode_video(video)
     assert len(frames) == 37 and fps == 25 and has_audio          # floor(1.5 s x 25) frames, with the speech
     assert "37 frames" in summary and "engine" in summary
     with pytest.raises(Exception, match="greater than maximum value 51"):    # the table's range, on the page
-        client.predict(face, speech, "auto", 0, 99, *FACE_DEFAULTS, api_name="/generate")
+        client.predict(face, speech, "auto", 0, 99, *RENDER_DEFAULTS, *FACE_DEFAULTS, api_name="/generate")
 
     png, info = client.predict(face, *FACE_DEFAULTS, api_name="/preview")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and "bbox_shift range [" in info
