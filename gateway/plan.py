@@ -17,7 +17,6 @@ from lipsync_common.edge.server import CHUNK_BYTES
 from lipsync_common.formats import media
 from lipsync_common.formats.tensors import to_tensor
 from lipsync_common import options
-from lipsync_common.options import INTERNAL_FPS
 from gateway.upload import invalid
 
 AAC_RATES = {7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
@@ -97,7 +96,7 @@ def make_plan(o: common_pb2.LipsyncOptions, prepared: preprocess_pb2.PreparedSou
     """The plan of a request whose options passed validation, once preprocess has seen the face media.
     fps: the request's, else the source's, else the table's internal default; raises Failure(INVALID_ARGUMENT)
     when the audio is too short for one frame."""
-    fps = o.fps or prepared.fps or float(INTERNAL_FPS.default)
+    fps = o.fps or prepared.fps or float(options.INTERNAL_FPS.default)
     mono = audio.mono16
     frames = options.frame_count(len(mono), GEN_RATE, fps)
     if frames == 0:

@@ -16,7 +16,7 @@ from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.formats.source_cache import SourceCache, SourceEntry, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor, to_tensor
 from services.generator.config import GeneratorConfig
-from services.generator.engines.base import INTERACTIVE, SAMPLE_RATE, Engine, EngineUnavailable, num_frames
+from services.generator.engines.base import INTERACTIVE, SAMPLE_RATE, Engine, EngineUnavailable
 from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
 from services.generator.engines.warp.engine import WarpEngine
 
@@ -74,7 +74,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         cfg = first.config
         engine, version, priority, source = await self._setup(cfg, fail)
         audio = await self._audio(it, fail)
-        frames = num_frames(len(audio), SAMPLE_RATE, cfg.fps)
+        frames = options.frame_count(len(audio), SAMPLE_RATE, cfg.fps)
         if frames == 0:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the audio has zero length")
         if cfg.num_frames and cfg.num_frames != frames:

@@ -18,7 +18,6 @@ from typing import Callable, Collection, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from lipsync_common import options
 from lipsync_common.formats.source_cache import SourceEntry
 
 SAMPLE_RATE = 16000                              # the audio every engine takes: mono float32 PCM at 16 kHz
@@ -58,11 +57,6 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Stop its threads and release what it holds; it generates nothing afterwards."""
-
-
-def num_frames(num_samples: int, sample_rate: int, fps: float) -> int:
-    """Output frames for an audio track: the options table's one rule (floor(duration x fps), at least one)."""
-    return options.frame_count(num_samples, sample_rate, fps)
 
 
 def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:

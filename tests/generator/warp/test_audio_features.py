@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from services.generator.engines.warp.audio_features import mouth_drive, num_frames
+from lipsync_common.options import frame_count as num_frames
+from services.generator.engines.warp.audio_features import mouth_drive
 from tests import helpers
 
 

@@ -16,8 +16,9 @@ from typing import Iterator
 import numpy as np
 from prometheus_client import Gauge
 
+from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
-from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched, num_frames
+from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
 from services.generator.engines.musetalk.batcher import Batcher
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ class MuseTalkEngine:
     def _crops(self, source: SourceEntry, version: str, audio: np.ndarray, sample_rate: int, fps: float,
                priority: str) -> Iterator[np.ndarray]:
         model = self.models[version]
-        frames = num_frames(len(audio), sample_rate, fps)
+        frames = frame_count(len(audio), sample_rate, fps)
         latents, tokens = self._inputs(source, model, version, audio, fps, frames)
         m = source.meta
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.generator.engines.base import SAMPLE_RATE, num_frames
+from lipsync_common.options import frame_count
+from services.generator.engines.base import SAMPLE_RATE
 
 WINDOW = 1024          # 64 ms analysis window at 16 kHz
 GATE_DBFS = -50.0      # below this the frame is silence
@@ -27,7 +28,7 @@ def mouth_drive(audio: np.ndarray, sample_rate: int, fps: float) -> MouthDrive:
     """audio: float32 mono [samples]. One value per output frame (frame t covers t/fps .. (t+1)/fps)."""
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"audio must be {SAMPLE_RATE} Hz mono, got {sample_rate} Hz")
-    n = num_frames(len(audio), sample_rate, fps)
+    n = frame_count(len(audio), sample_rate, fps)
     padded = np.pad(audio.astype(np.float32), (WINDOW, WINDOW))
     centres = ((np.arange(n) + 0.5) / fps * sample_rate).astype(np.int64) + WINDOW
     idx = centres[:, None] + np.arange(-WINDOW // 2, WINDOW // 2)[None, :]
