@@ -241,6 +241,7 @@ class Pipeline:
 
         plan = make_plan(options, prepared, audio)
         t0 = time.perf_counter()
+        await emit(_progress(common_pb2.STAGE_GENERATE, 0, plan.frames))
         relay, rendered = await self._generate_and_render(plan, emit, t0)
         timings.append(common_pb2.StageTiming(stage=common_pb2.STAGE_GENERATE, seconds=relay.seconds))
         timed(common_pb2.STAGE_RENDER, t0)

@@ -41,12 +41,18 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
     with grpc.insecure_channel(addr, options=OPTIONS) as ch:
         stub = gateway_pb2_grpc.LipsyncGatewayStub(ch)
         t0 = time.perf_counter()
-        first = playable = None
+        first = playable = generating = crops = None
         head = b""
         summary = None
         options = common_pb2.LipsyncOptions(engine=ENGINE, priority=priority)
         for resp in stub.Lipsync(upload_requests(video, audio, options)):
             kind = resp.WhichOneof("payload")
+            if kind == "progress" and resp.progress.stage == common_pb2.STAGE_GENERATE:
+                # where the first chunk waits: audio + prepare done (the generate stage starts), first crops relayed
+                if generating is None:
+                    generating = time.perf_counter() - t0
+                if crops is None and resp.progress.done > 0:
+                    crops = time.perf_counter() - t0
             if kind == "video" and first is None:
                 first = time.perf_counter() - t0
             if kind == "video" and playable is None:     # the first moof: a fragment a player can show
@@ -58,6 +64,7 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
         wall = time.perf_counter() - t0
     return {"frames": summary.frames, "wall_s": round(wall, 2), "fps": round(summary.frames / wall, 1),
             "first_chunk_ms": round(first * 1e3), "first_fragment_ms": round(playable * 1e3), "engine": summary.engine,
+            "generate_starts_ms": round((generating or 0) * 1e3), "first_crops_ms": round((crops or 0) * 1e3),
             "stages": {common_pb2.Stage.Name(t.stage): round(t.seconds, 2) for t in summary.timings}}
 
 
@@ -189,6 +196,8 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             "first_chunk_ms_p50": round(percentile(firsts, 50)), "first_chunk_ms_p95": round(percentile(firsts, 95)),
             "first_chunk_ms_max": max(firsts) if firsts else None,
             "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95)),
+            "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
+            "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
             "cpu_percent": share, "cores": os.cpu_count()}
 

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed
+from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed, SideWork
 
 
 def test_order_and_isolation_under_concurrent_requests():
@@ -210,3 +210,31 @@ def test_close_stops_the_thread_and_tells_waiting_requests():
     assert errors and results == list(range(len(results))) and len(results) < 10
     with pytest.raises(BatcherClosed):
         list(b.submit([1]))
+
+
+def test_side_work_runs_a_burst_in_one_call_and_keeps_errors_apart():
+    gate = threading.Event()
+    calls = []
+
+    def run(jobs):
+        gate.wait(5)
+        calls.append(list(jobs))
+        return [ValueError(f"bad {j}") if j < 0 else j * 10 for j in jobs]
+
+    side = SideWork(run)
+    first = side.submit(1)                 # starts a call at once, held at the gate
+    time.sleep(0.05)
+    burst = [side.submit(j) for j in (2, -3, 4)]
+    skipped = side.submit(5)
+    assert skipped.cancel()                # cancelled before its turn: never run
+    gate.set()
+    assert first.result(5) == 10
+    assert [f.result(5) for f in (burst[0], burst[2])] == [20, 40]
+    with pytest.raises(ValueError, match="bad -3"):
+        burst[1].result(5)
+    assert calls == [[1], [2, -3, 4]]
+    later = side.submit(7)
+    assert later.result(5) == 70
+    side.close()
+    with pytest.raises(BatcherClosed):
+        side.submit(8).result(5)

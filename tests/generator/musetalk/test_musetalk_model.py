@@ -123,6 +123,18 @@ def test_audio_over_30_seconds_is_encoded_segment_by_segment(model):
     assert torch.allclose(ours, ref, atol=1e-6)
 
 
+@torch.no_grad()
+def test_features_of_several_requests_in_one_pass_equal_each_alone(model):
+    rng = np.random.default_rng(5)
+    requests = [((0.05 * rng.standard_normal(n)).astype(np.float32), fps, None)
+                for n, fps in ((16000 * 31 + 77, 25), (12345, 30), (16000 * 2, 25))]
+    together = model.audio_tokens_many(requests, max_segments=3)      # 4 segments: two passes
+    for (audio, fps, _), tokens in zip(requests, together):
+        alone = model.audio_tokens(audio, fps)
+        assert tokens.shape == alone.shape
+        assert torch.allclose(tokens, alone, atol=1e-5)
+
+
 def test_window_edges_are_zero_padded():
     # 50 Hz steps numbered 1..T in every element, so a window shows which steps it took (0 = padding)
     T = 100                                     # 2 s of audio

@@ -22,6 +22,7 @@ import itertools
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -225,6 +226,69 @@ class Batcher:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+
+class SideWork:
+    """One thread that runs `run(jobs) -> one result (or exception) per job` over every job waiting when it turns
+    to them: a burst of new requests gets one call (e.g. one whisper pass) instead of one call each, and every
+    call stays in this one thread (one set of cuBLAS/cuDNN handles). `submit` returns a Future; a job whose
+    Future was cancelled before it ran is skipped."""
+
+    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work"):
+        self.run = run
+        self.calls: list[int] = []                # jobs per call, recent (tests, metrics)
+        self._queue: "queue.SimpleQueue[tuple[Any, Future] | None]" = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Any) -> Future:
+        future: Future = Future()
+        with self._lock:                        # nothing lands in the queue behind the closing marker
+            if self._closed:
+                future.set_exception(BatcherClosed("the side work was closed"))
+            else:
+                self._queue.put((job, future))
+        return future
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            waiting = [self._queue.get()]
+            while True:
+                try:
+                    waiting.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in waiting
+            jobs = [w for w in waiting if w is not None]
+            if stop:
+                for _, future in jobs:
+                    future.set_exception(BatcherClosed("the side work was closed"))
+                break
+            jobs = [(job, f) for job, f in jobs if f.set_running_or_notify_cancel()]
+            if jobs:
+                self._call(jobs)
+
+    def _call(self, jobs: list[tuple[Any, Future]]) -> None:
+        self.calls = (self.calls + [len(jobs)])[-1000:]
+        try:
+            results = self.run([job for job, _ in jobs])
+        except Exception as e:  # noqa: BLE001 - the error goes to every job of the call
+            results = [e] * len(jobs)
+        for (_, future), result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        """Jobs still waiting (and later ones) get BatcherClosed; the call running now finishes."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout=5)
 
 
 class _Handle:

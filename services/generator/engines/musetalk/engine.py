@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -19,7 +18,7 @@ from prometheus_client import Gauge
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
-from services.generator.engines.musetalk.batcher import Batcher
+from services.generator.engines.musetalk.batcher import Batcher, SideWork
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,11 @@ class MuseTalkEngine:
         self.settings = settings or MuseTalkSettings()
         self.models: dict = {}
         self.batchers: dict[str, Batcher] = {}
-        # audio features of at most 4 requests at once (each holds a 30 s whisper segment on the device)
         # a request's side work (reference latents, whisper features) runs on CUDA in this one thread: every
         # thread that calls cuBLAS/cuDNN gets its own handles and workspaces (~0.85 GB over 16 request threads
         # on the H200: BENCHMARKS.md), and one stream in one thread keeps one set
-        self._side_worker = ThreadPoolExecutor(1, thread_name_prefix="musetalk-inputs")
+        # (one whisper pass for all the requests waiting when it turns to them)
+        self._side_worker = SideWork(self._inputs_on_side, name="musetalk-inputs")
         self._side = None
         self._side_lock = threading.Lock()
 
@@ -212,19 +211,35 @@ class MuseTalkEngine:
         load)."""
         if not str(model.device).startswith("cuda"):
             return self._latents(source, model, version), model.audio_tokens(audio, fps, frames).to(model.dtype)
-        return self._side_worker.submit(self._inputs_on_side, source, model, version, audio, fps, frames).result()
+        return self._side_worker.submit((source, model, version, audio, fps, frames)).result()
 
-    def _inputs_on_side(self, source: SourceEntry, model, version: str, audio: np.ndarray, fps: float, frames: int):
+    def _inputs_on_side(self, jobs: list[tuple]) -> list:
+        """(latents, tokens) or the exception, for each job; the whisper features of every job of a model in one
+        pass."""
         import torch
 
-        stream = self._side_stream(model.device)
+        out: list = [None] * len(jobs)
+        stream = self._side_stream(jobs[0][1].device)
         with torch.cuda.stream(stream):
-            latents = self._latents(source, model, version)
-            tokens = model.audio_tokens(audio, fps, frames).to(model.dtype)
+            for k, (source, model, version, *_rest) in enumerate(jobs):
+                try:
+                    out[k] = self._latents(source, model, version)
+                except Exception as e:  # noqa: BLE001 - that request's error only
+                    out[k] = e
+            for model in {id(j[1]): j[1] for j in jobs}.values():
+                mine = [k for k, j in enumerate(jobs) if j[1] is model and not isinstance(out[k], Exception)]
+                try:
+                    tokens = model.audio_tokens_many([jobs[k][3:] for k in mine]) if mine else []
+                except Exception as e:  # noqa: BLE001 - the pass failed for each of its requests
+                    tokens = [e] * len(mine)
+                for k, t in zip(mine, tokens):
+                    out[k] = t if isinstance(t, Exception) else (out[k], t.to(model.dtype))
         stream.synchronize()
-        for t in (latents, tokens):     # read on the default stream by the batcher's graphs
-            t.record_stream(torch.cuda.default_stream(model.device))
-        return latents, tokens
+        default = torch.cuda.default_stream(jobs[0][1].device)
+        for result in out:
+            for t in () if isinstance(result, Exception) else result:   # read on the default stream by the graphs
+                t.record_stream(default)
+        return out
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
                  version: str = "v15", priority: str = INTERACTIVE) -> Generation:
@@ -254,7 +269,7 @@ class MuseTalkEngine:
         """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
         for b in self.batchers.values():
             b.close()
-        self._side_worker.shutdown(wait=False, cancel_futures=True)
+        self._side_worker.close()
         self.batchers.clear()
         self.models.clear()
 

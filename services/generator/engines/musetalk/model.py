@@ -211,6 +211,22 @@ class MuseTalk:
             out.append(torch.cat(pair, dim=1))
         return torch.cat(out)
 
+    def mels(self, audio: np.ndarray) -> torch.Tensor:
+        """16 kHz mono float32 -> (segments, 80, 3000) log-mel inputs, one per 30 s segment (the last one padded),
+        computed on the model's device (the CPU result within float rounding)."""
+        seg = SEGMENT_S * SAMPLE_RATE
+        device = "cpu" if self.device.type == "cpu" else str(self.device)
+        return torch.cat([self.extractor(audio[start:start + seg], sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                         device=device).input_features
+                          for start in range(0, max(len(audio), 1), seg)])
+
+    @torch.no_grad()
+    def encode_mels(self, mels: torch.Tensor) -> torch.Tensor:
+        """(segments, 80, 3000) -> (segments, 1500, 5, 384): every whisper encoder state of each segment, in one
+        pass (segments of several requests go through together)."""
+        states = self.whisper(mels.to(self.device, self.dtype), output_hidden_states=True).hidden_states
+        return torch.stack(states, dim=2)
+
     @torch.no_grad()
     def audio_features(self, audio: np.ndarray) -> torch.Tensor:
         """16 kHz mono float32 -> (1, T50, 5, 384): every whisper encoder state, 30 s segment by segment."""
@@ -218,12 +234,24 @@ class MuseTalk:
         parts = []
         for start in range(0, max(len(audio), 1), seg):
             mel = self.extractor(audio[start:start + seg], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-            states = self.whisper(mel.to(self.device, self.dtype), output_hidden_states=True).hidden_states
-            parts.append(torch.stack(states, dim=2))
+            parts.append(self.encode_mels(mel))
         return torch.cat(parts, dim=1)
 
     def audio_tokens(self, audio: np.ndarray, fps: float, num_frames: int | None = None) -> torch.Tensor:
         return whisper_windows(self.audio_features(audio), len(audio), fps, num_frames)
+
+    def audio_tokens_many(self, requests: list[tuple[np.ndarray, float, int]], max_segments: int = 16) -> list:
+        """audio_tokens of several requests ((audio, fps, frames) each) with one whisper pass per max_segments
+        30 s segments: a burst of new requests costs one encoder call instead of one each."""
+        mels = [self.mels(audio) for audio, _, _ in requests]
+        flat = torch.cat(mels)
+        states = torch.cat([self.encode_mels(flat[i:i + max_segments]) for i in range(0, len(flat), max_segments)])
+        out, at = [], 0
+        for (audio, fps, frames), m in zip(requests, mels):
+            features = states[at:at + len(m)].reshape(1, len(m) * states.shape[1], *states.shape[2:])
+            out.append(whisper_windows(features, len(audio), fps, frames))
+            at += len(m)
+        return out
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
