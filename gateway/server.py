@@ -20,10 +20,15 @@ from lipsync_common.edge.server import CHUNK_BYTES
 from gateway.config import GatewayConfig
 from gateway.batch import receive_batch
 from gateway.jobs import JobStore
+from gateway.live_edge import LiveRun, read_start
 from gateway.pipeline import DEADLINE, Pipeline
 from gateway.upload import Failure, UrlPolicy, receive
 
 log = logging.getLogger("gateway")
+
+
+async def _ignore(_msg) -> None:
+    """An emit for progress nobody reads (a live session's prepare)."""
 
 
 class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
@@ -34,6 +39,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
         self.jobs = JobStore(cfg.results_dir, self.pipeline, cfg.job_workers, cfg.max_queued_jobs,
                              cfg.job_retries, cfg.job_retry_base_s)
         self.streams = 0
+        self.live = 0
 
     async def Lipsync(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
@@ -80,6 +86,32 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                     await asyncio.gather(task, return_exceptions=True)
         finally:
             self.streams -= 1
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def LiveSession(self, request_iterator, context):
+        fail = partial(calls.abort, context, request_iterator)
+        if self.live >= self.cfg.max_live:
+            await fail(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.cfg.max_live} live sessions are running")
+        self.live += 1
+        folder = tempfile.mkdtemp(prefix="live-", dir=self.cfg.tmp_dir or None)
+        try:
+            it = aiter(request_iterator)
+            try:
+                start, face = await read_start(it, folder, self.cfg.max_upload_bytes, self.urls)
+                source_id, fps = start.source_id, start.options.fps or 25.0
+                if face:
+                    prepared = await self.pipeline.prepare(start.options, face, _ignore)
+                    source_id, fps = prepared.source_id, start.options.fps or prepared.fps or 25.0
+            except Failure as e:
+                await fail(calls.status(e.code), e.message)
+            margin = max(1, round(self.cfg.live_margin_ms / 1000 * fps))
+            try:
+                async for msg in LiveRun(self.pipeline, start, source_id, fps, it, margin).run():
+                    yield msg
+            except Failure as e:
+                await context.abort(calls.status(e.code), e.message)
+        finally:
+            self.live -= 1
             shutil.rmtree(folder, ignore_errors=True)
 
     async def Preview(self, request_iterator, context):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from lipsync.v1 import common_pb2, gateway_pb2
 from lipsync_client.client import LipsyncClient, LipsyncError
+from lipsync_client.live_cli import run_live
 from lipsync_common import options
 
 VERSIONS = options.VERSION_BY_NAME
@@ -36,9 +38,9 @@ def _helped(name: str) -> str:
     return f"{o.help}; {o.lo:g} to {o.hi:g}, default {o.default:g}" + (f" (0: {o.zero})" if o.zero else "")
 
 
-def _add_face(p: argparse.ArgumentParser) -> None:
-    """The face and how it is prepared (run, submit, preview)."""
-    src = p.add_mutually_exclusive_group(required=True)
+def _add_face(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The face and how it is prepared (run, submit, preview, live)."""
+    src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--video", help="face video (mp4, mov, mkv, webm...)")
     src.add_argument("--image", help="one face image (png, jpg...)")
     p.add_argument("--version", default="v15", choices=sorted(VERSIONS))
@@ -112,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_media(submit)
     for name in ("status", "cancel"):
         sub.add_parser(name).add_argument("job_id")
+    live = sub.add_parser("live", help="a live session: stream the audio at real-time pace (--realtime) and write "
+                          "the frames that come back; prints latency percentiles")
+    _add_face(live, required=False)
+    live.add_argument("--source-id", default="", help="a prepared avatar instead of --video/--image")
+    live.add_argument("--audio", required=True, help="16-bit mono WAV, or - for raw PCM on stdin (--rate)")
+    live.add_argument("--rate", type=int, default=16000, help="sample rate of PCM on stdin")
+    live.add_argument("--realtime", action="store_true", help="send the audio at the pace it would be spoken")
+    live.add_argument("--out", required=True, help="the video (fragmented MP4); its audio goes to OUT.wav")
+    live.add_argument("--engine", default="auto", help="auto, warp, visemes, loudness or musetalk")
+    live.add_argument("--fps", type=float, default=0.0, help="output frame rate (0: the source's, 25 for an image)")
+    live.set_defaults(crf=None, lossless=False, priority="default")
     dl = sub.add_parser("download", help="download a finished job's MP4")
     dl.add_argument("job_id")
     dl.add_argument("--out", required=True)
@@ -154,6 +167,7 @@ COMMANDS = {
         "JOB_STATE_"), j.error),
     "cancel": lambda c, a: print(gateway_pb2.JobState.Name(c.cancel_job(a.job_id).state).removeprefix("JOB_STATE_")),
     "download": _download,
+    "live": lambda c, a: asyncio.run(run_live(a, _options(a))),
 }
 
 

@@ -103,6 +103,70 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             frames=done, engine=engine.name, engine_description=engine.description,
             engine_detail=run.detail()))
 
+    async def GenerateLive(self, request_iterator, context):
+        """Audio frame by frame in, one crop per frame out as soon as the engine has the audio it needs; the end
+        of the request stream flushes. The engine's stream is closed however the call ends (its queued frames on
+        the GPU are dropped)."""
+        fail = partial(calls.abort, context, request_iterator)
+        it = aiter(request_iterator)
+        first = await anext(it, None)
+        if first is None or first.WhichOneof("payload") != "config":
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the config")
+        engine, version, _, source = await self._setup(first.config, fail)
+        loop, crops = asyncio.get_running_loop(), asyncio.Queue()
+        try:
+            stream = await asyncio.to_thread(engine.open_live, source, first.config.fps,
+                                             lambda c: loop.call_soon_threadsafe(crops.put_nowait, c), version=version)
+        except EngineUnavailable as e:
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        fed = [0]
+        reader = asyncio.create_task(self._feed_live(it, stream, fed, crops))
+        try:
+            yield generator_pb2.LiveGenerateResponse(ready=generator_pb2.LiveGenerateReady(
+                engine=engine.name, engine_detail=stream.detail, lookahead_frames=stream.lookahead))
+            done, ended = 0, False
+            while not (ended and done == fed[0]):
+                crop = await crops.get()
+                if crop is None:            # the input ended (and was flushed): every fed frame's crop is coming
+                    ended = True
+                    continue
+                if isinstance(crop, str):
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, crop)
+                if isinstance(crop, BaseException):
+                    raise crop
+                yield generator_pb2.LiveGenerateResponse(crops=preprocess_pb2.CropBatch(
+                    first_frame=done, images=to_tensor(crop[None])))
+                done += 1
+                FRAMES.labels("generator", engine.name).inc()
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            stream.close()
+
+    @staticmethod
+    async def _feed_live(it, stream, fed: list, crops: asyncio.Queue) -> None:
+        """Feed frames and flushes in order (in a worker thread: the engine may wait for its whisper pass); a bad
+        message puts its error text on the crops queue; the end of input flushes, then puts None."""
+        try:
+            async for req in it:
+                kind = req.WhichOneof("payload")
+                if kind == "frame":
+                    if req.frame.index != fed[0]:
+                        raise ValueError(f"frame {req.frame.index} arrived, expected frame {fed[0]}")
+                    samples = from_tensor(req.frame.audio, dtype=np.float32, ndim=1, finite=True)
+                    if len(samples) > 2 * SAMPLE_RATE:
+                        raise ValueError("a frame's audio is longer than 2 s")
+                    await asyncio.to_thread(stream.feed, samples)
+                    fed[0] += 1
+                elif kind == "flush":
+                    await asyncio.to_thread(stream.flush)
+                else:
+                    raise ValueError("the config may be sent only once, first")
+            await asyncio.to_thread(stream.flush)
+            crops.put_nowait(None)
+        except (ValueError, TensorError) as e:
+            crops.put_nowait(str(e))
+
     async def _setup(self, cfg, fail) -> tuple[Engine, str, str, SourceEntry]:
         """The config checked: the engine that runs it, the model version, the priority, the prepared source."""
         try:

@@ -21,6 +21,7 @@ from lipsync_common.edge.metrics import FRAMES
 from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor
 from services.render.config import RenderConfig
+from services.render.live import LiveEncoder
 from services.render.render import Renderer, RenderError
 
 log = logging.getLogger("render")
@@ -162,6 +163,59 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
             if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
                 inflight.cancel()
                 await asyncio.gather(inflight, return_exceptions=True)
+
+    async def RenderLive(self, request_iterator, context):
+        """One frame in, its encoded frame out as soon as x264 gives it (services/render/live.py)."""
+        fail = partial(calls.abort, context, request_iterator)
+        it = aiter(request_iterator)
+        first = await anext(it, None)
+        if first is None or first.WhichOneof("payload") != "config":
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the live render config")
+        cfg = first.config
+        try:
+            options.INTERNAL_FPS.check("fps", cfg.fps)
+            entry = self.cache.get(cfg.source_id)
+            encoder = LiveEncoder(entry, cfg.fps, fmp4=cfg.fmp4, crf=cfg.crf if cfg.HasField("crf") else 23,
+                                  preset=self.cfg.x264_preset)
+        except SourceNotFound as e:
+            await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        except ValueError as e:
+            await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+        def frames(encoded):
+            FRAMES.labels("render", "live").inc(len(encoded))
+            return [render_pb2.LiveRenderResponse(frame=render_pb2.LiveEncoded(index=i, data=d, keyframe=k))
+                    for i, d, k in encoded]
+
+        def init():     # H.264 AUs: at once; fMP4: once the muxer wrote its header, before the first fragment
+            return render_pb2.LiveRenderResponse(init=render_pb2.LiveRenderInit(
+                width=encoder.width, height=encoder.height, init_segment=encoder.init_segment))
+
+        sent_init = not cfg.fmp4
+        try:
+            if sent_init:
+                yield init()
+            async for req in it:
+                if req.WhichOneof("payload") != "frame":
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, "the config may be sent only once, first")
+                crop = None
+                if req.frame.crop:
+                    if len(req.frame.crop) != 256 * 256 * 3:
+                        await fail(grpc.StatusCode.INVALID_ARGUMENT, "a crop must be 256x256x3 uint8 bytes")
+                    crop = np.frombuffer(req.frame.crop, np.uint8).reshape(256, 256, 3)
+                try:
+                    encoded = await asyncio.to_thread(encoder.encode, req.frame.index, crop)
+                except ValueError as e:
+                    await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                if not sent_init and encoder.init_segment:
+                    sent_init = True
+                    yield init()
+                for msg in frames(encoded):
+                    yield msg
+            for msg in frames(await asyncio.to_thread(encoder.close)):
+                yield msg
+        finally:
+            await asyncio.shield(asyncio.to_thread(encoder.close))
 
 
 def main() -> None:

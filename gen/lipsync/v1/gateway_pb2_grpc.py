@@ -62,6 +62,11 @@ class LipsyncGatewayStub(object):
                 request_serializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_evaluator__pb2.CompareResult.FromString,
                 )
+        self.LiveSession = channel.stream_stream(
+                '/lipsync.v1.LipsyncGateway/LiveSession',
+                request_serializer=lipsync_dot_v1_dot_gateway__pb2.LiveRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_gateway__pb2.LiveResponse.FromString,
+                )
 
 
 class LipsyncGatewayServicer(object):
@@ -144,6 +149,22 @@ class LipsyncGatewayServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LiveSession(self, request_iterator, context):
+        """A live avatar session: speech streams in as it is spoken, video streams
+        out in real time. The client sends `start` first (the avatar, engine,
+        output form, the PCM sample rate), then the face's bytes if start
+        declared face_size, then `audio` as it comes (16-bit mono PCM, any chunk
+        size) and `control` markers (flush, interrupt). The server answers with
+        `ready` once, then one `frame` per output frame paced at the output fps
+        (speech frames and, while no speech is queued, idle frames), each with
+        its presentation time on the session's clock and the audio it shows, and
+        `stats` every second. Half-closing the request stream ends the session
+        once the queued audio is shown; cancelling ends it at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LipsyncGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +212,11 @@ def add_LipsyncGatewayServicer_to_server(servicer, server):
                     servicer.Compare,
                     request_deserializer=lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_evaluator__pb2.CompareResult.SerializeToString,
+            ),
+            'LiveSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.LiveSession,
+                    request_deserializer=lipsync_dot_v1_dot_gateway__pb2.LiveRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_gateway__pb2.LiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,5 +379,22 @@ class LipsyncGateway(object):
         return grpc.experimental.stream_unary(request_iterator, target, '/lipsync.v1.LipsyncGateway/Compare',
             lipsync_dot_v1_dot_evaluator__pb2.EvaluateRequest.SerializeToString,
             lipsync_dot_v1_dot_evaluator__pb2.CompareResult.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def LiveSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.LipsyncGateway/LiveSession',
+            lipsync_dot_v1_dot_gateway__pb2.LiveRequest.SerializeToString,
+            lipsync_dot_v1_dot_gateway__pb2.LiveResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

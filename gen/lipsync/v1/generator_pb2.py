@@ -16,7 +16,7 @@ from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
 from lipsync.v1 import preprocess_pb2 as lipsync_dot_v1_dot_preprocess__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alipsync/v1/generator.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1blipsync/v1/preprocess.proto\"\xc8\x01\n\x0eGenerateConfig\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12/\n\rmodel_version\x18\x03 \x01(\x0e\x32\x18.lipsync.v1.ModelVersion\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x19\n\x11\x61udio_sample_rate\x18\x05 \x01(\x05\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.lipsync.v1.Priority\x12\x12\n\nnum_frames\x18\x07 \x01(\x03\"o\n\x0fGenerateRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.GenerateConfigH\x00\x12#\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.TensorH\x00\x42\t\n\x07payload\"d\n\x0fGenerateSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x1a\n\x12\x65ngine_description\x18\x03 \x01(\t\x12\x15\n\rengine_detail\x18\x04 \x01(\t\"u\n\x10GenerateResponse\x12&\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.CropBatchH\x00\x12.\n\x07summary\x18\x02 \x01(\x0b\x32\x1b.lipsync.v1.GenerateSummaryH\x00\x42\t\n\x07payload\"\x14\n\x12ListEnginesRequest\"^\n\nEngineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x04 \x01(\t\">\n\x13ListEnginesResponse\x12\'\n\x07\x65ngines\x18\x01 \x03(\x0b\x32\x16.lipsync.v1.EngineInfo2\xa6\x01\n\tGenerator\x12I\n\x08Generate\x12\x1b.lipsync.v1.GenerateRequest\x1a\x1c.lipsync.v1.GenerateResponse(\x01\x30\x01\x12N\n\x0bListEngines\x12\x1e.lipsync.v1.ListEnginesRequest\x1a\x1f.lipsync.v1.ListEnginesResponseB(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alipsync/v1/generator.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1blipsync/v1/preprocess.proto\"B\n\x0eLiveAudioFrame\x12\r\n\x05index\x18\x01 \x01(\x03\x12!\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.Tensor\"\x8c\x01\n\x13LiveGenerateRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.GenerateConfigH\x00\x12+\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1a.lipsync.v1.LiveAudioFrameH\x00\x12\x0f\n\x05\x66lush\x18\x03 \x01(\x08H\x00\x42\t\n\x07payload\"T\n\x11LiveGenerateReady\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x15\n\rengine_detail\x18\x02 \x01(\t\x12\x18\n\x10lookahead_frames\x18\x03 \x01(\x05\"y\n\x14LiveGenerateResponse\x12.\n\x05ready\x18\x01 \x01(\x0b\x32\x1d.lipsync.v1.LiveGenerateReadyH\x00\x12&\n\x05\x63rops\x18\x02 \x01(\x0b\x32\x15.lipsync.v1.CropBatchH\x00\x42\t\n\x07payload\"\xc8\x01\n\x0eGenerateConfig\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12/\n\rmodel_version\x18\x03 \x01(\x0e\x32\x18.lipsync.v1.ModelVersion\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x19\n\x11\x61udio_sample_rate\x18\x05 \x01(\x05\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.lipsync.v1.Priority\x12\x12\n\nnum_frames\x18\x07 \x01(\x03\"o\n\x0fGenerateRequest\x12,\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.GenerateConfigH\x00\x12#\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.TensorH\x00\x42\t\n\x07payload\"d\n\x0fGenerateSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x1a\n\x12\x65ngine_description\x18\x03 \x01(\t\x12\x15\n\rengine_detail\x18\x04 \x01(\t\"u\n\x10GenerateResponse\x12&\n\x05\x63rops\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.CropBatchH\x00\x12.\n\x07summary\x18\x02 \x01(\x0b\x32\x1b.lipsync.v1.GenerateSummaryH\x00\x42\t\n\x07payload\"\x14\n\x12ListEnginesRequest\"^\n\nEngineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\x04 \x01(\t\">\n\x13ListEnginesResponse\x12\'\n\x07\x65ngines\x18\x01 \x03(\x0b\x32\x16.lipsync.v1.EngineInfo2\xfd\x01\n\tGenerator\x12I\n\x08Generate\x12\x1b.lipsync.v1.GenerateRequest\x1a\x1c.lipsync.v1.GenerateResponse(\x01\x30\x01\x12N\n\x0bListEngines\x12\x1e.lipsync.v1.ListEnginesRequest\x1a\x1f.lipsync.v1.ListEnginesResponse\x12U\n\x0cGenerateLive\x12\x1f.lipsync.v1.LiveGenerateRequest\x1a .lipsync.v1.LiveGenerateResponse(\x01\x30\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,20 +24,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lipsync.v1.generator_pb2', 
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.lipsync.v1P\001Z\024lipsync/v1;lipsyncv1'
-  _globals['_GENERATECONFIG']._serialized_start=97
-  _globals['_GENERATECONFIG']._serialized_end=297
-  _globals['_GENERATEREQUEST']._serialized_start=299
-  _globals['_GENERATEREQUEST']._serialized_end=410
-  _globals['_GENERATESUMMARY']._serialized_start=412
-  _globals['_GENERATESUMMARY']._serialized_end=512
-  _globals['_GENERATERESPONSE']._serialized_start=514
-  _globals['_GENERATERESPONSE']._serialized_end=631
-  _globals['_LISTENGINESREQUEST']._serialized_start=633
-  _globals['_LISTENGINESREQUEST']._serialized_end=653
-  _globals['_ENGINEINFO']._serialized_start=655
-  _globals['_ENGINEINFO']._serialized_end=749
-  _globals['_LISTENGINESRESPONSE']._serialized_start=751
-  _globals['_LISTENGINESRESPONSE']._serialized_end=813
-  _globals['_GENERATOR']._serialized_start=816
-  _globals['_GENERATOR']._serialized_end=982
+  _globals['_LIVEAUDIOFRAME']._serialized_start=96
+  _globals['_LIVEAUDIOFRAME']._serialized_end=162
+  _globals['_LIVEGENERATEREQUEST']._serialized_start=165
+  _globals['_LIVEGENERATEREQUEST']._serialized_end=305
+  _globals['_LIVEGENERATEREADY']._serialized_start=307
+  _globals['_LIVEGENERATEREADY']._serialized_end=391
+  _globals['_LIVEGENERATERESPONSE']._serialized_start=393
+  _globals['_LIVEGENERATERESPONSE']._serialized_end=514
+  _globals['_GENERATECONFIG']._serialized_start=517
+  _globals['_GENERATECONFIG']._serialized_end=717
+  _globals['_GENERATEREQUEST']._serialized_start=719
+  _globals['_GENERATEREQUEST']._serialized_end=830
+  _globals['_GENERATESUMMARY']._serialized_start=832
+  _globals['_GENERATESUMMARY']._serialized_end=932
+  _globals['_GENERATERESPONSE']._serialized_start=934
+  _globals['_GENERATERESPONSE']._serialized_end=1051
+  _globals['_LISTENGINESREQUEST']._serialized_start=1053
+  _globals['_LISTENGINESREQUEST']._serialized_end=1073
+  _globals['_ENGINEINFO']._serialized_start=1075
+  _globals['_ENGINEINFO']._serialized_end=1169
+  _globals['_LISTENGINESRESPONSE']._serialized_start=1171
+  _globals['_LISTENGINESRESPONSE']._serialized_end=1233
+  _globals['_GENERATOR']._serialized_start=1236
+  _globals['_GENERATOR']._serialized_end=1489
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,42 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LiveAudioFrame(_message.Message):
+    __slots__ = ("index", "audio")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    audio: _common_pb2.Tensor
+    def __init__(self, index: _Optional[int] = ..., audio: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class LiveGenerateRequest(_message.Message):
+    __slots__ = ("config", "frame", "flush")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    config: GenerateConfig
+    frame: LiveAudioFrame
+    flush: bool
+    def __init__(self, config: _Optional[_Union[GenerateConfig, _Mapping]] = ..., frame: _Optional[_Union[LiveAudioFrame, _Mapping]] = ..., flush: bool = ...) -> None: ...
+
+class LiveGenerateReady(_message.Message):
+    __slots__ = ("engine", "engine_detail", "lookahead_frames")
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    LOOKAHEAD_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    engine_detail: str
+    lookahead_frames: int
+    def __init__(self, engine: _Optional[str] = ..., engine_detail: _Optional[str] = ..., lookahead_frames: _Optional[int] = ...) -> None: ...
+
+class LiveGenerateResponse(_message.Message):
+    __slots__ = ("ready", "crops")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    ready: LiveGenerateReady
+    crops: _preprocess_pb2.CropBatch
+    def __init__(self, ready: _Optional[_Union[LiveGenerateReady, _Mapping]] = ..., crops: _Optional[_Union[_preprocess_pb2.CropBatch, _Mapping]] = ...) -> None: ...
+
 class GenerateConfig(_message.Message):
     __slots__ = ("source_id", "engine", "model_version", "fps", "audio_sample_rate", "priority", "num_frames")
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]

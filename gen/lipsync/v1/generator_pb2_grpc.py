@@ -25,6 +25,11 @@ class GeneratorStub(object):
                 request_serializer=lipsync_dot_v1_dot_generator__pb2.ListEnginesRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_generator__pb2.ListEnginesResponse.FromString,
                 )
+        self.GenerateLive = channel.stream_stream(
+                '/lipsync.v1.Generator/GenerateLive',
+                request_serializer=lipsync_dot_v1_dot_generator__pb2.LiveGenerateRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_generator__pb2.LiveGenerateResponse.FromString,
+                )
 
 
 class GeneratorServicer(object):
@@ -47,6 +52,17 @@ class GeneratorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateLive(self, request_iterator, context):
+        """Live crops: `config` first (num_frames unused), then one `frame` of audio
+        per output frame as the session's clock reaches it, and `flush` to finish
+        the frames waiting for lookahead. Response: `ready` once, then one crop
+        per frame in order, as soon as the audio it needs (its own and the
+        engine's lookahead) has arrived.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +75,11 @@ def add_GeneratorServicer_to_server(servicer, server):
                     servicer.ListEngines,
                     request_deserializer=lipsync_dot_v1_dot_generator__pb2.ListEnginesRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_generator__pb2.ListEnginesResponse.SerializeToString,
+            ),
+            'GenerateLive': grpc.stream_stream_rpc_method_handler(
+                    servicer.GenerateLive,
+                    request_deserializer=lipsync_dot_v1_dot_generator__pb2.LiveGenerateRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_generator__pb2.LiveGenerateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -102,5 +123,22 @@ class Generator(object):
         return grpc.experimental.unary_unary(request, target, '/lipsync.v1.Generator/ListEngines',
             lipsync_dot_v1_dot_generator__pb2.ListEnginesRequest.SerializeToString,
             lipsync_dot_v1_dot_generator__pb2.ListEnginesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GenerateLive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Generator/GenerateLive',
+            lipsync_dot_v1_dot_generator__pb2.LiveGenerateRequest.SerializeToString,
+            lipsync_dot_v1_dot_generator__pb2.LiveGenerateResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -16,7 +16,7 @@ from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
 from lipsync.v1 import preprocess_pb2 as lipsync_dot_v1_dot_preprocess__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lipsync/v1/render.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1blipsync/v1/preprocess.proto\"\xcb\x01\n\x0cRenderConfig\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12\x12\n\nnum_frames\x18\x03 \x01(\x03\x12%\n\x05\x63odec\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.VideoCodec\x12\x10\n\x03\x63rf\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11\x61udio_sample_rate\x18\x06 \x01(\x05\x12\x16\n\x0e\x61udio_channels\x18\x07 \x01(\x05\x12\x13\n\x0b\x63olor_match\x18\x08 \x01(\x08\x42\x06\n\x04_crf\"\x93\x01\n\rRenderRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.lipsync.v1.RenderConfigH\x00\x12#\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.TensorH\x00\x12&\n\x05\x63rops\x18\x03 \x01(\x0b\x32\x15.lipsync.v1.CropBatchH\x00\x42\t\n\x07payload\"a\n\rRenderSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x12\n\nduration_s\x18\x05 \x01(\x01\"\x97\x01\n\x0eRenderResponse\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12,\n\x07summary\x18\x03 \x01(\x0b\x32\x19.lipsync.v1.RenderSummaryH\x00\x42\t\n\x07payload2M\n\x06Render\x12\x43\n\x06Render\x12\x19.lipsync.v1.RenderRequest\x1a\x1a.lipsync.v1.RenderResponse(\x01\x30\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lipsync/v1/render.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1blipsync/v1/preprocess.proto\"Z\n\x10LiveRenderConfig\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12\x0c\n\x04\x66mp4\x18\x03 \x01(\x08\x12\x10\n\x03\x63rf\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\x06\n\x04_crf\".\n\x0fLiveRenderFrame\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0c\n\x04\x63rop\x18\x02 \x01(\x0c\"|\n\x11LiveRenderRequest\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.lipsync.v1.LiveRenderConfigH\x00\x12,\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x1b.lipsync.v1.LiveRenderFrameH\x00\x42\t\n\x07payload\"<\n\x0bLiveEncoded\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08keyframe\x18\x03 \x01(\x08\"E\n\x0eLiveRenderInit\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x14\n\x0cinit_segment\x18\x03 \x01(\x0c\"u\n\x12LiveRenderResponse\x12*\n\x04init\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LiveRenderInitH\x00\x12(\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x17.lipsync.v1.LiveEncodedH\x00\x42\t\n\x07payload\"\xcb\x01\n\x0cRenderConfig\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12\x12\n\nnum_frames\x18\x03 \x01(\x03\x12%\n\x05\x63odec\x18\x04 \x01(\x0e\x32\x16.lipsync.v1.VideoCodec\x12\x10\n\x03\x63rf\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11\x61udio_sample_rate\x18\x06 \x01(\x05\x12\x16\n\x0e\x61udio_channels\x18\x07 \x01(\x05\x12\x13\n\x0b\x63olor_match\x18\x08 \x01(\x08\x42\x06\n\x04_crf\"\x93\x01\n\rRenderRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.lipsync.v1.RenderConfigH\x00\x12#\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.TensorH\x00\x12&\n\x05\x63rops\x18\x03 \x01(\x0b\x32\x15.lipsync.v1.CropBatchH\x00\x42\t\n\x07payload\"a\n\rRenderSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x12\n\nduration_s\x18\x05 \x01(\x01\"\x97\x01\n\x0eRenderResponse\x12\"\n\x05video\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12(\n\x08progress\x18\x02 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12,\n\x07summary\x18\x03 \x01(\x0b\x32\x19.lipsync.v1.RenderSummaryH\x00\x42\t\n\x07payload2\x9e\x01\n\x06Render\x12\x43\n\x06Render\x12\x19.lipsync.v1.RenderRequest\x1a\x1a.lipsync.v1.RenderResponse(\x01\x30\x01\x12O\n\nRenderLive\x12\x1d.lipsync.v1.LiveRenderRequest\x1a\x1e.lipsync.v1.LiveRenderResponse(\x01\x30\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,14 +24,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lipsync.v1.render_pb2', _gl
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.lipsync.v1P\001Z\024lipsync/v1;lipsyncv1'
-  _globals['_RENDERCONFIG']._serialized_start=94
-  _globals['_RENDERCONFIG']._serialized_end=297
-  _globals['_RENDERREQUEST']._serialized_start=300
-  _globals['_RENDERREQUEST']._serialized_end=447
-  _globals['_RENDERSUMMARY']._serialized_start=449
-  _globals['_RENDERSUMMARY']._serialized_end=546
-  _globals['_RENDERRESPONSE']._serialized_start=549
-  _globals['_RENDERRESPONSE']._serialized_end=700
-  _globals['_RENDER']._serialized_start=702
-  _globals['_RENDER']._serialized_end=779
+  _globals['_LIVERENDERCONFIG']._serialized_start=93
+  _globals['_LIVERENDERCONFIG']._serialized_end=183
+  _globals['_LIVERENDERFRAME']._serialized_start=185
+  _globals['_LIVERENDERFRAME']._serialized_end=231
+  _globals['_LIVERENDERREQUEST']._serialized_start=233
+  _globals['_LIVERENDERREQUEST']._serialized_end=357
+  _globals['_LIVEENCODED']._serialized_start=359
+  _globals['_LIVEENCODED']._serialized_end=419
+  _globals['_LIVERENDERINIT']._serialized_start=421
+  _globals['_LIVERENDERINIT']._serialized_end=490
+  _globals['_LIVERENDERRESPONSE']._serialized_start=492
+  _globals['_LIVERENDERRESPONSE']._serialized_end=609
+  _globals['_RENDERCONFIG']._serialized_start=612
+  _globals['_RENDERCONFIG']._serialized_end=815
+  _globals['_RENDERREQUEST']._serialized_start=818
+  _globals['_RENDERREQUEST']._serialized_end=965
+  _globals['_RENDERSUMMARY']._serialized_start=967
+  _globals['_RENDERSUMMARY']._serialized_end=1064
+  _globals['_RENDERRESPONSE']._serialized_start=1067
+  _globals['_RENDERRESPONSE']._serialized_end=1218
+  _globals['_RENDER']._serialized_start=1221
+  _globals['_RENDER']._serialized_end=1379
 # @@protoc_insertion_point(module_scope)

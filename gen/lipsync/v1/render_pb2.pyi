@@ -6,6 +6,62 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LiveRenderConfig(_message.Message):
+    __slots__ = ("source_id", "fps", "fmp4", "crf")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    FMP4_FIELD_NUMBER: _ClassVar[int]
+    CRF_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    fps: float
+    fmp4: bool
+    crf: int
+    def __init__(self, source_id: _Optional[str] = ..., fps: _Optional[float] = ..., fmp4: bool = ..., crf: _Optional[int] = ...) -> None: ...
+
+class LiveRenderFrame(_message.Message):
+    __slots__ = ("index", "crop")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    crop: bytes
+    def __init__(self, index: _Optional[int] = ..., crop: _Optional[bytes] = ...) -> None: ...
+
+class LiveRenderRequest(_message.Message):
+    __slots__ = ("config", "frame")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    config: LiveRenderConfig
+    frame: LiveRenderFrame
+    def __init__(self, config: _Optional[_Union[LiveRenderConfig, _Mapping]] = ..., frame: _Optional[_Union[LiveRenderFrame, _Mapping]] = ...) -> None: ...
+
+class LiveEncoded(_message.Message):
+    __slots__ = ("index", "data", "keyframe")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAME_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    data: bytes
+    keyframe: bool
+    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ..., keyframe: bool = ...) -> None: ...
+
+class LiveRenderInit(_message.Message):
+    __slots__ = ("width", "height", "init_segment")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INIT_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    init_segment: bytes
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., init_segment: _Optional[bytes] = ...) -> None: ...
+
+class LiveRenderResponse(_message.Message):
+    __slots__ = ("init", "frame")
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    init: LiveRenderInit
+    frame: LiveEncoded
+    def __init__(self, init: _Optional[_Union[LiveRenderInit, _Mapping]] = ..., frame: _Optional[_Union[LiveEncoded, _Mapping]] = ...) -> None: ...
+
 class RenderConfig(_message.Message):
     __slots__ = ("source_id", "fps", "num_frames", "codec", "crf", "audio_sample_rate", "audio_channels", "color_match")
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]

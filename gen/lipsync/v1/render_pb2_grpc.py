@@ -22,6 +22,11 @@ class RenderStub(object):
                 request_serializer=lipsync_dot_v1_dot_render__pb2.RenderRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_render__pb2.RenderResponse.FromString,
                 )
+        self.RenderLive = channel.stream_stream(
+                '/lipsync.v1.Render/RenderLive',
+                request_serializer=lipsync_dot_v1_dot_render__pb2.LiveRenderRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_render__pb2.LiveRenderResponse.FromString,
+                )
 
 
 class RenderServicer(object):
@@ -39,6 +44,16 @@ class RenderServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderLive(self, request_iterator, context):
+        """Live encoding: `config` first, then one `frame` per output frame (its
+        crop, or none to show the source frame as it is). Response: `init` once
+        (FMP4: the init segment; H264_AU: empty), then one encoded frame per
+        frame, in order, as soon as it is encoded (x264 zerolatency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -46,6 +61,11 @@ def add_RenderServicer_to_server(servicer, server):
                     servicer.Render,
                     request_deserializer=lipsync_dot_v1_dot_render__pb2.RenderRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_render__pb2.RenderResponse.SerializeToString,
+            ),
+            'RenderLive': grpc.stream_stream_rpc_method_handler(
+                    servicer.RenderLive,
+                    request_deserializer=lipsync_dot_v1_dot_render__pb2.LiveRenderRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_render__pb2.LiveRenderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -74,5 +94,22 @@ class Render(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Render/Render',
             lipsync_dot_v1_dot_render__pb2.RenderRequest.SerializeToString,
             lipsync_dot_v1_dot_render__pb2.RenderResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RenderLive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Render/RenderLive',
+            lipsync_dot_v1_dot_render__pb2.LiveRenderRequest.SerializeToString,
+            lipsync_dot_v1_dot_render__pb2.LiveRenderResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

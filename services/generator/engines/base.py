@@ -22,6 +22,7 @@ from lipsync_common.formats.source_cache import SourceEntry
 
 SAMPLE_RATE = 16000                              # the audio every engine takes: mono float32 PCM at 16 kHz
 INTERACTIVE, BATCH = "interactive", "batch"      # request priorities (scheduling on a shared accelerator)
+LIVE = "live"                                    # live sessions' frames: ahead of everything else
 
 
 class EngineUnavailable(RuntimeError):
@@ -55,8 +56,27 @@ class Engine(Protocol):
                  version: str, priority: str = INTERACTIVE) -> Generation:
         """The crops of every output frame (see Generation). Raises EngineUnavailable."""
 
+    def open_live(self, source: SourceEntry, fps: float, on_crop: Callable[[np.ndarray | BaseException], None], *,
+                  version: str) -> "LiveStream":
+        """A live session's stream: audio frame by frame in, crops out through on_crop (in frame order, from any
+        thread; an exception ends the stream). Raises EngineUnavailable."""
+
     def close(self) -> None:
         """Stop its threads and release what it holds; it generates nothing afterwards."""
+
+
+class LiveStream(Protocol):
+    lookahead: int      # frames of audio past a frame that its crop needs
+    detail: str         # how the session is driven, in words
+
+    def feed(self, samples: np.ndarray) -> None:
+        """The next output frame's audio (16 kHz mono float32); its crop comes once `lookahead` more frames came."""
+
+    def flush(self) -> None:
+        """Crops for every frame fed, the lookahead filled with silence."""
+
+    def close(self) -> None:
+        """No more crops; frees what the session holds (its queued frames on a shared accelerator)."""
 
 
 def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import Gauge, Histogram
 
-from services.generator.engines.base import BATCH, INTERACTIVE
+from services.generator.engines.base import BATCH, INTERACTIVE, LIVE
 
 BATCH_SIZE = Histogram("lipsync_generator_batch_size", "Frames per accelerator batch", ["batcher"],
                        buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128))
@@ -36,7 +36,7 @@ QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch
 BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
-WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0}
+WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
 
 
@@ -93,6 +93,17 @@ class Batcher:
         req = _Request(priority, next(self._arrivals), self.head_frames if priority == INTERACTIVE else 0)
         return self._results(req, iter(items), window or 4 * self.max_batch)
 
+    def open_stream(self, on_result: Callable[[Any], None]) -> "LiveHandle":
+        """A live request: items are put one at a time (`put`), each result (or exception) goes to on_result, in
+        order, from the worker thread. Its items go ahead of every other request's (see _pick)."""
+        req = _Request(LIVE, next(self._arrivals), 0, results=_Callback(on_result))
+        with self._cond:
+            if self._stop:
+                raise BatcherClosed(f"{self.name} is closed")
+            req.vtime = self._vclock
+            self._active.append(req)
+        return LiveHandle(self, req)
+
     def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
         with self._cond:
             if self._stop:
@@ -140,6 +151,11 @@ class Batcher:
             r.vtime += 1.0 / r.weight
             self._vclock = max(self._vclock, r.vtime)
 
+        # live frames first, oldest first: each is fed when the session's clock is a few frames from showing it,
+        # so the oldest is the one due soonest (deadline order)
+        for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
+            while r.items and len(taken) < self.max_batch:
+                taken.append((r, r.items.popleft()[1]))
         for r in self._active:                    # in arrival order
             while r.head > 0 and r.items and len(taken) < self.max_batch:
                 take(r)
@@ -289,6 +305,37 @@ class SideWork:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=5)
+
+
+class _Callback:
+    def __init__(self, fn: Callable[[Any], None]):
+        self.put = fn
+
+
+class LiveHandle:
+    def __init__(self, batcher: Batcher, req: _Request):
+        self.batcher, self.req = batcher, req
+
+    def put(self, item: Any) -> None:
+        b = self.batcher
+        with b._cond:
+            if self.req.cancelled or b._stop:
+                raise BatcherClosed(f"{b.name}: the stream was closed")
+            self.req.items.append((time.monotonic(), item))
+            b._waiting += 1
+            b._cond.notify()
+
+    def close(self) -> None:
+        """Items still queued are dropped; a batch already running hands nothing more to on_result."""
+        b = self.batcher
+        with b._cond:
+            if self.req.cancelled:
+                return
+            self.req.cancelled = True
+            b._waiting -= len(self.req.items)
+            self.req.items.clear()
+            if self.req in b._active:
+                b._active.remove(self.req)
 
 
 class _Handle:

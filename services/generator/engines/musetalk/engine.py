@@ -223,7 +223,7 @@ class MuseTalkEngine:
         with torch.cuda.stream(stream):
             for k, (source, model, version, *_rest) in enumerate(jobs):
                 try:
-                    out[k] = self._latents(source, model, version)
+                    out[k] = None if source is None else self._latents(source, model, version)
                 except Exception as e:  # noqa: BLE001 - that request's error only
                     out[k] = e
             for model in {id(j[1]): j[1] for j in jobs}.values():
@@ -234,12 +234,36 @@ class MuseTalkEngine:
                     tokens = [e] * len(mine)
                 for k, t in zip(mine, tokens):
                     out[k] = t if isinstance(t, Exception) else (out[k], t.to(model.dtype))
+        # a live session's tokens only (source None): (None, tokens)
         stream.synchronize()
         default = torch.cuda.default_stream(jobs[0][1].device)
         for result in out:
             for t in () if isinstance(result, Exception) else result:   # read on the default stream by the graphs
-                t.record_stream(default)
+                if t is not None:
+                    t.record_stream(default)
         return out
+
+    def live_latents(self, source: SourceEntry, model, version: str):
+        """A live session's reference latents (computed once per source, as for offline requests)."""
+        if not str(model.device).startswith("cuda"):
+            return self._latents(source, model, version)
+        return self._side_worker.submit((source, model, version, np.zeros(1, np.float32), 25.0, 1)).result()[0]
+
+    def live_tokens(self, model, audio: np.ndarray, fps: float, frames: int):
+        """Audio tokens of the first `frames` frames of a live session's window (on CUDA: batched with every
+        request waiting in the side thread)."""
+        if not str(model.device).startswith("cuda"):
+            return model.audio_tokens(audio, fps, frames).to(model.dtype)
+        return self._side_worker.submit((None, model, "", audio, fps, frames)).result()[1]
+
+    def open_live(self, source: SourceEntry, fps: float, on_crop, *, version: str = "v15"):
+        from services.generator.engines.musetalk.live import MuseTalkLive
+
+        self.check(version)
+        if version not in self.models:
+            raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
+                                    "restart the generator")
+        return MuseTalkLive(self, source, version, fps, on_crop)
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
                  version: str = "v15", priority: str = INTERACTIVE) -> Generation:

@@ -232,5 +232,10 @@ class WarpEngine:
         else:
             detail[0] = transcript.path
 
+    def open_live(self, source: SourceEntry, fps: float, on_crop, *, version: str = ""):
+        """Live frames follow the loudness driver (warp/live.py): `visemes` says so in the session's detail."""
+        from services.generator.engines.warp.live import WarpLive
+        return WarpLive(self, source, fps, on_crop)
+
     def close(self) -> None:
         self.speech = None

@@ -1,0 +1,189 @@
+"""LiveSession over a real stack on 127.0.0.1 (the loudness engine: weight-free, streams natively)."""
+import asyncio
+import io
+import os
+import time
+
+import av
+import grpc
+import numpy as np
+import pytest
+
+from lipsync.v1 import common_pb2, gateway_pb2
+from lipsync_client.client import LipsyncError
+from lipsync_client.live import LiveSession
+from tests import helpers
+
+FPS = 25
+SPF = 16000 // FPS      # samples per frame at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def face(tmp_path_factory):
+    return helpers.write_png(str(tmp_path_factory.mktemp("live") / "face.png"), helpers.face_image())
+
+
+def pcm16(audio) -> bytes:
+    return (np.clip(np.asarray(audio, np.float32), -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def session(stack, face, actions, **kw):
+    """Run a session: `actions(session)` sends; returns (ready, frames with their arrival times, stats)."""
+    frames, stats = [], []
+    opts = common_pb2.LipsyncOptions(engine="loudness", fps=FPS)
+    async with LiveSession(stack.addrs["gateway"], face=face, options=opts, **kw) as s:
+        ready = await s.ready()
+        sender = asyncio.create_task(actions(s))
+        async for msg in s:
+            if msg.WhichOneof("payload") == "frame":
+                frames.append((time.monotonic(), msg.frame))
+            elif msg.WhichOneof("payload") == "stats":
+                stats.append(msg.stats)
+        await sender
+    return ready, frames, stats
+
+
+async def realtime(s, pcm: bytes, chunk=640, then_end=True):
+    t0 = time.monotonic()
+    for i in range(0, len(pcm), chunk):
+        await asyncio.sleep(max(0.0, t0 + i / 2 / 16000 - time.monotonic()))
+        await s.send_audio(pcm[i:i + chunk])
+    await s.flush()
+    if then_end:
+        await s.end()
+
+
+def decode(frames, fmp4_init=b""):
+    data = fmp4_init + b"".join(f.data for _, f in frames)
+    with av.open(io.BytesIO(data), format="mp4" if fmp4_init else "h264") as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_timestamps_follow_the_audio_and_silence_closes_the_mouth(stack, face, assert_healthy):
+    audio = helpers.speech_like([(1.2, True), (1.0, False), (1.2, True)])
+    pcm = pcm16(audio)
+    ready, frames, stats = asyncio.run(session(stack, face, lambda s: realtime(s, pcm)))
+    assert ready.engine == "loudness" and ready.lookahead_frames == 2 and (ready.width, ready.height) == (512, 512)
+    idx = [f.index for _, f in frames]
+    assert idx == list(range(len(frames)))
+    assert all(abs(f.pts_s - f.index / FPS) < 1e-9 for _, f in frames)
+    speech = [f for _, f in frames if f.speech]
+    # every sample sent is shown once, in order, on consecutive frames (the last frame padded with silence)
+    assert len(speech) == -(-len(audio) // SPF)
+    assert b"".join(f.pcm for f in speech)[:len(pcm)] == pcm
+    assert [round(f.audio_s * FPS) for f in speech] == list(range(len(speech)))
+    assert all(len(f.pcm) == 2 * SPF for _, f in frames)          # picture and sound stay together
+    assert all(f.latency_ms > 0 for f in speech) and stats[-1].frames == len(frames)
+    assert stats[-1].frames_late == 0
+    # the mouth: closed (the same picture) through the silence, moving in speech
+    images = decode(frames)
+    assert len(images) == len(frames)
+    mouth = [im[110:190, 170:290].astype(int) for im in images]   # around the mouth of helpers.face_image()
+    silent = [f.index for k, f in enumerate(speech) if 1.3 * FPS <= k < 2.1 * FPS]
+    voiced = [f.index for k, f in enumerate(speech) if 0.2 * FPS <= k < 1.1 * FPS]
+    rest = mouth[silent[0]]
+    still = max(np.abs(mouth[k] - rest).mean() for k in silent)
+    moving = np.mean([np.abs(mouth[k] - rest).mean() for k in voiced])
+    print(f"mouth change: silent max {still:.2f}, voiced mean {moving:.2f}")
+    assert still < 3 and moving > 2 * still, (still, moving)     # still: x264's noise at crf 23 (a few levels)
+
+
+def test_fmp4_segments_play_and_idle_frames_flow_without_speech(stack, face, assert_healthy):
+    async def idle_then_end(s):
+        await asyncio.sleep(0.6)
+        await s.end()
+    ready, frames, _ = asyncio.run(session(stack, face, idle_then_end, output=gateway_pb2.LIVE_OUTPUT_FMP4))
+    assert ready.init_segment[4:8] == b"ftyp"
+    assert len(frames) >= 8 and not any(f.speech for _, f in frames)
+    assert all(f.pcm == bytes(2 * SPF) and f.audio_s == -1 for _, f in frames)
+    assert len(decode(frames, ready.init_segment)) == len(frames)
+    # paced at the output rate, not as fast as they are made
+    times = [t for t, _ in frames]
+    assert (times[-1] - times[0]) > 0.8 * (len(frames) - 1) / FPS
+
+
+def test_flush_shows_a_short_utterance_at_once_and_interrupt_returns_to_idle(stack, face, assert_healthy):
+    short = pcm16(helpers.speech_like([(0.3, True)]))
+    long_ = pcm16(helpers.speech_like([(4.0, True)]))
+    marks = {}
+
+    async def actions(s):
+        await s.send_audio(short)           # 7.5 frames: the last half frame comes only with the flush
+        await s.flush()
+        await asyncio.sleep(1.0)
+        await s.send_audio(long_)           # 4 s queued at once (under the 10 s buffer)
+        await asyncio.sleep(0.8)
+        marks["interrupt"] = time.monotonic()
+        await s.interrupt()
+        await asyncio.sleep(0.8)
+        await s.end()
+
+    _, frames, stats = asyncio.run(session(stack, face, actions))
+    speech = [f for _, f in frames if f.speech]
+    first_run = [f for f in speech if f.audio_s < 0.29]    # the next utterance starts at 0.3 s
+    assert len(first_run) == 8                                  # 0.3 s -> 7.5 frames, the half one padded
+    later = [f for t, f in frames if t > marks["interrupt"] + 0.1]
+    assert later and not any(f.speech for f in later)            # idle within a frame or two of the barge-in
+    assert len(speech) < 8 + 4 * FPS                             # the rest of the 4 s was dropped
+    assert stats[-1].buffered_ms == 0
+
+
+def test_a_client_that_goes_away_leaves_nothing_behind(stack, face, assert_healthy):
+    pcm = pcm16(helpers.speech_like([(3.0, True)]))
+
+    async def leave_early():
+        opts = common_pb2.LipsyncOptions(engine="loudness", fps=FPS)
+        async with LiveSession(stack.addrs["gateway"], face=face, options=opts) as s:
+            await s.ready()
+            await s.send_audio(pcm)
+            n = 0
+            async for msg in s:
+                n += msg.WhichOneof("payload") == "frame"
+                if n == 5:
+                    break                       # leaving the block cancels the call
+        return n
+
+    assert asyncio.run(leave_early()) == 5
+    time.sleep(0.5)
+    # the gateway counted the session out: a full set of new sessions still fits
+    ready, frames, _ = asyncio.run(session(stack, face, lambda s: realtime(s, pcm16(np.zeros(3200)))))
+    assert frames and ready.source_id
+
+
+@pytest.mark.parametrize("case, code", [
+    ("audio first", grpc.StatusCode.INVALID_ARGUMENT),
+    ("no avatar", grpc.StatusCode.INVALID_ARGUMENT),
+    ("sample rate", grpc.StatusCode.INVALID_ARGUMENT),
+    ("unknown source", grpc.StatusCode.FAILED_PRECONDITION),
+    ("oversized chunk", grpc.StatusCode.INVALID_ARGUMENT),
+    ("too far ahead", grpc.StatusCode.RESOURCE_EXHAUSTED),
+])
+def test_bad_input_gets_its_status(stack, face, gateway_stub, case, code, assert_healthy):
+    start = gateway_pb2.LiveStart(options=common_pb2.LipsyncOptions(engine="loudness"), sample_rate=16000,
+                                  face_size=os.path.getsize(face))
+    def first():    # built after `start` is changed below (a message is copied into its parent)
+        return [gateway_pb2.LiveRequest(start=start), gateway_pb2.LiveRequest(face=open(face, "rb").read())]
+    if case == "audio first":
+        msgs = [gateway_pb2.LiveRequest(audio=b"\0" * 640)] + first()
+    elif case == "no avatar":
+        start.face_size = 0
+        msgs = [gateway_pb2.LiveRequest(start=start)]
+    elif case == "sample rate":
+        start.sample_rate = 4000
+        msgs = first()
+    elif case == "unknown source":
+        start.face_size, start.source_id = 0, "0" * 64
+        msgs = [gateway_pb2.LiveRequest(start=start)]
+    elif case == "oversized chunk":
+        msgs = first() + [gateway_pb2.LiveRequest(audio=b"\0" * (2 * 16000 * 6))]
+    else:
+        msgs = first() + [gateway_pb2.LiveRequest(audio=b"\0" * (2 * 16000 * 4))] * 3      # 12 s > 10 s
+
+    def requests():
+        yield from msgs
+        time.sleep(2)
+
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in gateway_stub.LiveSession(requests(), timeout=60):
+            pass
+    assert e.value.code() == code, e.value.details()
