@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -104,7 +105,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                     source_id, fps = prepared.source_id, start.options.fps or prepared.fps or 25.0
             except Failure as e:
                 await fail(calls.status(e.code), e.message)
-            margin = max(1, round(self.cfg.live_margin_ms / 1000 * fps))
+            margin = max(1, math.ceil(self.cfg.live_margin_ms / 1000 * fps - 1e-9))
             try:
                 async for msg in LiveRun(self.pipeline, start, source_id, fps, it, margin).run():
                     yield msg

@@ -135,6 +135,15 @@ def test_features_of_several_requests_in_one_pass_equal_each_alone(model):
         assert torch.allclose(tokens, alone, atol=1e-5)
 
 
+def test_log_mels_of_a_batch_equal_the_feature_extractor(model):
+    rng = np.random.default_rng(6)
+    pieces = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000 * 30, 12345, 1)]
+    ours = model.log_mels(pieces)
+    ref = torch.from_numpy(model.extractor(pieces, sampling_rate=16000, return_tensors="np").input_features)
+    assert ours.shape == ref.shape == (3, 80, 3000)
+    assert torch.allclose(ours, ref, atol=1e-4)
+
+
 def test_window_edges_are_zero_padded():
     # 50 Hz steps numbered 1..T in every element, so a window shows which steps it took (0 = padding)
     T = 100                                     # 2 s of audio

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -60,10 +61,11 @@ class MuseTalkSettings:
 
 
 def buckets(max_batch: int) -> list[int]:
-    """Batch sizes the networks run at: a quarter of max_batch (light load) and max_batch. A batch is padded
-    up to the next one, so a compiled model sees two fixed shapes instead of recompiling for every size
-    (each compilation of UNet + decoder takes about a minute on an H100)."""
-    return sorted({max(1, max_batch // 4), max_batch})
+    """Batch sizes the networks run at: a quarter of max_batch (light load), half (live sessions: 16 sessions at
+    25 fps fill about half a batch per frame period, and a half batch runs in half the time) and max_batch. A
+    batch is padded up to the next one, so a compiled model sees three fixed shapes instead of recompiling for
+    every size (each compilation of UNet + decoder takes about a minute on an H100)."""
+    return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
 
 
 class MuseTalkEngine:
@@ -247,14 +249,20 @@ class MuseTalkEngine:
         """A live session's reference latents (computed once per source, as for offline requests)."""
         if not str(model.device).startswith("cuda"):
             return self._latents(source, model, version)
-        return self._side_worker.submit((source, model, version, np.zeros(1, np.float32), 25.0, 1)).result()[0]
+        return self._side_worker.submit((source, model, version, np.zeros(640, np.float32), 25.0, 1)).result()[0]
 
-    def live_tokens(self, model, audio: np.ndarray, fps: float, frames: int):
-        """Audio tokens of the first `frames` frames of a live session's window (on CUDA: batched with every
-        request waiting in the side thread)."""
+    def live_tokens(self, model, audio: np.ndarray, fps: float, frames: int, first: int) -> Future:
+        """A Future of the audio tokens of frames first..frames-1 of a live session's window (on CUDA: batched
+        with every request waiting in the side thread; on the CPU: computed now)."""
         if not str(model.device).startswith("cuda"):
-            return model.audio_tokens(audio, fps, frames).to(model.dtype)
-        return self._side_worker.submit((None, model, "", audio, fps, frames)).result()[1]
+            done: Future = Future()
+            done.set_result(model.audio_tokens_many([(audio, fps, frames, first)])[0].to(model.dtype))
+            return done
+        future: Future = Future()
+        job = self._side_worker.submit((None, model, "", audio, fps, frames, first))
+        job.add_done_callback(lambda j: future.set_exception(j.exception()) if j.exception()
+                              else future.set_result(j.result()[1]))
+        return future
 
     def open_live(self, source: SourceEntry, fps: float, on_crop, *, version: str = "v15"):
         from services.generator.engines.musetalk.live import MuseTalkLive

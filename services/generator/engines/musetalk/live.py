@@ -10,6 +10,8 @@ measures that difference; the right context is the 2 frames MuseTalk's window ne
 """
 from __future__ import annotations
 
+import math
+import threading
 from typing import Callable
 
 import numpy as np
@@ -20,6 +22,9 @@ from services.generator.engines.musetalk.model import PAD_RIGHT, SEGMENT_S
 
 
 class MuseTalkLive:
+    """feed() never waits for whisper: one token job per session is in flight at a time, covering every frame
+    that became ready since the last one (when the side thread is busy, the next job covers more frames)."""
+
     def __init__(self, engine, source: SourceEntry, version: str, fps: float, on_crop: Callable):
         self.engine, self.source, self.fps, self.on_crop = engine, source, fps, on_crop
         self.model = engine.models[version]
@@ -29,7 +34,11 @@ class MuseTalkLive:
         self.audio = np.zeros(0, np.float32)
         self.start = 0                          # absolute sample of audio[0] (a frame boundary)
         self.fed = 0                            # frames fed
-        self.queued = 0                         # frames whose items went to the batcher
+        self.queued = 0                         # frames whose tokens were asked for
+        self.flushed = 0                        # frames fed before the last flush (their lookahead is silence)
+        self.busy = False                       # a token job is in flight
+        self.closed = False
+        self.lock = threading.RLock()          # a CPU token job completes inside _next (its callback re-enters)
         self.handle = engine.batchers[version].open_stream(self._result)
 
     def _result(self, out) -> None:
@@ -39,34 +48,56 @@ class MuseTalkLive:
         return round(t * SAMPLE_RATE / self.fps)
 
     def feed(self, samples: np.ndarray) -> None:
-        self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
-        self.fed += 1
-        if self.fed - self.lookahead > self.queued:
-            self._queue(self.fed - self.lookahead, self.audio)
+        with self.lock:
+            self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
+            self.fed += 1
+            self._next()
 
     def flush(self) -> None:
-        if self.fed > self.queued:
-            pad = np.zeros(self._boundary(self.fed + self.lookahead) - self._boundary(self.fed), np.float32)
-            self._queue(self.fed, np.concatenate([self.audio, pad]))
+        with self.lock:
+            self.flushed = self.fed
+            self._next()
 
-    def _queue(self, upto: int, audio: np.ndarray) -> None:
-        """Tokens of frames queued..upto-1 from the window that ends at the newest sample; their items to the
-        batcher."""
+    def _next(self) -> None:
+        """With the lock held: ask for the tokens of the frames ready now, unless a job is in flight."""
+        upto = max(self.fed - self.lookahead, self.flushed)
+        if self.busy or self.closed or upto <= self.queued:
+            return
+        audio = self.audio
+        if upto > self.fed - self.lookahead:      # flushed: the lookahead after the last frame is silence
+            pad = self._boundary(upto + self.lookahead) - self._boundary(self.fed)
+            audio = np.concatenate([audio, np.zeros(max(pad, 0), np.float32)])
         end = self.start + len(audio)
-        first = 0                               # the window's first frame: the last 30 s, frame-aligned
-        while end - self._boundary(first) > SEGMENT_S * SAMPLE_RATE:
-            first += max(1, int((end - self._boundary(first) - SEGMENT_S * SAMPLE_RATE) * self.fps / SAMPLE_RATE))
+        first = max(0, math.ceil((end - SEGMENT_S * SAMPLE_RATE) * self.fps / SAMPLE_RATE))
+        while self._boundary(first) < end - SEGMENT_S * SAMPLE_RATE:
+            first += 1
         window = audio[self._boundary(first) - self.start:]
-        frames = upto - first
-        tokens = self.engine.live_tokens(self.model, window, self.fps, frames)
-        m = self.source.meta
-        for t in range(self.queued, upto):
-            idx = source_frame(t, m.num_frames, m.fps, self.fps)
-            self.handle.put((self.latents[idx], tokens[t - first]) if self.source.has_face[idx] else None)
+        span = (self.queued, upto)
+        self.busy = True
+        future = self.engine.live_tokens(self.model, window, self.fps, upto - first, self.queued - first)
         self.queued = upto
+        future.add_done_callback(lambda f: self._tokens(f, span))
         keep = self._boundary(max(0, upto - int(SEGMENT_S * self.fps)))   # older audio no window reads again
         if keep > self.start:
             self.audio, self.start = self.audio[keep - self.start:], keep
 
+    def _tokens(self, future, span) -> None:
+        a, b = span
+        try:
+            tokens = future.result()
+            m = self.source.meta
+            for t in range(a, b):
+                idx = source_frame(t, m.num_frames, m.fps, self.fps)
+                self.handle.put((self.latents[idx], tokens[t - a]) if self.source.has_face[idx] else None)
+        except Exception as e:  # noqa: BLE001 - the session ends with it (closed, or whisper failed)
+            if not self.closed:
+                self.on_crop(e)
+            return
+        with self.lock:
+            self.busy = False
+            self._next()
+
     def close(self) -> None:
+        with self.lock:
+            self.closed = True
         self.handle.close()

@@ -107,11 +107,12 @@ def load_whisper(files: MuseTalkFiles):
 
 
 def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_frames: int | None = None,
-                    left: int = PAD_LEFT, right: int = PAD_RIGHT) -> torch.Tensor:
+                    left: int = PAD_LEFT, right: int = PAD_RIGHT, first: int = 0) -> torch.Tensor:
     """(1, T50, 5, 384) encoder states -> (frames, 50, 384) audio tokens, MuseTalk's window per frame.
 
     num_frames defaults to MuseTalk's floor(seconds x int(fps)); more frames may be asked for (a fractional
-    fps), and get the same window rule with zeros past the end.
+    fps), and get the same window rule with zeros past the end. first: only frames first..num_frames-1 (a live
+    session's newest frames).
     """
     fps_i = int(fps)
     step = AUDIO_FPS / fps_i
@@ -125,9 +126,9 @@ def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_fr
     behind = max(pad * 3 * right, last - pad * left - feats.shape[1])
     zeros = feats.new_zeros
     feats = torch.cat([zeros((1, pad * left) + feats.shape[2:]), feats, zeros((1, behind) + feats.shape[2:])], 1)
-    index = torch.tensor([math.floor(i * step) for i in range(num_frames)], dtype=torch.long)
+    index = torch.tensor([math.floor(i * step) for i in range(first, num_frames)], dtype=torch.long)
     windows = feats[0][index[:, None] + torch.arange(per_frame)[None, :]]     # (frames, 10, 5, 384)
-    return windows.reshape(num_frames, per_frame * windows.shape[2], windows.shape[3])
+    return windows.reshape(len(index), per_frame * windows.shape[2], windows.shape[3])
 
 
 class MuseTalk:
@@ -211,15 +212,6 @@ class MuseTalk:
             out.append(torch.cat(pair, dim=1))
         return torch.cat(out)
 
-    def mels(self, audio: np.ndarray) -> torch.Tensor:
-        """16 kHz mono float32 -> (segments, 80, 3000) log-mel inputs, one per 30 s segment (the last one padded),
-        computed on the model's device (the CPU result within float rounding)."""
-        seg = SEGMENT_S * SAMPLE_RATE
-        device = "cpu" if self.device.type == "cpu" else str(self.device)
-        return torch.cat([self.extractor(audio[start:start + seg], sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                         device=device).input_features
-                          for start in range(0, max(len(audio), 1), seg)])
-
     @torch.no_grad()
     def encode_mels(self, mels: torch.Tensor) -> torch.Tensor:
         """(segments, 80, 3000) -> (segments, 1500, 5, 384): every whisper encoder state of each segment, in one
@@ -240,17 +232,34 @@ class MuseTalk:
     def audio_tokens(self, audio: np.ndarray, fps: float, num_frames: int | None = None) -> torch.Tensor:
         return whisper_windows(self.audio_features(audio), len(audio), fps, num_frames)
 
-    def audio_tokens_many(self, requests: list[tuple[np.ndarray, float, int]], max_segments: int = 16) -> list:
-        """audio_tokens of several requests ((audio, fps, frames) each) with one whisper pass per max_segments
-        30 s segments: a burst of new requests costs one encoder call instead of one each."""
-        mels = [self.mels(audio) for audio, _, _ in requests]
-        flat = torch.cat(mels)
-        states = torch.cat([self.encode_mels(flat[i:i + max_segments]) for i in range(0, len(flat), max_segments)])
+    def log_mels(self, pieces: list[np.ndarray]) -> torch.Tensor:
+        """Whisper's log-mel inputs of audio pieces of at most 30 s (each padded to 30 s): (pieces, 80, 3000), on
+        the model's device in one batched STFT. The feature extractor's own filters, window and steps (its torch
+        path, restated for a batch that stays on the device: tests compare the two)."""
+        e, n = self.extractor, SEGMENT_S * SAMPLE_RATE
+        x = torch.zeros(len(pieces), n, device=self.device)
+        for i, p in enumerate(pieces):
+            x[i, :len(p)] = torch.from_numpy(np.ascontiguousarray(p[:n], np.float32)).to(self.device)
+        window = torch.hann_window(e.n_fft, device=self.device)
+        power = torch.stft(x, e.n_fft, e.hop_length, window=window, return_complex=True)[..., :-1].abs() ** 2
+        mel = torch.from_numpy(e.mel_filters).to(self.device, torch.float32).T @ power
+        log = torch.clamp(mel, min=1e-10).log10()
+        log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
+        return (log + 4.0) / 4.0
+
+    def audio_tokens_many(self, requests: list[tuple], max_segments: int = 16) -> list:
+        """audio_tokens of several requests ((audio, fps, frames) or (audio, fps, frames, first) each: tokens of
+        frames first..frames-1) with one log-mel pass and one whisper pass per max_segments 30 s segments: a
+        burst of new requests (or of live sessions' windows) costs one encoder call instead of one each."""
+        seg = SEGMENT_S * SAMPLE_RATE
+        pieces = [[r[0][s:s + seg] for s in range(0, max(len(r[0]), 1), seg)] for r in requests]
+        mels = self.log_mels([p for ps in pieces for p in ps])
+        states = torch.cat([self.encode_mels(mels[i:i + max_segments]) for i in range(0, len(mels), max_segments)])
         out, at = [], 0
-        for (audio, fps, frames), m in zip(requests, mels):
-            features = states[at:at + len(m)].reshape(1, len(m) * states.shape[1], *states.shape[2:])
-            out.append(whisper_windows(features, len(audio), fps, frames))
-            at += len(m)
+        for (audio, fps, frames, *first), ps in zip(requests, pieces):
+            features = states[at:at + len(ps)].reshape(1, len(ps) * states.shape[1], *states.shape[2:])
+            out.append(whisper_windows(features, len(audio), fps, frames, first=first[0] if first else 0))
+            at += len(ps)
         return out
 
     @torch.no_grad()

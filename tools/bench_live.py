@@ -1,0 +1,135 @@
+"""Live sessions under load: N concurrent LiveSession calls streaming speech at real-time pace (20 ms chunks),
+optionally beside offline Lipsync requests, on a stack started here.
+
+    LIVE_ENGINE=musetalk LIVE_LEVELS=1,16,16:4 RENDER_WORKERS=8 python -m tools.bench_live   # the GPU machine
+    LIVE_ENGINE=loudness LIVE_LEVELS=1,2 python -m tools.bench_live                          # a CPU machine
+
+LIVE_LEVELS: comma-separated levels, each "sessions" or "sessions:offline streams" running beside them.
+
+For each level: per-session frames, speech/idle frames, frames late (their crop missed its slot: the source frame
+went out instead), latency from an audio chunk's arrival to its frame leaving the gateway (p50/p95/max over all
+speech frames), the frame pacing (max gap between frames at the client), and the offline requests' aggregate
+frames/s during the live sessions. musetalk runs full-size random weights (speed only).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from lipsync.v1 import common_pb2
+from lipsync_client.live import LiveSession
+from tools import synth as helpers
+from tools.out import save_json
+from tools.stack import Stack
+
+ENGINE = os.environ.get("LIVE_ENGINE", "loudness")
+SECONDS = float(os.environ.get("LIVE_SECONDS", "10"))
+
+
+def emit(rows: list, row: dict) -> None:
+    import json
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: float) -> dict:
+    opts = common_pb2.LipsyncOptions(engine=ENGINE, fps=fps)
+    frames, stats = [], None
+    async with LiveSession(addr, face=face if not source_id else "", source_id=source_id, options=opts) as s:
+        ready = await s.ready()
+
+        async def send():
+            t0 = time.monotonic()
+            for i in range(0, len(pcm), 640):
+                await asyncio.sleep(max(0.0, t0 + i / 2 / 16000 - time.monotonic()))
+                await s.send_audio(pcm[i:i + 640])
+            await s.flush()
+            await s.end()
+
+        sender = asyncio.create_task(send())
+        async for msg in s:
+            kind = msg.WhichOneof("payload")
+            if kind == "frame":
+                frames.append((time.monotonic(), msg.frame.speech, msg.frame.latency_ms))
+            elif kind == "stats":
+                stats = msg.stats
+        await sender
+    times = [t for t, _, _ in frames]
+    return {"source_id": ready.source_id, "frames": len(frames), "speech": sum(s for _, s, _ in frames),
+            "late": stats.frames_late if stats else None, "latencies": [lat for _, s, lat in frames if s],
+            "max_gap_ms": 1000 * max(np.diff(times)) if len(times) > 1 else 0.0, "detail": ready.engine_detail}
+
+
+def offline_load(addr: str, video: str, audio: str, stop: threading.Event, out: list) -> None:
+    from lipsync_client.client import LipsyncClient
+    with LipsyncClient(addr) as c, tempfile.TemporaryDirectory() as tmp:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            s = c.lipsync(video, audio, os.path.join(tmp, "out.mp4"), common_pb2.LipsyncOptions(engine=ENGINE))
+            out.append((t0, time.perf_counter(), s.frames))
+
+
+async def level(addr: str, source_id: str, n: int, pcm: bytes, fps: float) -> list[dict]:
+    return await asyncio.gather(*[one_session(addr, source_id, "", pcm, fps) for _ in range(n)])
+
+
+def main() -> int:
+    tmp = tempfile.mkdtemp()
+    env = {"MAX_LIVE": "64", "MAX_STREAMS": "64"}
+    if ENGINE == "musetalk":
+        from tools.bench_gpu import write_full_size_models
+        env["MODELS_DIR"] = os.path.join(tmp, "models")
+        write_full_size_models(env["MODELS_DIR"])
+    stack = Stack.start(os.path.join(tmp, "stack"), env=env, timeout=540,
+                        services=("preprocess", "generator", "render", "gateway"),
+                        render_workers=int(os.environ.get("RENDER_WORKERS", "1")))
+    addr = stack.addrs["gateway"]
+    size = tuple(int(v) for v in os.environ.get("LIVE_SIZE", "512x512").split("x"))
+    face = helpers.face_video(os.path.join(tmp, "face.mp4"), n=125, fps=25, size=size)
+    speech = np.asarray(helpers.speech_like([(SECONDS / 2, True), (0.5, False), (SECONDS / 2 - 0.5, True)]))
+    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    rows: list = []
+    try:
+        first = asyncio.run(one_session(addr, "", face, pcm[:32000], 25.0))     # prepares the avatar
+        source_id = first["source_id"]
+        emit(rows, {"run": "first session (prepares the avatar)", "engine": ENGINE, "detail": first["detail"]})
+        audio_path = helpers.write_wav(os.path.join(tmp, "a.wav"), speech)
+        for spec in filter(None, os.environ.get("LIVE_LEVELS", "1,2").split(",")):
+            n, offline_n = (int(v) for v in (spec + ":0").split(":")[:2])
+            stop, done = threading.Event(), []
+            load = [threading.Thread(target=offline_load, args=(addr, face, audio_path, stop, done))
+                    for _ in range(offline_n)]
+            for t in load:
+                t.start()
+            t0 = time.perf_counter()
+            results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
+            t1 = time.perf_counter()
+            stop.set()
+            for t in load:
+                t.join()
+            lat = [v for r in results for v in r["latencies"]]
+            # offline frames made during the live level: each request's frames in proportion to its overlap
+            within = [f * max(0.0, min(b, t1) - max(a, t0)) / (b - a) for a, b, f in done]
+            emit(rows, {"run": f"{n} live sessions" + (f" beside {offline_n} offline streams" if offline_n else ""),
+                        "sessions": n, "size": f"{size[0]}x{size[1]}", "fps": 25,
+                        "frames": sum(r["frames"] for r in results), "speech_frames": sum(r["speech"] for r in results),
+                        "late": sum(r["late"] or 0 for r in results),
+                        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+                        "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+                        "latency_ms_max": round(max(lat), 1),
+                        "max_frame_gap_ms": round(max(r["max_gap_ms"] for r in results), 1),
+                        "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
+                        "offline_requests_done": len(within)})
+    finally:
+        stack.stop()
+    save_json("live.json", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
