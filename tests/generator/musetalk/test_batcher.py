@@ -238,3 +238,37 @@ def test_side_work_runs_a_burst_in_one_call_and_keeps_errors_apart():
     side.close()
     with pytest.raises(BatcherClosed):
         side.submit(8).result(5)
+
+
+def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
+    gate, order = threading.Event(), []
+
+    def run(items):
+        gate.wait(5)
+        order.append(list(items))
+        return items
+
+    b = Batcher(run, max_batch=4, max_wait_s=0.0)
+    got = []
+    live = b.open_stream(got.append)
+    offline = threading.Thread(target=lambda: list(b.submit([f"o{i}" for i in range(8)], window=8, priority="batch")))
+    offline.start()
+    time.sleep(0.1)                         # the first offline batch is running (held at the gate)
+    for i in range(3):
+        live.put(f"l{i}")
+    time.sleep(0.05)
+    gate.set()
+    offline.join(5)
+    assert got == ["l0", "l1", "l2"]
+    assert order[1][:3] == ["l0", "l1", "l2"]       # the next batch after the running one starts with live frames
+    gate.clear()
+    live.put("l3")                                  # runs now, held at the gate
+    time.sleep(0.1)
+    live.put("l4")
+    live.close()                                    # l4 was queued: dropped, and l3's result is not handed out
+    gate.set()
+    time.sleep(0.2)
+    assert got == ["l0", "l1", "l2"] and all("l4" not in batch for batch in order)
+    with pytest.raises(BatcherClosed):
+        live.put("l5")
+    b.close()
