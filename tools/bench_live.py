@@ -65,6 +65,32 @@ async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: flo
             "max_gap_ms": 1000 * max(np.diff(times)) if len(times) > 1 else 0.0, "detail": ready.engine_detail}
 
 
+def crop_buckets(stack: Stack) -> dict[float, float]:
+    """The generator's histogram of live crop times (cumulative counts by upper bound), from its /metrics."""
+    import re
+    import urllib.request
+    port = stack.metrics.get("generator")
+    if not port:
+        return {}
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found = re.findall(r'lipsync_generator_live_crop_seconds_bucket\{engine="\w+",le="([^"]+)"\} ([0-9.e+]+)', text)
+    out: dict[float, float] = {}
+    for le, v in found:
+        out[float(le)] = out.get(float(le), 0.0) + float(v)
+    return out
+
+
+def bucket_percentile(before: dict, after: dict, q: float) -> float | None:
+    """The upper bound of the bucket holding the q-th percentile of what was observed between two scrapes."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    if not delta or delta[-1][1] <= 0:
+        return None
+    for le, count in delta:
+        if count >= q / 100 * delta[-1][1]:
+            return le
+    return None
+
+
 def offline_load(addr: str, video: str, audio: str, stop: threading.Event, out: list) -> None:
     from lipsync_client.client import LipsyncClient
     with LipsyncClient(addr) as c, tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +113,7 @@ def main() -> int:
         write_full_size_models(env["MODELS_DIR"])
     stack = Stack.start(os.path.join(tmp, "stack"), env=env, timeout=540,
                         services=("preprocess", "generator", "render", "gateway"),
-                        render_workers=int(os.environ.get("RENDER_WORKERS", "1")))
+                        render_workers=int(os.environ.get("RENDER_WORKERS", "1")), metrics=True)
     addr = stack.addrs["gateway"]
     size = tuple(int(v) for v in os.environ.get("LIVE_SIZE", "512x512").split("x"))
     face = helpers.face_video(os.path.join(tmp, "face.mp4"), n=125, fps=25, size=size)
@@ -106,8 +132,9 @@ def main() -> int:
                     for _ in range(offline_n)]
             for t in load:
                 t.start()
-            t0 = time.perf_counter()
+            t0, before = time.perf_counter(), crop_buckets(stack)
             results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
+            after = crop_buckets(stack)
             t1 = time.perf_counter()
             stop.set()
             for t in load:
@@ -123,6 +150,9 @@ def main() -> int:
                         "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
                         "latency_ms_max": round(max(lat), 1),
                         "max_frame_gap_ms": round(max(r["max_gap_ms"] for r in results), 1),
+                        # the generator's share: from a frame's lookahead fed to its crop out (bucket bounds, s)
+                        "generator_crop_s_p50_le": bucket_percentile(before, after, 50),
+                        "generator_crop_s_p95_le": bucket_percentile(before, after, 95),
                         "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
                         "offline_requests_done": len(within)})
     finally:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 import logging
+import time
 
 import grpc
 import numpy as np
+from prometheus_client import Histogram
 
 from lipsync.v1 import generator_pb2, generator_pb2_grpc, preprocess_pb2
 from lipsync_common import options
@@ -21,6 +23,9 @@ from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkS
 from services.generator.engines.warp.engine import WarpEngine
 
 log = logging.getLogger("generator")
+LIVE_CROP = Histogram("lipsync_generator_live_crop_seconds", "Live sessions: from the moment a frame's crop could be "
+                      "made (its lookahead fed) to the crop leaving", ["engine"],
+                      buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1))
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -119,7 +124,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                                              lambda c: loop.call_soon_threadsafe(crops.put_nowait, c), version=version)
         except EngineUnavailable as e:
             await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        fed = [0]
+        fed = [0, {}]          # frames fed; when each frame was fed (its crop can come once frame + lookahead was)
         reader = asyncio.create_task(self._feed_live(it, stream, fed, crops))
         try:
             yield generator_pb2.LiveGenerateResponse(ready=generator_pb2.LiveGenerateReady(
@@ -136,6 +141,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     raise crop
                 yield generator_pb2.LiveGenerateResponse(crops=preprocess_pb2.CropBatch(
                     first_frame=done, images=to_tensor(crop[None])))
+                ready_at = fed[1].pop(done + stream.lookahead, None) or fed[1].get("flush")
+                if ready_at is not None:
+                    LIVE_CROP.labels(engine.name).observe(time.monotonic() - ready_at)
+                fed[1].pop(done, None)
                 done += 1
                 FRAMES.labels("generator", engine.name).inc()
         finally:
@@ -156,9 +165,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     samples = from_tensor(req.frame.audio, dtype=np.float32, ndim=1, finite=True)
                     if len(samples) > 2 * SAMPLE_RATE:
                         raise ValueError("a frame's audio is longer than 2 s")
+                    fed[1][fed[0]] = time.monotonic()
                     await asyncio.to_thread(stream.feed, samples)
                     fed[0] += 1
                 elif kind == "flush":
+                    fed[1]["flush"] = time.monotonic()
                     await asyncio.to_thread(stream.flush)
                 else:
                     raise ValueError("the config may be sent only once, first")
