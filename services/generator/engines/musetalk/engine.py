@@ -58,6 +58,7 @@ class MuseTalkSettings:
     fused_unet: bool = False     # the same in the UNet (no gain measured; see BENCHMARKS.md)
     decode_chunk: int = 16       # frames the VAE decodes at a time within a batch (GPU memory); 0 = whole batch
     phase_upsample: bool = True  # upsample + 3x3 conv as 2x2 convs per phase (fast/phase_upsample.py); off = diffusers'
+    live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -251,15 +252,16 @@ class MuseTalkEngine:
             return self._latents(source, model, version)
         return self._side_worker.submit((source, model, version, np.zeros(640, np.float32), 25.0, 1)).result()[0]
 
-    def live_tokens(self, model, audio: np.ndarray, fps: float, frames: int, first: int) -> Future:
-        """A Future of the audio tokens of frames first..frames-1 of a live session's window (on CUDA: batched
-        with every request waiting in the side thread; on the CPU: computed now)."""
+    def live_tokens(self, model, audio: np.ndarray, fps: float, frames: int, first: int, start_step: int) -> Future:
+        """A Future of the audio tokens of frames first..frames-1 from a live session's window, which begins at
+        whisper step start_step (model.whisper_windows; on CUDA: batched with every request waiting in the side
+        thread; on the CPU: computed now)."""
         if not str(model.device).startswith("cuda"):
             done: Future = Future()
-            done.set_result(model.audio_tokens_many([(audio, fps, frames, first)])[0].to(model.dtype))
+            done.set_result(model.audio_tokens_many([(audio, fps, frames, first, start_step)])[0].to(model.dtype))
             return done
         future: Future = Future()
-        job = self._side_worker.submit((None, model, "", audio, fps, frames, first))
+        job = self._side_worker.submit((None, model, "", audio, fps, frames, first, start_step))
         job.add_done_callback(lambda j: future.set_exception(j.exception()) if j.exception()
                               else future.set_result(j.result()[1]))
         return future

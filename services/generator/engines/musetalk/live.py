@@ -18,7 +18,9 @@ import numpy as np
 
 from lipsync_common.formats.source_cache import SourceEntry, source_frame
 from services.generator.engines.base import SAMPLE_RATE
-from services.generator.engines.musetalk.model import PAD_RIGHT, SEGMENT_S
+from services.generator.engines.musetalk.model import AUDIO_FPS, PAD_RIGHT, SEGMENT_S
+
+STEP = SAMPLE_RATE // AUDIO_FPS          # samples per whisper step (50 Hz)
 
 
 class MuseTalkLive:
@@ -28,8 +30,11 @@ class MuseTalkLive:
     def __init__(self, engine, source: SourceEntry, version: str, fps: float, on_crop: Callable):
         self.engine, self.source, self.fps, self.on_crop = engine, source, fps, on_crop
         self.model = engine.models[version]
-        self.lookahead = PAD_RIGHT
-        self.detail = f"musetalk {version}: whisper over the last {SEGMENT_S} s heard, {PAD_RIGHT} frames ahead"
+        # MuseTalk's window needs PAD_RIGHT frames after a frame; more brings whisper's states closer to the offline
+        # ones (its attention sees the whole 30 s segment: BENCHMARKS.md measures the difference)
+        self.lookahead = max(PAD_RIGHT, engine.settings.live_lookahead)
+        self.detail = (f"musetalk {version}: whisper over the 30 s segment so far (as offline), "
+                       f"{self.lookahead} frames ahead")
         self.latents = engine.live_latents(source, self.model, version)
         self.audio = np.zeros(0, np.float32)
         self.start = 0                          # absolute sample of audio[0] (a frame boundary)
@@ -67,17 +72,17 @@ class MuseTalkLive:
         if upto > self.fed - self.lookahead:      # flushed: the lookahead after the last frame is silence
             pad = self._boundary(upto + self.lookahead) - self._boundary(self.fed)
             audio = np.concatenate([audio, np.zeros(max(pad, 0), np.float32)])
-        end = self.start + len(audio)
-        first = max(0, math.ceil((end - SEGMENT_S * SAMPLE_RATE) * self.fps / SAMPLE_RATE))
-        while self._boundary(first) < end - SEGMENT_S * SAMPLE_RATE:
-            first += 1
-        window = audio[self._boundary(first) - self.start:]
+        # the window: from the start of the 30 s segment the first frame falls in, as offline (whisper's positions
+        # then match the offline ones; only the audio after the newest sample differs: zeros here)
+        seg = SEGMENT_S * SAMPLE_RATE
+        seg_start = self._boundary(self.queued) // seg * seg
+        window = audio[seg_start - self.start:]
         span = (self.queued, upto)
         self.busy = True
-        future = self.engine.live_tokens(self.model, window, self.fps, upto - first, self.queued - first)
+        future = self.engine.live_tokens(self.model, window, self.fps, upto, self.queued, seg_start // STEP)
         self.queued = upto
         future.add_done_callback(lambda f: self._tokens(f, span))
-        keep = self._boundary(max(0, upto - int(SEGMENT_S * self.fps)))   # older audio no window reads again
+        keep = self._boundary(upto) // seg * seg           # older audio no window reads again
         if keep > self.start:
             self.audio, self.start = self.audio[keep - self.start:], keep
 

@@ -107,12 +107,13 @@ def load_whisper(files: MuseTalkFiles):
 
 
 def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_frames: int | None = None,
-                    left: int = PAD_LEFT, right: int = PAD_RIGHT, first: int = 0) -> torch.Tensor:
+                    left: int = PAD_LEFT, right: int = PAD_RIGHT, first: int = 0, start_step: int = 0) -> torch.Tensor:
     """(1, T50, 5, 384) encoder states -> (frames, 50, 384) audio tokens, MuseTalk's window per frame.
 
     num_frames defaults to MuseTalk's floor(seconds x int(fps)); more frames may be asked for (a fractional
     fps), and get the same window rule with zeros past the end. first: only frames first..num_frames-1 (a live
-    session's newest frames).
+    session's newest frames); start_step: the features begin at this 50 Hz step of the whole audio (a live window
+    that starts on a 30 s segment boundary), num_samples being the window's.
     """
     fps_i = int(fps)
     step = AUDIO_FPS / fps_i
@@ -122,11 +123,11 @@ def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_fr
     actual = math.floor(num_samples / SAMPLE_RATE * AUDIO_FPS)
     feats = features[:, :actual]
     pad = math.ceil(step)
-    last = math.floor(max(num_frames - 1, 0) * step) + per_frame     # the furthest step any frame reads
+    last = math.floor(max(num_frames - 1, 0) * step) - start_step + per_frame   # the furthest step any frame reads
     behind = max(pad * 3 * right, last - pad * left - feats.shape[1])
     zeros = feats.new_zeros
     feats = torch.cat([zeros((1, pad * left) + feats.shape[2:]), feats, zeros((1, behind) + feats.shape[2:])], 1)
-    index = torch.tensor([math.floor(i * step) for i in range(first, num_frames)], dtype=torch.long)
+    index = torch.tensor([math.floor(i * step) - start_step for i in range(first, num_frames)], dtype=torch.long)
     windows = feats[0][index[:, None] + torch.arange(per_frame)[None, :]]     # (frames, 10, 5, 384)
     return windows.reshape(len(index), per_frame * windows.shape[2], windows.shape[3])
 
@@ -248,17 +249,18 @@ class MuseTalk:
         return (log + 4.0) / 4.0
 
     def audio_tokens_many(self, requests: list[tuple], max_segments: int = 16) -> list:
-        """audio_tokens of several requests ((audio, fps, frames) or (audio, fps, frames, first) each: tokens of
-        frames first..frames-1) with one log-mel pass and one whisper pass per max_segments 30 s segments: a
+        """audio_tokens of several requests ((audio, fps, frames) or (audio, fps, frames, first, start_step) each:
+        tokens of frames first..frames-1, see whisper_windows) with one log-mel pass and one whisper pass per max_segments 30 s segments: a
         burst of new requests (or of live sessions' windows) costs one encoder call instead of one each."""
         seg = SEGMENT_S * SAMPLE_RATE
         pieces = [[r[0][s:s + seg] for s in range(0, max(len(r[0]), 1), seg)] for r in requests]
         mels = self.log_mels([p for ps in pieces for p in ps])
         states = torch.cat([self.encode_mels(mels[i:i + max_segments]) for i in range(0, len(mels), max_segments)])
         out, at = [], 0
-        for (audio, fps, frames, *first), ps in zip(requests, pieces):
+        for (audio, fps, frames, *live), ps in zip(requests, pieces):
             features = states[at:at + len(ps)].reshape(1, len(ps) * states.shape[1], *states.shape[2:])
-            out.append(whisper_windows(features, len(audio), fps, frames, first=first[0] if first else 0))
+            first, start_step = live if live else (0, 0)
+            out.append(whisper_windows(features, len(audio), fps, frames, first=first, start_step=start_step))
             at += len(ps)
         return out
 
