@@ -229,15 +229,33 @@ class Pipeline:
         def timed(stage: int, t0: float) -> None:
             timings.append(common_pb2.StageTiming(stage=stage, seconds=time.perf_counter() - t0))
 
-        t0 = time.perf_counter()
-        await emit(_progress(common_pb2.STAGE_AUDIO))
-        audio = await asyncio.to_thread(load_audio, audio_path, self.cfg.max_audio_s)
-        timed(common_pb2.STAGE_AUDIO, t0)
+        # the audio is decoded while the face is prepared (or found prepared): neither waits for the other
+        async def audio_stage():
+            t0 = time.perf_counter()
+            audio = await asyncio.to_thread(load_audio, audio_path, self.cfg.max_audio_s)
+            timed(common_pb2.STAGE_AUDIO, t0)
+            return audio
 
-        t0 = time.perf_counter()
+        async def face_stage():
+            t0 = time.perf_counter()
+            prepared = await self.prepare(options, face_path, emit)
+            timed(common_pb2.STAGE_PREPROCESS, t0)
+            return prepared
+
+        await emit(_progress(common_pb2.STAGE_AUDIO))
         await emit(_progress(common_pb2.STAGE_PREPROCESS))
-        prepared = await self.prepare(options, face_path, emit)
-        timed(common_pb2.STAGE_PREPROCESS, t0)
+        tasks = [asyncio.ensure_future(audio_stage()), asyncio.ensure_future(face_stage())]
+        try:
+            # the first failure ends both (bad audio does not wait for a long prepare)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in tasks:
+                if t.done() and t.exception() is not None:
+                    raise t.exception()
+            audio, prepared = tasks[0].result(), tasks[1].result()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         plan = make_plan(options, prepared, audio)
         t0 = time.perf_counter()
