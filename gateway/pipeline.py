@@ -8,6 +8,7 @@ bytes arrive long before the end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextvars
 import os
 import tempfile
@@ -55,6 +56,14 @@ def _failure(service: str, addr: str, code: grpc.StatusCode, details: str | None
     if code == grpc.StatusCode.UNAVAILABLE:
         return Failure(code.name, f"the {service} service is unavailable at {addr}: {details}")
     return Failure(code.name, details or f"{service} failed with {code.name}")
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _progress(stage, done=0, total=0) -> gateway_pb2.LipsyncResponse:
@@ -175,6 +184,18 @@ class Pipeline:
             return common_pb2.EvaluationResult(metrics=[common_pb2.Metric(name="evaluation", unavailable=why)])
 
     async def prepare(self, options: common_pb2.LipsyncOptions, face_path: str, emit: Emit):
+        """The prepared face: found by its hash when preprocess has it (the media is not sent again), else sent
+        and prepared."""
+        sha = await asyncio.to_thread(file_sha256, face_path)
+        try:
+            found = await self.pre.Lookup(preprocess_pb2.LookupRequest(options=prepare_options(options),
+                                                                        media_sha256=sha),
+                                          metadata=self.metadata, timeout=remaining())
+            return found
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+                raise _failure("preprocess", self.cfg.preprocess_addr, e.code(), e.details()) from None
+
         async def requests():
             yield preprocess_pb2.PrepareRequest(options=prepare_options(options))
             for offset, data, last in file_chunks(face_path, CHUNK_BYTES):

@@ -25,7 +25,7 @@ from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from services.preprocess import face_parsing
 from services.preprocess.config import PreprocessConfig
 from lipsync_common.faces.landmarks import Landmarker
-from services.preprocess.prepare import Cancelled, NoFaceError, PrepareOptions, prepare
+from services.preprocess.prepare import Cancelled, NoFaceError, PrepareOptions, prepare, source_id
 from services.preprocess.preview import preview
 
 log = logging.getLogger("preprocess")
@@ -72,8 +72,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
 
         def start(msg: preprocess_pb2.PrepareOptions):
             nonlocal opts
-            mask = "bisenet" if self.parser is not None else "landmarks"
-            opts = dataclasses.replace(prepare_options(msg), mask=mask)
+            opts = self._options(msg)
             files.open("face", "face media", path)
             return route
 
@@ -141,6 +140,25 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
             if os.path.exists(path):
                 os.remove(path)
 
+
+    async def Lookup(self, request, context):
+        """The prepared source for a media hash and options, without the media: NOT_FOUND when not cached."""
+        if len(request.media_sha256) != 64 or any(c not in "0123456789abcdef" for c in request.media_sha256):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "media_sha256 must be 64 lowercase hex digits")
+        try:
+            opts = self._options(request.options)
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        sid = source_id(request.media_sha256, opts)
+        try:
+            entry = await asyncio.to_thread(self.cache.get, sid)
+        except SourceNotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no prepared source for this media and options ({sid})")
+        return prepared_pb(entry.meta, True)
+
+    def _options(self, msg: preprocess_pb2.PrepareOptions) -> PrepareOptions:
+        """The prepare options of a request, with this server's mask (BiSeNet when its weights are here)."""
+        return dataclasses.replace(prepare_options(msg), mask="bisenet" if self.parser is not None else "landmarks")
 
     async def Preview(self, request, context):
         try:

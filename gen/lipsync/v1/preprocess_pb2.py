@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blipsync/v1/preprocess.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\"#\n\x0ePreviewRequest\x12\x11\n\tsource_id\x18\x01 \x01(\t\"\xf7\x02\n\x0ePrepareOptions\x12/\n\rmodel_version\x18\x01 \x01(\x0e\x32\x18.lipsync.v1.ModelVersion\x12\x12\n\nbbox_shift\x18\x02 \x01(\x05\x12\x19\n\x0c\x65xtra_margin\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nface_index\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tsmoothing\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12&\n\tface_hint\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.FaceBox\x12\x14\n\x0cparsing_mode\x18\x07 \x01(\t\x12\x1d\n\x10left_cheek_width\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x1e\n\x11right_cheek_width\x18\t \x01(\x05H\x04\x88\x01\x01\x42\x0f\n\r_extra_marginB\r\n\x0b_face_indexB\x0c\n\n_smoothingB\x13\n\x11_left_cheek_widthB\x14\n\x12_right_cheek_width\"n\n\x0ePrepareRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.PrepareOptionsH\x00\x12\"\n\x05media\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x42\t\n\x07payload\"\xd5\x01\n\x0ePreparedSource\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x12\n\nnum_frames\x18\x02 \x01(\x03\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x10\n\x08is_image\x18\x06 \x01(\x08\x12\x18\n\x10\x66rames_with_face\x18\x07 \x01(\x03\x12\x34\n\x10\x62\x62ox_shift_range\x18\x08 \x01(\x0b\x32\x1a.lipsync.v1.BboxShiftRange\x12\x0e\n\x06\x63\x61\x63hed\x18\t \x01(\x08\"v\n\x0fPrepareResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12.\n\x08prepared\x18\x02 \x01(\x0b\x32\x1a.lipsync.v1.PreparedSourceH\x00\x42\t\n\x07payload\"D\n\tCropBatch\x12\x13\n\x0b\x66irst_frame\x18\x01 \x01(\x03\x12\"\n\x06images\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.Tensor2\x96\x01\n\nPreprocess\x12\x46\n\x07Prepare\x12\x1a.lipsync.v1.PrepareRequest\x1a\x1b.lipsync.v1.PrepareResponse(\x01\x30\x01\x12@\n\x07Preview\x12\x1a.lipsync.v1.PreviewRequest\x1a\x19.lipsync.v1.PreviewResultB(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blipsync/v1/preprocess.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\"#\n\x0ePreviewRequest\x12\x11\n\tsource_id\x18\x01 \x01(\t\"\xf7\x02\n\x0ePrepareOptions\x12/\n\rmodel_version\x18\x01 \x01(\x0e\x32\x18.lipsync.v1.ModelVersion\x12\x12\n\nbbox_shift\x18\x02 \x01(\x05\x12\x19\n\x0c\x65xtra_margin\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nface_index\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tsmoothing\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12&\n\tface_hint\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.FaceBox\x12\x14\n\x0cparsing_mode\x18\x07 \x01(\t\x12\x1d\n\x10left_cheek_width\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x1e\n\x11right_cheek_width\x18\t \x01(\x05H\x04\x88\x01\x01\x42\x0f\n\r_extra_marginB\r\n\x0b_face_indexB\x0c\n\n_smoothingB\x13\n\x11_left_cheek_widthB\x14\n\x12_right_cheek_width\"R\n\rLookupRequest\x12+\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.PrepareOptions\x12\x14\n\x0cmedia_sha256\x18\x02 \x01(\t\"n\n\x0ePrepareRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.PrepareOptionsH\x00\x12\"\n\x05media\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x42\t\n\x07payload\"\xd5\x01\n\x0ePreparedSource\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x12\n\nnum_frames\x18\x02 \x01(\x03\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x10\n\x08is_image\x18\x06 \x01(\x08\x12\x18\n\x10\x66rames_with_face\x18\x07 \x01(\x03\x12\x34\n\x10\x62\x62ox_shift_range\x18\x08 \x01(\x0b\x32\x1a.lipsync.v1.BboxShiftRange\x12\x0e\n\x06\x63\x61\x63hed\x18\t \x01(\x08\"v\n\x0fPrepareResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12.\n\x08prepared\x18\x02 \x01(\x0b\x32\x1a.lipsync.v1.PreparedSourceH\x00\x42\t\n\x07payload\"D\n\tCropBatch\x12\x13\n\x0b\x66irst_frame\x18\x01 \x01(\x03\x12\"\n\x06images\x18\x02 \x01(\x0b\x32\x12.lipsync.v1.Tensor2\xd7\x01\n\nPreprocess\x12\x46\n\x07Prepare\x12\x1a.lipsync.v1.PrepareRequest\x1a\x1b.lipsync.v1.PrepareResponse(\x01\x30\x01\x12?\n\x06Lookup\x12\x19.lipsync.v1.LookupRequest\x1a\x1a.lipsync.v1.PreparedSource\x12@\n\x07Preview\x12\x1a.lipsync.v1.PreviewRequest\x1a\x19.lipsync.v1.PreviewResultB(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -27,14 +27,16 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_PREVIEWREQUEST']._serialized_end=103
   _globals['_PREPAREOPTIONS']._serialized_start=106
   _globals['_PREPAREOPTIONS']._serialized_end=481
-  _globals['_PREPAREREQUEST']._serialized_start=483
-  _globals['_PREPAREREQUEST']._serialized_end=593
-  _globals['_PREPAREDSOURCE']._serialized_start=596
-  _globals['_PREPAREDSOURCE']._serialized_end=809
-  _globals['_PREPARERESPONSE']._serialized_start=811
-  _globals['_PREPARERESPONSE']._serialized_end=929
-  _globals['_CROPBATCH']._serialized_start=931
-  _globals['_CROPBATCH']._serialized_end=999
-  _globals['_PREPROCESS']._serialized_start=1002
-  _globals['_PREPROCESS']._serialized_end=1152
+  _globals['_LOOKUPREQUEST']._serialized_start=483
+  _globals['_LOOKUPREQUEST']._serialized_end=565
+  _globals['_PREPAREREQUEST']._serialized_start=567
+  _globals['_PREPAREREQUEST']._serialized_end=677
+  _globals['_PREPAREDSOURCE']._serialized_start=680
+  _globals['_PREPAREDSOURCE']._serialized_end=893
+  _globals['_PREPARERESPONSE']._serialized_start=895
+  _globals['_PREPARERESPONSE']._serialized_end=1013
+  _globals['_CROPBATCH']._serialized_start=1015
+  _globals['_CROPBATCH']._serialized_end=1083
+  _globals['_PREPROCESS']._serialized_start=1086
+  _globals['_PREPROCESS']._serialized_end=1301
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,14 @@ class PrepareOptions(_message.Message):
     right_cheek_width: int
     def __init__(self, model_version: _Optional[_Union[_common_pb2.ModelVersion, str]] = ..., bbox_shift: _Optional[int] = ..., extra_margin: _Optional[int] = ..., face_index: _Optional[int] = ..., smoothing: bool = ..., face_hint: _Optional[_Union[_common_pb2.FaceBox, _Mapping]] = ..., parsing_mode: _Optional[str] = ..., left_cheek_width: _Optional[int] = ..., right_cheek_width: _Optional[int] = ...) -> None: ...
 
+class LookupRequest(_message.Message):
+    __slots__ = ("options", "media_sha256")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    options: PrepareOptions
+    media_sha256: str
+    def __init__(self, options: _Optional[_Union[PrepareOptions, _Mapping]] = ..., media_sha256: _Optional[str] = ...) -> None: ...
+
 class PrepareRequest(_message.Message):
     __slots__ = ("options", "media")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]

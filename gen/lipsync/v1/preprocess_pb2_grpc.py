@@ -21,6 +21,11 @@ class PreprocessStub(object):
                 request_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
                 response_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
                 )
+        self.Lookup = channel.unary_unary(
+                '/lipsync.v1.Preprocess/Lookup',
+                request_serializer=lipsync_dot_v1_dot_preprocess__pb2.LookupRequest.SerializeToString,
+                response_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PreparedSource.FromString,
+                )
         self.Preview = channel.unary_unary(
                 '/lipsync.v1.Preprocess/Preview',
                 request_serializer=lipsync_dot_v1_dot_preprocess__pb2.PreviewRequest.SerializeToString,
@@ -43,6 +48,15 @@ class PreprocessServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lookup(self, request, context):
+        """The prepared source for media with this SHA-256 and these options, if
+        the cache has it (NOT_FOUND otherwise): a caller that knows the media's
+        hash skips sending the media again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Preview(self, request, context):
         """Draw a prepared source's first frame with a face: crop box, blend
         mask, landmarks. FAILED_PRECONDITION when the source is not prepared.
@@ -58,6 +72,11 @@ def add_PreprocessServicer_to_server(servicer, server):
                     servicer.Prepare,
                     request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.FromString,
                     response_serializer=lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.SerializeToString,
+            ),
+            'Lookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lookup,
+                    request_deserializer=lipsync_dot_v1_dot_preprocess__pb2.LookupRequest.FromString,
+                    response_serializer=lipsync_dot_v1_dot_preprocess__pb2.PreparedSource.SerializeToString,
             ),
             'Preview': grpc.unary_unary_rpc_method_handler(
                     servicer.Preview,
@@ -89,6 +108,23 @@ class Preprocess(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/lipsync.v1.Preprocess/Prepare',
             lipsync_dot_v1_dot_preprocess__pb2.PrepareRequest.SerializeToString,
             lipsync_dot_v1_dot_preprocess__pb2.PrepareResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Lookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/lipsync.v1.Preprocess/Lookup',
+            lipsync_dot_v1_dot_preprocess__pb2.LookupRequest.SerializeToString,
+            lipsync_dot_v1_dot_preprocess__pb2.PreparedSource.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
