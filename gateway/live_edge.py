@@ -92,7 +92,6 @@ class LiveRun:
         o, s = self.start.options, self.start
         gen = self.p.gen.GenerateLive(metadata=self.p.metadata)
         render = self.p.render.RenderLive(metadata=self.p.metadata)
-        self.calls = (gen, render)
         try:
             await gen.write(generator_pb2.LiveGenerateRequest(config=generator_pb2.GenerateConfig(
                 source_id=self.source_id, engine=o.engine, model_version=o.model_version, fps=self.fps,

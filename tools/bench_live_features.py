@@ -1,5 +1,7 @@
-"""Where a live token job's time goes (the side thread's whisper pass for N sessions at once), on the GPU machine:
-log-mel of N 30 s windows, the whisper encoder over them, MuseTalk's per-frame windows. Full-size random whisper
+"""Where a live token job's time went (the side thread's whisper pass for N sessions at once), on the GPU machine:
+log-mel of N 30 s windows through the feature extractor (the path the engine used before `MuseTalk.log_mels`), the
+whisper encoder over them, MuseTalk's windows for every frame of each window (the engine now asks for the new
+frames only). Full-size random whisper
 weights (speed only).  python -m tools.bench_live_features   (LIVE_FEATURE_N=1,4,16)"""
 from __future__ import annotations
 

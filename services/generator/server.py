@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from functools import partial
 import logging
 import time
@@ -26,6 +27,15 @@ log = logging.getLogger("generator")
 LIVE_CROP = Histogram("lipsync_generator_live_crop_seconds", "Live sessions: from the moment a frame's crop could be "
                       "made (its lookahead fed) to the crop leaving", ["engine"],
                       buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1))
+
+
+@dataclass
+class _Fed:
+    """A live call's input so far: frames fed, when each was fed (a frame's crop can come once the frame
+    `lookahead` after it was fed), when the last flush came."""
+    count: int = 0
+    at: dict[int, float] = field(default_factory=dict)
+    flushed_at: float | None = None
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
@@ -124,13 +134,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                                              lambda c: loop.call_soon_threadsafe(crops.put_nowait, c), version=version)
         except EngineUnavailable as e:
             await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        fed = [0, {}]          # frames fed; when each frame was fed (its crop can come once frame + lookahead was)
+        fed = _Fed()
         reader = asyncio.create_task(self._feed_live(it, stream, fed, crops))
         try:
             yield generator_pb2.LiveGenerateResponse(ready=generator_pb2.LiveGenerateReady(
                 engine=engine.name, engine_detail=stream.detail, lookahead_frames=stream.lookahead))
             done, ended = 0, False
-            while not (ended and done == fed[0]):
+            while not (ended and done == fed.count):
                 crop = await crops.get()
                 if crop is None:            # the input ended (and was flushed): every fed frame's crop is coming
                     ended = True
@@ -141,10 +151,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     raise crop
                 yield generator_pb2.LiveGenerateResponse(crops=preprocess_pb2.CropBatch(
                     first_frame=done, images=to_tensor(crop[None])))
-                ready_at = fed[1].pop(done + stream.lookahead, None) or fed[1].get("flush")
+                ready_at = fed.at.pop(done + stream.lookahead, None) or fed.flushed_at
                 if ready_at is not None:
                     LIVE_CROP.labels(engine.name).observe(time.monotonic() - ready_at)
-                fed[1].pop(done, None)
+                fed.at.pop(done, None)
                 done += 1
                 FRAMES.labels("generator", engine.name).inc()
         finally:
@@ -153,23 +163,23 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             stream.close()
 
     @staticmethod
-    async def _feed_live(it, stream, fed: list, crops: asyncio.Queue) -> None:
+    async def _feed_live(it, stream, fed: "_Fed", crops: asyncio.Queue) -> None:
         """Feed frames and flushes in order (in a worker thread: the engine may wait for its whisper pass); a bad
         message puts its error text on the crops queue; the end of input flushes, then puts None."""
         try:
             async for req in it:
                 kind = req.WhichOneof("payload")
                 if kind == "frame":
-                    if req.frame.index != fed[0]:
-                        raise ValueError(f"frame {req.frame.index} arrived, expected frame {fed[0]}")
+                    if req.frame.index != fed.count:
+                        raise ValueError(f"frame {req.frame.index} arrived, expected frame {fed.count}")
                     samples = from_tensor(req.frame.audio, dtype=np.float32, ndim=1, finite=True)
                     if len(samples) > 2 * SAMPLE_RATE:
                         raise ValueError("a frame's audio is longer than 2 s")
-                    fed[1][fed[0]] = time.monotonic()
+                    fed.at[fed.count] = time.monotonic()
                     await asyncio.to_thread(stream.feed, samples)
-                    fed[0] += 1
+                    fed.count += 1
                 elif kind == "flush":
-                    fed[1]["flush"] = time.monotonic()
+                    fed.flushed_at = time.monotonic()
                     await asyncio.to_thread(stream.flush)
                 else:
                     raise ValueError("the config may be sent only once, first")

@@ -10,7 +10,6 @@ measures that difference; the right context is the 2 frames MuseTalk's window ne
 """
 from __future__ import annotations
 
-import math
 import threading
 from typing import Callable
 
