@@ -11,11 +11,23 @@ audio each frame carries (`pcm`) is exactly what it shows: picture and sound can
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 ENGINE_RATE = 16000
+
+
+def grid_start(mono: float, wall: float, fps: float, fed: int, lead: float = 0.0) -> float:
+    """T0 on the shared frame grid: the monotonic time such that frame `fed` is fed at the first tick of the
+    wall clock's grid of period 1 / fps that is at least `lead` from now (mono and wall read at the same moment).
+    Every session at one fps then feeds its frames at the same instants, on this gateway and on any other whose
+    clock is synchronised: the generator gets one frame of each session at once, and one whisper pass and one
+    batch serve them all, instead of a small, padded batch every few milliseconds."""
+    assert fps > 0 and lead >= 0
+    tick = math.ceil((wall + lead) * fps) / fps          # the next grid instant, wall clock
+    return mono + (tick - wall) - fed / fps
 
 
 @dataclass

@@ -10,15 +10,20 @@ import time
 
 import grpc
 import soxr
+from prometheus_client import Histogram
 
 from lipsync.v1 import gateway_pb2, generator_pb2, render_pb2
 from lipsync_common import options as opts
 from lipsync_common.formats.tensors import to_tensor
 from gateway import fetch
-from gateway.live import LiveClock
+from gateway.live import LiveClock, grid_start
 from gateway.pipeline import _failure
 from gateway.upload import Failure, invalid
 
+LIVE_STAGE = Histogram("lipsync_gateway_live_seconds", "Live sessions, per frame: generator = from the frame whose "
+                       "audio completes its lookahead being fed to its crop arriving here; render = from the frame "
+                       "going to render to its encoded frame coming back", ["stage"],
+                       buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 1))
 OUT_QUEUE = 50          # frames waiting for a client that reads slowly; past that the session ends
 STATS_S = 1.0
 
@@ -75,6 +80,7 @@ class LiveRun:
         self.margin = margin_frames
         self.out: asyncio.Queue = asyncio.Queue()
         self.crops: dict[int, bytes] = {}
+        self.next_send = 0                      # the next frame to go to render
         self.on_time: dict[int, bool] = {}
         self.input_done = asyncio.Event()
         self.speech_came = asyncio.Event()
@@ -82,6 +88,16 @@ class LiveRun:
         self.feeding_done = False
         self.clock: LiveClock | None = None
         self.detail = ""
+        self.fed_at: dict[int, float] = {}      # when each frame was fed (the generator stage's histogram)
+        self.sent_at: dict[int, float] = {}     # when each frame went to render (the render stage's)
+
+    def _start_at(self, fed: int, lead: float = 0.0) -> float:
+        """The clock's T0 for frame `fed` to be fed next: on the shared frame grid (LIVE_ALIGN, the default), so
+        the generator batches every session's frames together; else at once."""
+        mono, wall = time.monotonic(), time.time()
+        if self.p.cfg.live_align:
+            return grid_start(mono, wall, self.fps, fed, lead)
+        return mono + lead - fed / self.fps
 
     def _put(self, msg) -> None:
         if self.out.qsize() >= OUT_QUEUE:
@@ -107,7 +123,7 @@ class LiveRun:
                                    (s.max_buffer_ms or 10000) / 1000, resampler)
             self.ready = gateway_pb2.LiveReady(source_id=self.source_id, engine=g.engine, engine_detail=g.engine_detail,
                                                fps=self.fps, lookahead_frames=g.lookahead_frames)
-            self.t0 = time.monotonic() + 0.02
+            self.t0 = self._start_at(0, lead=0.02)
             tasks = [asyncio.create_task(c) for c in (self._read_client(), self._feed(gen), self._read_crops(gen),
                                                       self._send(render), self._read_encoded(render), self._stats())]
             try:
@@ -181,10 +197,11 @@ class LiveRun:
                 self.speech_came.clear()
                 await self.speech_came.wait()
                 if c.has_speech():   # the clock starts again now (no frames were due while nothing was said)
-                    self.t0 = time.monotonic() - c.fed / self.fps
+                    self.t0 = self._start_at(c.fed)
                 continue
             await asyncio.sleep(max(0.0, c.feed_time(self.t0, c.fed) - time.monotonic()))
             k, audio = c.next_frame()
+            self.fed_at[k] = time.monotonic()
             flushed = False
             await gen.write(generator_pb2.LiveGenerateRequest(
                 frame=generator_pb2.LiveAudioFrame(index=k, audio=to_tensor(audio))))
@@ -196,7 +213,15 @@ class LiveRun:
     async def _read_crops(self, gen) -> None:
         while (resp := await gen.read()) is not grpc.aio.EOF:
             if resp.WhichOneof("payload") == "crops":
-                self.crops[resp.crops.first_frame] = resp.crops.images.data
+                k = resp.crops.first_frame
+                if k >= self.next_send:     # a crop later than its frame's slot is dropped (the source frame went)
+                    self.crops[k] = resp.crops.images.data
+                # crops come in order: crop k needs the time frame k + lookahead was fed (or, at an utterance's
+                # end, where the flush stands for the lookahead, frame k's own); no later crop needs frame k's
+                ready = self.fed_at.get(k + self.clock.lookahead) or self.fed_at.get(k)
+                self.fed_at.pop(k, None)
+                if ready is not None:
+                    LIVE_STAGE.labels("generator").observe(time.monotonic() - ready)
 
     async def _send(self, render) -> None:
         c, k = self.clock, 0
@@ -211,10 +236,13 @@ class LiveRun:
             while k not in self.crops and time.monotonic() < due and not (self.feeding_done and k >= c.fed):
                 await asyncio.sleep(min(0.005, max(0.0, due - time.monotonic())))
             crop = self.crops.pop(k, None)
+            self.next_send = k + 1
             info = c.frames[k]
             self.on_time[k] = crop is not None
             await render.write(render_pb2.LiveRenderRequest(frame=render_pb2.LiveRenderFrame(
                 index=k, crop=b"" if crop is None or info.interrupted else crop)))
+            self.sent_at[k] = time.monotonic()
+            self.fed_at.pop(k - 64, None)        # a crop that never came (the session keeps no old entries)
             k += 1
 
     async def _read_encoded(self, render) -> None:
@@ -226,6 +254,9 @@ class LiveRun:
                 continue
             e = resp.frame
             now = time.monotonic()
+            sent = self.sent_at.pop(e.index, None)
+            if sent is not None:
+                LIVE_STAGE.labels("render").observe(now - sent)
             info = self.clock.sent(e.index, self.on_time.pop(e.index, False), now)
             self._put(gateway_pb2.LiveResponse(frame=gateway_pb2.LiveFrame(
                 index=e.index, pts_s=e.index / self.fps, speech=info.speech, pcm=info.pcm, audio_s=info.audio_s,

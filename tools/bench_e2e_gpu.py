@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -230,19 +229,9 @@ def sweep(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix:
 
 def restart_with(stack: Stack, spec: str) -> str:
     """"render:KEY=VALUE": every process of that service restarted with the setting added; returns KEY=VALUE."""
-    name, setting = spec.split(":", 1)
-    key, value = setting.split("=", 1)
-    names = [n for n in stack.procs if n.split("-")[0] == name]     # "render": every render worker
-    for n in names:
-        stack.procs[n].send_signal(signal.SIGTERM)
-    for n in names:
-        stack.procs[n].wait(60)
     t0 = time.perf_counter()
-    for n in names:
-        argv, penv, log, detach = stack.launch[n]
-        stack.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
-        stack.restart(n, timeout=400)
-    print(f"{name} SERVING again after {time.perf_counter() - t0:.0f} s with {setting}", flush=True)
+    setting = stack.restart_with(spec)
+    print(f"{spec.split(':')[0]} SERVING again after {time.perf_counter() - t0:.0f} s with {setting}", flush=True)
     return setting
 
 

@@ -65,18 +65,28 @@ async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: flo
             "max_gap_ms": 1000 * max(np.diff(times)) if len(times) > 1 else 0.0, "detail": ready.engine_detail}
 
 
-def crop_buckets(stack: Stack) -> dict[float, float]:
-    """The generator's histogram of live crop times (cumulative counts by upper bound), from its /metrics."""
+HISTOGRAMS = {   # name in the row: (service, metric, labels to match)
+    "generator_crop_s": ("generator", "lipsync_generator_live_crop_seconds", {}),
+    "gateway_generator_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "generator"}),
+    "gateway_render_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "render"}),
+}
+
+
+def buckets(stack: Stack) -> dict[str, dict[float, float]]:
+    """Each histogram of HISTOGRAMS (cumulative counts by upper bound), from its service's /metrics."""
     import re
     import urllib.request
-    port = stack.metrics.get("generator")
-    if not port:
-        return {}
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = re.findall(r'lipsync_generator_live_crop_seconds_bucket\{engine="\w+",le="([^"]+)"\} ([0-9.e+]+)', text)
-    out: dict[float, float] = {}
-    for le, v in found:
-        out[float(le)] = out.get(float(le), 0.0) + float(v)
+    out: dict[str, dict[float, float]] = {}
+    for key, (service, metric, label) in HISTOGRAMS.items():
+        port = stack.metrics.get(service)
+        out[key] = {}
+        if not port:
+            continue
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        for labels, v in re.findall(metric + r'_bucket\{([^}]*)\} ([0-9.e+]+)', text):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            if all(found.get(k) == want for k, want in label.items()):     # summed over the other labels
+                out[key][float(found["le"])] = out[key].get(float(found["le"]), 0.0) + float(v)
     return out
 
 
@@ -104,6 +114,41 @@ async def level(addr: str, source_id: str, n: int, pcm: bytes, fps: float) -> li
     return await asyncio.gather(*[one_session(addr, source_id, "", pcm, fps) for _ in range(n)])
 
 
+def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: bytes, size: tuple, spec: str) -> dict:
+    """One level: "n" live sessions, or "n:m" beside m offline streams."""
+    addr = stack.addrs["gateway"]
+    n, offline_n = (int(v) for v in (spec + ":0").split(":")[:2])
+    stop, done = threading.Event(), []
+    load = [threading.Thread(target=offline_load, args=(addr, face, audio_path, stop, done))
+            for _ in range(offline_n)]
+    for t in load:
+        t.start()
+    t0, before = time.perf_counter(), buckets(stack)
+    results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
+    after = buckets(stack)
+    t1 = time.perf_counter()
+    stop.set()
+    for t in load:
+        t.join()
+    lat = [v for r in results for v in r["latencies"]]
+    # offline frames made during the live level: each request's frames in proportion to its overlap
+    within = [f * max(0.0, min(b, t1) - max(a, t0)) / (b - a) for a, b, f in done]
+    return {"run": f"{n} live sessions" + (f" beside {offline_n} offline streams" if offline_n else ""),
+            "sessions": n, "size": f"{size[0]}x{size[1]}", "fps": 25,
+            "frames": sum(r["frames"] for r in results), "speech_frames": sum(r["speech"] for r in results),
+            "late": sum(r["late"] or 0 for r in results),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+            "latency_ms_max": round(max(lat), 1),
+            "max_frame_gap_ms": round(max(r["max_gap_ms"] for r in results), 1),
+            # where a frame's time goes (bucket upper bounds, s): in the generator (lookahead fed ->
+            # crop out), generator as the gateway sees it (fed -> crop here), render (there and back)
+            **{f"{key}_p{q}_le": bucket_percentile(before[key], after[key], q)
+               for key in HISTOGRAMS for q in (50, 95)},
+            "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
+            "offline_requests_done": len(within)}
+
+
 def main() -> int:
     tmp = tempfile.mkdtemp()
     env = {"MAX_LIVE": "64", "MAX_STREAMS": "64"}
@@ -125,36 +170,17 @@ def main() -> int:
         source_id = first["source_id"]
         emit(rows, {"run": "first session (prepares the avatar)", "engine": ENGINE, "detail": first["detail"]})
         audio_path = helpers.write_wav(os.path.join(tmp, "a.wav"), speech)
-        for spec in filter(None, os.environ.get("LIVE_LEVELS", "1,2").split(",")):
-            n, offline_n = (int(v) for v in (spec + ":0").split(":")[:2])
-            stop, done = threading.Event(), []
-            load = [threading.Thread(target=offline_load, args=(addr, face, audio_path, stop, done))
-                    for _ in range(offline_n)]
-            for t in load:
-                t.start()
-            t0, before = time.perf_counter(), crop_buckets(stack)
-            results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
-            after = crop_buckets(stack)
-            t1 = time.perf_counter()
-            stop.set()
-            for t in load:
-                t.join()
-            lat = [v for r in results for v in r["latencies"]]
-            # offline frames made during the live level: each request's frames in proportion to its overlap
-            within = [f * max(0.0, min(b, t1) - max(a, t0)) / (b - a) for a, b, f in done]
-            emit(rows, {"run": f"{n} live sessions" + (f" beside {offline_n} offline streams" if offline_n else ""),
-                        "sessions": n, "size": f"{size[0]}x{size[1]}", "fps": 25,
-                        "frames": sum(r["frames"] for r in results), "speech_frames": sum(r["speech"] for r in results),
-                        "late": sum(r["late"] or 0 for r in results),
-                        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
-                        "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
-                        "latency_ms_max": round(max(lat), 1),
-                        "max_frame_gap_ms": round(max(r["max_gap_ms"] for r in results), 1),
-                        # the generator's share: from a frame's lookahead fed to its crop out (bucket bounds, s)
-                        "generator_crop_s_p50_le": bucket_percentile(before, after, 50),
-                        "generator_crop_s_p95_le": bucket_percentile(before, after, 95),
-                        "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
-                        "offline_requests_done": len(within)})
+        levels = os.environ.get("LIVE_LEVELS", "1,2")
+        for spec in filter(None, levels.split(",")):
+            emit(rows, run_level(stack, source_id, face, audio_path, pcm, size, spec))
+        # LIVE_RESTART="gateway:LIVE_ALIGN=0;generator:MUSETALK_SIDE_GATHER_MS=0": a service restarted with a setting
+        # added (on top of the earlier ones), then the levels again (LIVE_RESTART_LEVELS, default LIVE_LEVELS)
+        for change in filter(None, os.environ.get("LIVE_RESTART", "").split(";")):
+            setting = stack.restart_with(change)
+            for spec in filter(None, os.environ.get("LIVE_RESTART_LEVELS", levels).split(",")):
+                row = run_level(stack, source_id, face, audio_path, pcm, size, spec)
+                row["run"] += f", {setting}"
+                emit(rows, row)
     finally:
         stack.stop()
     save_json("live.json", rows)

@@ -150,6 +150,24 @@ class Stack:
                                                 start_new_session=detach)
         wait_serving(self.addrs[name], timeout, self.procs[name])
 
+    def restart_with(self, spec: str, timeout: float = 400.0) -> str:
+        """"render:KEY=VALUE": every process of that service (every render worker for "render") stopped and
+        started again with the setting added to its environment; returns KEY=VALUE."""
+        name, setting = spec.split(":", 1)
+        key, value = setting.split("=", 1)
+        names = [n for n in self.procs if n.split("-")[0] == name]
+        if not names:
+            raise ValueError(f"no {name} in this stack")
+        for n in names:
+            self.procs[n].send_signal(signal.SIGTERM)
+        for n in names:
+            self.procs[n].wait(60)
+        for n in names:
+            argv, penv, log, detach = self.launch[n]
+            self.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
+            self.restart(n, timeout=timeout)
+        return setting
+
     def stop(self, timeout: float = 30.0) -> None:
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:

@@ -31,6 +31,7 @@ class GeneratorConfig:
     decode_chunk: int = 16           # musetalk: frames decoded at a time within a batch (memory); 0 = all
     phase_upsample: bool = True      # musetalk: upsample + 3x3 conv as one 2x2 conv per phase; off = diffusers' path
     live_lookahead: int = 2          # musetalk live sessions: frames of audio after a frame before its crop (>= 2)
+    side_gather_ms: float = 3.0      # musetalk: how long whisper waits for more requests/sessions to batch with
     # visemes: where the multilingual whisper model is joined (~145 MB, once); the one default, used everywhere
     speech_cache_dir: str = field(default_factory=default_speech_cache)
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
@@ -54,6 +55,7 @@ class GeneratorConfig:
             decode_chunk=env_int("MUSETALK_DECODE_CHUNK", cls.decode_chunk),
             phase_upsample=env_str("MUSETALK_PHASE_UPSAMPLE", "1") != "0",
             live_lookahead=env_int("MUSETALK_LIVE_LOOKAHEAD", cls.live_lookahead),
+            side_gather_ms=env_float("MUSETALK_SIDE_GATHER_MS", cls.side_gather_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", "") or default_speech_cache(env_str("XDG_CACHE_HOME", "")),
             edge=EdgeConfig.from_env(),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soxr
 
-from gateway.live import LiveClock
+from gateway.live import LiveClock, grid_start
 
 
 @pytest.mark.parametrize("fps, rate", [(25.0, 16000), (30000 / 1001, 44100), (30.0, 48000)])
@@ -54,3 +54,21 @@ def test_buffer_limit_and_interrupt():
     assert not clock.frames[clock.next_frame()[0]].speech
     with pytest.raises(ValueError):
         clock.add_audio(b"\0", now=2.0)
+
+
+@pytest.mark.parametrize("fps", [25.0, 30000 / 1001])
+def test_sessions_started_apart_feed_on_one_grid(fps):
+    rng = np.random.default_rng(3)
+    offset = 12345.678                         # the monotonic clock's origin differs from the wall clock's
+    feeds = []
+    for _ in range(20):
+        wall = 1.8e9 + float(rng.uniform(0, 100))
+        fed = int(rng.integers(0, 500))        # a session restarting after idle: frames already fed
+        t0 = grid_start(wall - offset, wall, fps, fed, lead=0.02)
+        first = t0 + fed / fps                 # when frame `fed` is fed (monotonic)
+        # soon, never before the lead, within one frame period of it
+        assert wall - offset + 0.02 - 1e-6 <= first < wall - offset + 0.02 + 1 / fps + 1e-6
+        feeds.append(first + offset)
+    # every session's feed instants lie on the same grid: whole periods apart
+    periods = (np.array(feeds) - feeds[0]) * fps
+    assert np.allclose(periods, np.round(periods), atol=1e-4)

@@ -240,6 +240,28 @@ def test_side_work_runs_a_burst_in_one_call_and_keeps_errors_apart():
         side.submit(8).result(5)
 
 
+def test_side_work_gathers_jobs_that_arrive_within_its_window():
+    calls = []
+    side = SideWork(lambda jobs: calls.append(list(jobs)) or list(jobs), gather_s=0.3)
+    # jobs submitted a little apart from several threads (live sessions on one frame grid) share one call
+    threads = [threading.Timer(0.02 * k, side.submit, args=(k,)) for k in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert calls == [[0, 1, 2, 3, 4]]
+    # without the window, a job that comes while nothing waits runs alone
+    alone = SideWork(lambda jobs: calls.append(list(jobs)) or list(jobs))
+    assert alone.submit(9).result(5) == 9 and calls[-1] == [9]
+    assert side.submit(8).result(5) == 8 and calls[-1] == [8]      # the window ends: a lone job runs
+    side.close()
+    alone.close()
+
+
 def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
     gate, order = threading.Event(), []
 

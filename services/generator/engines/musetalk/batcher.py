@@ -248,10 +248,13 @@ class SideWork:
     """One thread that runs `run(jobs) -> one result (or exception) per job` over every job waiting when it turns
     to them: a burst of new requests gets one call (e.g. one whisper pass) instead of one call each, and every
     call stays in this one thread (one set of cuBLAS/cuDNN handles). `submit` returns a Future; a job whose
-    Future was cancelled before it ran is skipped."""
+    Future was cancelled before it ran is skipped. gather_s: after the first job of a call arrives, how long to
+    wait for more (live sessions on the shared frame grid submit one job each within a few milliseconds)."""
 
-    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work"):
+    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work", gather_s: float = 0.0):
+        assert gather_s >= 0
         self.run = run
+        self.gather_s = gather_s
         self.calls: list[int] = []                # jobs per call, recent (tests, metrics)
         self._queue: "queue.SimpleQueue[tuple[Any, Future] | None]" = queue.SimpleQueue()
         self._closed = False
@@ -272,9 +275,18 @@ class SideWork:
         stop = False
         while not stop:
             waiting = [self._queue.get()]
-            while True:
+            deadline = time.monotonic() + self.gather_s
+            while waiting[-1] is not None:
                 try:
                     waiting.append(self._queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    waiting.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
             stop = None in waiting

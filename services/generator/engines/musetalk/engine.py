@@ -59,6 +59,7 @@ class MuseTalkSettings:
     decode_chunk: int = 16       # frames the VAE decodes at a time within a batch (GPU memory); 0 = whole batch
     phase_upsample: bool = True  # upsample + 3x3 conv as 2x2 convs per phase (fast/phase_upsample.py); off = diffusers'
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
+    side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -82,7 +83,8 @@ class MuseTalkEngine:
         # thread that calls cuBLAS/cuDNN gets its own handles and workspaces (~0.85 GB over 16 request threads
         # on the H200: BENCHMARKS.md), and one stream in one thread keeps one set
         # (one whisper pass for all the requests waiting when it turns to them)
-        self._side_worker = SideWork(self._inputs_on_side, name="musetalk-inputs")
+        self._side_worker = SideWork(self._inputs_on_side, name="musetalk-inputs",
+                                     gather_s=self.settings.side_gather_ms / 1000)
         self._side = None
         self._side_lock = threading.Lock()
 
