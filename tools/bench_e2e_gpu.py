@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,18 +144,7 @@ def generator_memory_mib(stack: Stack) -> dict[str, float]:
 
 
 def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
-    """py-spy (when installed) records every service for `seconds`, as collapsed stacks into $OUT."""
-    spy = shutil.which("py-spy") or ("/tmp/site/bin/py-spy" if os.path.exists("/tmp/site/bin/py-spy") else None)
-    if spy is None or not os.environ.get("OUT"):
-        return []
-    procs = []
-    for name in ("generator", "gateway", "render"):
-        if name in stack.procs:
-            out = os.path.join(os.environ["OUT"], f"spy-{name}.txt")
-            procs.append(subprocess.Popen([spy, "record", "-p", str(stack.procs[name].pid), "-d", str(int(seconds)),
-                                           "-r", "50", "--threads", "--idle", "-f", "raw", "-o", out, "--nonblocking"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    return procs
+    return stack.profile(seconds)
 
 
 def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) -> dict:

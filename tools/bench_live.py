@@ -5,6 +5,8 @@ optionally beside offline Lipsync requests, on a stack started here.
     LIVE_ENGINE=loudness LIVE_LEVELS=1,2 python -m tools.bench_live                          # a CPU machine
 
 LIVE_LEVELS: comma-separated levels, each "sessions" or "sessions:offline streams" running beside them.
+LIVE_RESTART: "service:KEY=VALUE;..." each restarts that service with the setting added, then the levels run again
+(LIVE_RESTART_LEVELS). LIVE_SPY: a level whose first run py-spy records (generator and gateway, 6 s, into $OUT).
 
 For each level: per-session frames, speech/idle frames, frames late (their crop missed its slot: the source frame
 went out instead), latency from an audio chunk's arrival to its frame leaving the gateway (p50/p95/max over all
@@ -114,8 +116,10 @@ async def level(addr: str, source_id: str, n: int, pcm: bytes, fps: float) -> li
     return await asyncio.gather(*[one_session(addr, source_id, "", pcm, fps) for _ in range(n)])
 
 
-def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: bytes, size: tuple, spec: str) -> dict:
-    """One level: "n" live sessions, or "n:m" beside m offline streams."""
+def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: bytes, size: tuple, spec: str,
+              spy: bool = False) -> dict:
+    """One level: "n" live sessions, or "n:m" beside m offline streams; spy: py-spy on the generator and the
+    gateway for 6 s of it (collapsed stacks into $OUT)."""
     addr = stack.addrs["gateway"]
     n, offline_n = (int(v) for v in (spec + ":0").split(":")[:2])
     stop, done = threading.Event(), []
@@ -123,6 +127,7 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
             for _ in range(offline_n)]
     for t in load:
         t.start()
+    spies = stack.profile(6, ("generator", "gateway")) if spy else []
     t0, before = time.perf_counter(), buckets(stack)
     results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
     after = buckets(stack)
@@ -130,6 +135,8 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
     stop.set()
     for t in load:
         t.join()
+    for p in spies:
+        p.wait(60)
     lat = [v for r in results for v in r["latencies"]]
     # offline frames made during the live level: each request's frames in proportion to its overlap
     within = [f * max(0.0, min(b, t1) - max(a, t0)) / (b - a) for a, b, f in done]
@@ -171,8 +178,10 @@ def main() -> int:
         emit(rows, {"run": "first session (prepares the avatar)", "engine": ENGINE, "detail": first["detail"]})
         audio_path = helpers.write_wav(os.path.join(tmp, "a.wav"), speech)
         levels = os.environ.get("LIVE_LEVELS", "1,2")
+        spy_at = os.environ.get("LIVE_SPY", "")      # a level ("16") whose first run is profiled
         for spec in filter(None, levels.split(",")):
-            emit(rows, run_level(stack, source_id, face, audio_path, pcm, size, spec))
+            emit(rows, run_level(stack, source_id, face, audio_path, pcm, size, spec, spy=spec == spy_at))
+            spy_at = "" if spec == spy_at else spy_at
         # LIVE_RESTART="gateway:LIVE_ALIGN=0;generator:MUSETALK_SIDE_GATHER_MS=0": a service restarted with a setting
         # added (on top of the earlier ones), then the levels again (LIVE_RESTART_LEVELS, default LIVE_LEVELS)
         for change in filter(None, os.environ.get("LIVE_RESTART", "").split(";")):

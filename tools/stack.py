@@ -168,6 +168,23 @@ class Stack:
             self.restart(n, timeout=timeout)
         return setting
 
+    def profile(self, seconds: float, names: tuple[str, ...] = ("generator", "gateway", "render")) -> list:
+        """py-spy (when installed) records those services for `seconds`, every thread, idle samples too, as
+        collapsed stacks into $OUT/spy-NAME.txt; returns the recorders (wait on them). Nothing without py-spy or
+        $OUT."""
+        import shutil
+        spy = shutil.which("py-spy") or ("/tmp/site/bin/py-spy" if os.path.exists("/tmp/site/bin/py-spy") else None)
+        if spy is None or not os.environ.get("OUT"):
+            return []
+        procs = []
+        for name in names:
+            if name in self.procs:
+                out = os.path.join(os.environ["OUT"], f"spy-{name}.txt")
+                procs.append(subprocess.Popen([spy, "record", "-p", str(self.procs[name].pid), "-d", str(int(seconds)),
+                                               "-r", "50", "--threads", "--idle", "-f", "raw", "-o", out,
+                                               "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return procs
+
     def stop(self, timeout: float = 30.0) -> None:
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:

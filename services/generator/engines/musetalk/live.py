@@ -35,7 +35,8 @@ class MuseTalkLive:
         self.detail = (f"musetalk {version}: whisper over the 30 s segment so far (as offline), "
                        f"{self.lookahead} frames ahead")
         self.latents = engine.live_latents(source, self.model, version)
-        self.audio = np.zeros(0, np.float32)
+        self._buf = np.zeros(SEGMENT_S * SAMPLE_RATE, np.float32)   # audio since `start`, in _buf[:_n]
+        self._n = 0
         self.start = 0                          # absolute sample of audio[0] (a frame boundary)
         self.fed = 0                            # frames fed
         self.queued = 0                         # frames whose tokens were asked for
@@ -51,9 +52,20 @@ class MuseTalkLive:
     def _boundary(self, t: int) -> int:
         return round(t * SAMPLE_RATE / self.fps)
 
+    @property
+    def audio(self) -> np.ndarray:
+        return self._buf[:self._n]
+
     def feed(self, samples: np.ndarray) -> None:
+        """Append a frame's audio. The buffer grows by doubling (not a copy of up to 30 s per frame) and is never
+        written below _n: a window handed to the side thread is a view of it and stays as it was."""
         with self.lock:
-            self.audio = np.concatenate([self.audio, samples.astype(np.float32)])
+            if self._n + len(samples) > len(self._buf):
+                grown = np.zeros(max(2 * len(self._buf), self._n + len(samples)), np.float32)
+                grown[:self._n] = self._buf[:self._n]
+                self._buf = grown
+            self._buf[self._n:self._n + len(samples)] = samples
+            self._n += len(samples)
             self.fed += 1
             self._next()
 
@@ -82,8 +94,11 @@ class MuseTalkLive:
         self.queued = upto
         future.add_done_callback(lambda f: self._tokens(f, span))
         keep = self._boundary(upto) // seg * seg           # older audio no window reads again
-        if keep > self.start:
-            self.audio, self.start = self.audio[keep - self.start:], keep
+        if keep > self.start:                               # a new buffer: the old one may be read by the job
+            rest = self.audio[keep - self.start:]
+            self._buf = np.zeros(max(len(self._buf), 2 * len(rest)), np.float32)
+            self._buf[:len(rest)] = rest
+            self._n, self.start = len(rest), keep
 
     def _tokens(self, future, span) -> None:
         a, b = span
