@@ -127,8 +127,11 @@ def whisper_windows(features: torch.Tensor, num_samples: int, fps: float, num_fr
     behind = max(pad * 3 * right, last - pad * left - feats.shape[1])
     zeros = feats.new_zeros
     feats = torch.cat([zeros((1, pad * left) + feats.shape[2:]), feats, zeros((1, behind) + feats.shape[2:])], 1)
-    index = torch.tensor([math.floor(i * step) - start_step for i in range(first, num_frames)], dtype=torch.long)
-    windows = feats[0][index[:, None] + torch.arange(per_frame)[None, :]]     # (frames, 10, 5, 384)
+    # made on the features' device (an index from host memory would wait for the stream); float64 floors as
+    # math.floor(i * step) does
+    frames = torch.arange(first, num_frames, dtype=torch.float64, device=feats.device)
+    index = torch.floor(frames * step).long() - start_step
+    windows = feats[0][index[:, None] + torch.arange(per_frame, device=feats.device)[None, :]]   # (frames, 10, 5, 384)
     return windows.reshape(len(index), per_frame * windows.shape[2], windows.shape[3])
 
 
@@ -177,6 +180,7 @@ class MuseTalk:
         self._unet = lambda x, c: self.unet(x, self.timestep, encoder_hidden_states=c).sample
         self._decode = lambda z: self.vae.decode(z).sample
         self._generate_u8 = self._forward_uint8
+        self._mel_consts = None
         if compile:
             # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
@@ -238,12 +242,20 @@ class MuseTalk:
         the model's device in one batched STFT. The feature extractor's own filters, window and steps (its torch
         path, restated for a batch that stays on the device: tests compare the two)."""
         e, n = self.extractor, SEGMENT_S * SAMPLE_RATE
-        x = torch.zeros(len(pieces), n, device=self.device)
+        if self._mel_consts is None:         # on the device once: a copy from host memory waits for the stream
+            self._mel_consts = (torch.hann_window(e.n_fft, device=self.device),
+                                torch.from_numpy(e.mel_filters).to(self.device, torch.float32).T.contiguous())
+        window, filters = self._mel_consts
+        # the pieces in one pinned host buffer, one copy that does not wait (pageable copies sync the stream)
+        pinned = self.device.type == "cuda"
+        host = torch.empty((len(pieces), n), dtype=torch.float32, pin_memory=pinned)
+        rows = host.numpy()
         for i, p in enumerate(pieces):
-            x[i, :len(p)] = torch.from_numpy(np.ascontiguousarray(p[:n], np.float32)).to(self.device)
-        window = torch.hann_window(e.n_fft, device=self.device)
+            rows[i, :min(len(p), n)] = p[:n]
+            rows[i, len(p):] = 0.0
+        x = host.to(self.device, non_blocking=pinned)
         power = torch.stft(x, e.n_fft, e.hop_length, window=window, return_complex=True)[..., :-1].abs() ** 2
-        mel = torch.from_numpy(e.mel_filters).to(self.device, torch.float32).T @ power
+        mel = filters @ power
         log = torch.clamp(mel, min=1e-10).log10()
         log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
         return (log + 4.0) / 4.0
