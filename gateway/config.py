@@ -23,7 +23,7 @@ class GatewayConfig:
     max_streams: int = 8                 # concurrent Lipsync calls; more get RESOURCE_EXHAUSTED
     max_live: int = 16                   # concurrent LiveSession calls; more get RESOURCE_EXHAUSTED
     live_margin_ms: float = 100.0        # a live frame goes to render this long after its lookahead was fed
-    live_align: bool = True              # live frames fed on a shared grid (one batch for all sessions); 0 = not
+    live_align: bool = False             # live frames fed on a shared grid (one batch for all sessions)
     job_workers: int = 2                 # jobs run at once; the rest wait in the queue
     max_queued_jobs: int = 100
     job_retries: int = 3                 # a job stage that finds a service UNAVAILABLE is tried again
@@ -50,7 +50,7 @@ class GatewayConfig:
             max_streams=env_int("MAX_STREAMS", cls.max_streams),
             max_live=env_int("MAX_LIVE", cls.max_live),
             live_margin_ms=env_float("LIVE_MARGIN_MS", cls.live_margin_ms),
-            live_align=env_str("LIVE_ALIGN", "1") != "0",
+            live_align=env_str("LIVE_ALIGN", "0") == "1",
             job_workers=env_int("JOB_WORKERS", cls.job_workers),
             max_queued_jobs=env_int("MAX_QUEUED_JOBS", cls.max_queued_jobs),
             job_retries=env_int("JOB_RETRIES", cls.job_retries),

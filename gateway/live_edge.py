@@ -92,8 +92,8 @@ class LiveRun:
         self.sent_at: dict[int, float] = {}     # when each frame went to render (the render stage's)
 
     def _start_at(self, fed: int, lead: float = 0.0) -> float:
-        """The clock's T0 for frame `fed` to be fed next: on the shared frame grid (LIVE_ALIGN, the default), so
-        the generator batches every session's frames together; else at once."""
+        """The clock's T0 for frame `fed` to be fed next: at once, or with LIVE_ALIGN=1 on the shared frame grid,
+        so the generator gets every session's frames together (measured slower on the H200: BENCHMARKS.md)."""
         mono, wall = time.monotonic(), time.time()
         if self.p.cfg.live_align:
             return grid_start(mono, wall, self.fps, fed, lead)

@@ -68,6 +68,7 @@ class Engine(Protocol):
 class LiveStream(Protocol):
     lookahead: int      # frames of audio past a frame that its crop needs
     detail: str         # how the session is driven, in words
+    quick_feed: bool    # feed/flush only queue work (the caller's event loop may call them); else a worker thread
 
     def feed(self, samples: np.ndarray) -> None:
         """The next output frame's audio (16 kHz mono float32); its crop comes once `lookahead` more frames came."""

@@ -248,8 +248,9 @@ class SideWork:
     """One thread that runs `run(jobs) -> one result (or exception) per job` over every job waiting when it turns
     to them: a burst of new requests gets one call (e.g. one whisper pass) instead of one call each, and every
     call stays in this one thread (one set of cuBLAS/cuDNN handles). `submit` returns a Future; a job whose
-    Future was cancelled before it ran is skipped. gather_s: after the first job of a call arrives, how long to
-    wait for more (live sessions on the shared frame grid submit one job each within a few milliseconds)."""
+    Future was cancelled before it ran is skipped. gather_s: when the thread was idle, how long after the first job
+    it waits for more (a burst of requests, live sessions on one frame grid); jobs that queued while a call ran go
+    at once."""
 
     def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work", gather_s: float = 0.0):
         assert gather_s >= 0
@@ -274,8 +275,12 @@ class SideWork:
     def _loop(self) -> None:
         stop = False
         while not stop:
-            waiting = [self._queue.get()]
-            deadline = time.monotonic() + self.gather_s
+            try:                                 # jobs waited while the last call ran: take them, no gathering
+                waiting = [self._queue.get_nowait()]
+                deadline = 0.0
+            except queue.Empty:                  # idle until now: gather what follows the first job
+                waiting = [self._queue.get()]
+                deadline = time.monotonic() + self.gather_s
             while waiting[-1] is not None:
                 try:
                     waiting.append(self._queue.get_nowait())

@@ -35,6 +35,8 @@ class MuseTalkLive:
         self.detail = (f"musetalk {version}: whisper over the 30 s segment so far (as offline), "
                        f"{self.lookahead} frames ahead")
         self.latents = engine.live_latents(source, self.model, version)
+        # on CUDA feed only queues a token job (whisper runs in the side thread); on the CPU it computes whisper
+        self.quick_feed = str(self.model.device).startswith("cuda")
         self._buf = np.zeros(SEGMENT_S * SAMPLE_RATE, np.float32)   # audio since `start`, in _buf[:_n]
         self._n = 0
         self.start = 0                          # absolute sample of audio[0] (a frame boundary)

@@ -22,6 +22,7 @@ class WarpLive:
         self.detail = FALLBACK if engine.name == "visemes" else "loudness: audio loudness and spectrum, live"
         self.frames = 0
         self.closed = False
+        self.quick_feed = False      # feed renders crops on the CPU
 
     def _emit(self, values) -> None:
         for opening, width in values:
