@@ -1,5 +1,6 @@
 import os
 
+import av
 import numpy as np
 import pytest
 
@@ -75,6 +76,42 @@ def test_fragmented_mp4_streams_before_close_and_is_lossless(tmp_path):
     decoded, fps, has_audio, audio_s = helpers.decode_video(str(path))
     assert fps == 25 and has_audio and abs(audio_s - 2.0) < 0.05
     assert len(decoded) == 60 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp_path, lossless):
+    """With 4 frame threads and 10 frames of lookahead x264 holds back ~14 frames: the first fragment (5 frames)
+    must still leave once the keyframe after it is written, and the whole stays one file with every frame in
+    order (the first fragment's frames come from a second encoder of the same settings)."""
+    base = np.zeros((64, 96, 3), np.uint8)
+    base[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
+    base[..., 1] = np.linspace(0, 255, 64, dtype=np.uint8)[:, None]
+    frames = []
+    for k in range(60):          # a moving picture: a bright square crossing a gradient
+        f = base.copy()
+        f[20:40, k:k + 20] = 255
+        frames.append(f)
+    chunks, first_moof = [], None
+    w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=5, threads=4, lookahead=10,
+                      audio=np.zeros((1, 16000 * 3), np.float32), audio_rate=16000)
+    for k, f in enumerate(frames):
+        w.write(f)
+        if first_moof is None and b"moof" in b"".join(chunks):
+            first_moof = k + 1
+    w.close()
+    assert first_moof == 6, f"the first fragment came after {first_moof} frames, not 6"
+    path = tmp_path / "o.mp4"
+    path.write_bytes(b"".join(chunks))
+    decoded, fps, has_audio, _ = helpers.decode_video(str(path))
+    assert fps == 25 and has_audio and len(decoded) == 60
+    if lossless:
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    else:
+        assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, frames)) < 12
+    with av.open(str(path)) as c:
+        pts = [p.pts for p in c.demux(video=0) if p.pts is not None]
+    step = pts[1] - pts[0]
+    assert pts == [k * step for k in range(60)]
 
 
 def test_prefetch_keeps_order_raises_and_stops():
