@@ -246,14 +246,18 @@ class MuseTalk:
             self._mel_consts = (torch.hann_window(e.n_fft, device=self.device),
                                 torch.from_numpy(e.mel_filters).to(self.device, torch.float32).T.contiguous())
         window, filters = self._mel_consts
-        # the pieces in one pinned host buffer, one copy that does not wait (pageable copies sync the stream)
+        # the pieces back to back in one pinned host buffer, one copy that does not wait (a copy from pageable
+        # memory syncs the stream), then padded with zeros on the device (no 30 s of zeros written on the host)
+        pieces = [p[:n] for p in pieces]
+        ends = np.cumsum([len(p) for p in pieces])
         pinned = self.device.type == "cuda"
-        host = torch.empty((len(pieces), n), dtype=torch.float32, pin_memory=pinned)
-        rows = host.numpy()
-        for i, p in enumerate(pieces):
-            rows[i, :min(len(p), n)] = p[:n]
-            rows[i, len(p):] = 0.0
-        x = host.to(self.device, non_blocking=pinned)
+        host = torch.empty(int(ends[-1]) if len(ends) else 0, dtype=torch.float32, pin_memory=pinned)
+        if len(ends):
+            np.concatenate(pieces, out=host.numpy(), casting="same_kind")
+        flat = host.to(self.device, non_blocking=pinned)
+        x = torch.zeros(len(pieces), n, device=self.device)
+        for i, (p, end) in enumerate(zip(pieces, ends)):
+            x[i, :len(p)] = flat[end - len(p):end]
         power = torch.stft(x, e.n_fft, e.hop_length, window=window, return_complex=True)[..., :-1].abs() ** 2
         mel = filters @ power
         log = torch.clamp(mel, min=1e-10).log10()
