@@ -1,14 +1,16 @@
-"""LiveRun's crop reader alone: a crop that comes after its frame went to render (as the source frame) is not
-kept, so a session whose generator runs late does not grow the gateway's memory."""
+"""LiveRun's parts alone: a crop that comes after its frame went to render (as the source frame) is not kept, and
+a client that stops reading ends the session at the queue limit, so neither grows the gateway's memory."""
 import asyncio
 
 import grpc
+import numpy as np
+import pytest
 
 from gateway.live import LiveClock
-from gateway.live_edge import LiveRun
+from gateway.live_edge import OUT_QUEUE, LiveRun
+from gateway.upload import Failure
 from lipsync.v1 import gateway_pb2, generator_pb2, preprocess_pb2
 from lipsync_common.formats.tensors import to_tensor
-import numpy as np
 
 
 class _Replies:
@@ -30,3 +32,13 @@ def test_late_crops_are_dropped_and_timely_ones_kept():
                for k in (3, 4, 5, 6)]
     asyncio.run(run._read_crops(_Replies(replies)))
     assert sorted(run.crops) == [5, 6]
+
+
+def test_a_client_that_stops_reading_ends_the_session_at_the_queue_limit():
+    run = LiveRun(None, gateway_pb2.LiveStart(), "src", 25.0, None, 2)
+    for k in range(OUT_QUEUE):
+        run._put(gateway_pb2.LiveResponse(frame=gateway_pb2.LiveFrame(index=k)))
+    with pytest.raises(Failure) as e:
+        run._put(gateway_pb2.LiveResponse(frame=gateway_pb2.LiveFrame(index=OUT_QUEUE)))
+    assert e.value.code == "RESOURCE_EXHAUSTED" and "not reading" in e.value.message
+    assert run.out.qsize() == OUT_QUEUE          # nothing past the limit was kept
