@@ -183,7 +183,9 @@ class Renderer:
         # `carry` frames are left compositing when add returns: the next add (or finish) encodes them, so the
         # pool keeps working across messages instead of draining at the end of every batch
         self._backlog.extend(self._pool.submit(self._frame, job) for job in jobs)
-        while len(self._backlog) > self._carry:
+        # until the first fragment is out (a player waits for it) every frame that came is encoded now
+        carry = self._carry if self.encoded > self.writer.first_fragment else 0
+        while len(self._backlog) > carry:
             self._write(self._backlog.popleft().result())
 
     def _source_frames(self):

@@ -35,6 +35,18 @@ def test_threads_give_the_same_file(entry):
     assert render(entry, crops[::-1].copy(), threads=3) != serial       # the crops do matter
 
 
+def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
+    """With compositing threads the renderer leaves frames compositing across messages, but not before the first
+    fragment is out: the first 8 crops give the header and a 5-frame fragment before any more crops come."""
+    out = []
+    r = Renderer(entry, 25.0, 40, out.append, threads=2, first_fragment_s=0.2)
+    r.add(0, np.full((8, 256, 256, 3), 128, np.uint8))
+    assert b"moof" in b"".join(out)
+    for first in range(8, 40, 8):
+        r.add(first, np.full((8, 256, 256, 3), 128, np.uint8))
+    r.finish()
+
+
 def test_out_of_order_and_too_many_crops(entry):
     r = Renderer(entry, 25.0, 3, lambda b: None, threads=2)
     crops = np.zeros((2, 256, 256, 3), np.uint8)
