@@ -135,6 +135,32 @@ def test_features_of_several_requests_in_one_pass_equal_each_alone(model):
         assert torch.allclose(tokens, alone, atol=1e-5)
 
 
+def test_whisper_passes_padded_to_a_graph_bucket_give_each_window_its_own_states(model):
+    """With whisper's graphs on, a pass runs at the next bucket size (padded with silent windows) and its result
+    is copied out of the graph's buffer. The graph runner here is a stand-in that, like a CUDA graph, writes into
+    one buffer per shape that the next call overwrites (CUDA graphs need a GPU)."""
+    buffers = {}
+
+    def graph(mels):
+        out = buffers.setdefault(mels.shape, torch.empty((len(mels), 1500, 5, 384)))
+        out.copy_(model._encoder_states(mels))
+        return out
+
+    rng = np.random.default_rng(9)
+    mels = model.log_mels([(0.1 * rng.standard_normal(16000 * 3)).astype(np.float32) for _ in range(3)])
+    eager = model.encode_mels(mels)
+    model._whisper_graphs = graph
+    try:
+        first = model.encode_mels(mels)                    # 3 windows -> the bucket of 4
+        model.encode_mels(mels * 0)                        # another pass of that bucket overwrites its buffer
+        again = model.encode_mels(mels[1:])                # 2 windows -> the bucket of 2
+    finally:
+        model._whisper_graphs = None
+    assert set(buffers) == {(4, 80, 3000), (2, 80, 3000)}
+    assert first.shape == eager.shape and torch.allclose(first, eager, atol=1e-5)
+    assert torch.allclose(again, eager[1:], atol=1e-5)
+
+
 def test_log_mels_of_a_batch_equal_the_feature_extractor(model):
     rng = np.random.default_rng(6)
     pieces = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000 * 30, 12345, 1)]

@@ -60,6 +60,7 @@ class MuseTalkSettings:
     phase_upsample: bool = True  # upsample + 3x3 conv as 2x2 convs per phase (fast/phase_upsample.py); off = diffusers'
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
+    whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -132,7 +133,8 @@ class MuseTalkEngine:
         for version in self.installed_versions():
             model = MuseTalk(MuseTalkFiles.layout(self.models_dir, version), device=device, dtype=dtype,
                              latent=s.latent, seed=s.seed, compile=compile_, phase_upsample=s.phase_upsample,
-                             fused_kernels=s.fused, fused_unet=s.fused_unet, decode_chunk=s.decode_chunk)
+                             fused_kernels=s.fused, fused_unet=s.fused_unet, decode_chunk=s.decode_chunk,
+                             whisper_graphs=s.whisper_graphs)
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
@@ -146,6 +148,7 @@ class MuseTalkEngine:
             for size in reversed(sizes):
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
+            model.warm_whisper()
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()

@@ -36,6 +36,7 @@ SAMPLE_RATE = 16000
 AUDIO_FPS = 50          # whisper encoder steps per second
 SEGMENT_S = 30          # whisper's window
 PAD_LEFT = PAD_RIGHT = 2
+WHISPER_BUCKETS = (1, 2, 4, 8, 16)   # 30 s windows per whisper pass (a graph each when they are on)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ class MuseTalk:
 
     def __init__(self, files: MuseTalkFiles, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  latent: str = "mode", seed: int = 0, compile: bool = False, phase_upsample: bool = True,
-                 fused_kernels: bool | None = None, fused_unet: bool = False, decode_chunk: int = 0):
+                 fused_kernels: bool | None = None, fused_unet: bool = False, decode_chunk: int = 0,
+                 whisper_graphs: bool = False):
         if latent not in ("mode", "sample"):
             raise ValueError("latent must be 'mode' or 'sample'")
         self.device, self.dtype, self.latent = torch.device(device), dtype, latent
@@ -181,6 +183,11 @@ class MuseTalk:
         self._decode = lambda z: self.vae.decode(z).sample
         self._generate_u8 = self._forward_uint8
         self._mel_consts = None
+        # whisper's encoder replayed from one CUDA graph per bucket of WHISPER_BUCKETS windows (a pool of their
+        # own: the side thread runs them beside the batcher's graphs): one launch instead of ~80 modules' Python
+        # dispatch per pass. Off by default until measured on the GPU (BENCHMARKS.md, fourth session)
+        self._whisper_graphs = (SharedPoolGraphs(self._encoder_states)
+                                if whisper_graphs and self.device.type == "cuda" else None)
         if compile:
             # channels_last + inductor: about 1.7x eager on an H100 at batch 64 (see BENCHMARKS.md)
             self.unet.to(memory_format=torch.channels_last)
@@ -217,12 +224,27 @@ class MuseTalk:
             out.append(torch.cat(pair, dim=1))
         return torch.cat(out)
 
+    def _encoder_states(self, mels: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.whisper(mels, output_hidden_states=True).hidden_states, dim=2)
+
     @torch.no_grad()
     def encode_mels(self, mels: torch.Tensor) -> torch.Tensor:
         """(segments, 80, 3000) -> (segments, 1500, 5, 384): every whisper encoder state of each segment, in one
         pass (segments of several requests go through together)."""
-        states = self.whisper(mels.to(self.device, self.dtype), output_hidden_states=True).hidden_states
-        return torch.stack(states, dim=2)
+        mels = mels.to(self.device, self.dtype)
+        size = next((b for b in WHISPER_BUCKETS if b >= len(mels)), None)
+        if self._whisper_graphs is None or size is None:
+            return self._encoder_states(mels)
+        n = len(mels)
+        if size > n:       # padded to the bucket: a graph per bucket, not per count
+            mels = torch.cat([mels, mels.new_zeros((size - n,) + tuple(mels.shape[1:]))])
+        return self._whisper_graphs(mels)[:n].clone()     # the graph's output is overwritten by its next replay
+
+    def warm_whisper(self) -> None:
+        """Capture whisper's graphs for every bucket now (when they are on), not on a request's first pass."""
+        if self._whisper_graphs is not None:
+            for size in reversed(WHISPER_BUCKETS):
+                self.encode_mels(torch.zeros((size, 80, SEGMENT_S * 100), device=self.device))   # 100 mels/s
 
     @torch.no_grad()
     def audio_features(self, audio: np.ndarray) -> torch.Tensor:
@@ -264,7 +286,7 @@ class MuseTalk:
         log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
         return (log + 4.0) / 4.0
 
-    def audio_tokens_many(self, requests: list[tuple], max_segments: int = 16) -> list:
+    def audio_tokens_many(self, requests: list[tuple], max_segments: int = WHISPER_BUCKETS[-1]) -> list:
         """audio_tokens of several requests ((audio, fps, frames) or (audio, fps, frames, first, start_step) each:
         tokens of frames first..frames-1, see whisper_windows) with one log-mel pass and one whisper pass per max_segments 30 s segments: a
         burst of new requests (or of live sessions' windows) costs one encoder call instead of one each."""
