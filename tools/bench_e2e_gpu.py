@@ -5,7 +5,8 @@ at 25 fps) and 10 s of audio go through the gateway; the second request finds th
 frames/s and the time from the request to the first MP4 chunk, one request at a time, then a concurrency sweep
 (E2E_SWEEP, default 1,2,4,8,16 simultaneous requests): aggregate and per-request frames/s, first chunk p50/p95 and
 each process's CPU share (100% = one core) during each level; with py-spy installed, a profile of each service
-during the 8-request level. Random weights: speed only.
+during the 8-request level. E2E_LIVE_LEVELS ("12,16"): live session levels on the same stack afterwards
+(tools/bench_live.py). Random weights: speed only.
 """
 from __future__ import annotations
 
@@ -223,6 +224,19 @@ def restart_with(stack: Stack, spec: str) -> str:
     return setting
 
 
+def live_levels(stack: Stack, video: str, audio: str, rows: list, levels: str) -> None:
+    import asyncio
+
+    from tools import bench_live
+    speech = np.asarray(helpers.speech_like([(5.0, True), (0.5, False), (4.5, True)]))
+    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    first = asyncio.run(bench_live.one_session(stack.addrs["gateway"], "", video, pcm[:32000], 25.0,
+                                               engine=ENGINE))
+    for spec in filter(None, levels.split(",")):
+        emit(rows, bench_live.run_level(stack, first["source_id"], video, audio, pcm, (1280, 720), spec,
+                                        engine=ENGINE))
+
+
 def main() -> int:
     tmp = tempfile.mkdtemp()
     models = os.path.join(tmp, "models")
@@ -232,7 +246,7 @@ def main() -> int:
     audio = helpers.write_wav(os.path.join(tmp, "a.wav"), helpers.speech_like([(10.0, True)]))
     t0 = time.perf_counter()
     workers = int(os.environ.get("RENDER_WORKERS", "4"))
-    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MAX_STREAMS": "64",
+    stack = Stack.start(os.path.join(tmp, "stack"), env={"MODELS_DIR": models, "MAX_STREAMS": "64", "MAX_LIVE": "64",
                                                          "MUSETALK_MAX_BATCH": os.environ.get("MUSETALK_MAX_BATCH", "32")},
                         timeout=540, services=("preprocess", "generator", "render", "gateway"),   # no evaluation here
                         render_workers=workers, metrics=True)
@@ -249,6 +263,10 @@ def main() -> int:
             suffix = ", " + restart_with(stack, spec)
             single_requests(stack, video, audio, rows, ["cached source", "cached source again"], suffix)
             sweep(stack, video, audio, rows, os.environ.get("E2E_RESTART_SWEEP", "8,16"), suffix)
+        # E2E_LIVE_LEVELS="12,16": then live sessions on the same stack (tools/bench_live.py's levels; the 720p
+        # source is the avatar), so one lease measures both without starting the stack twice
+        if os.environ.get("E2E_LIVE_LEVELS"):
+            live_levels(stack, video, audio, rows, os.environ["E2E_LIVE_LEVELS"])
     finally:
         stack.stop()
         for name in ("generator", "render"):      # with 3 profiles, the json and the log: 8 files come back

@@ -39,8 +39,8 @@ def emit(rows: list, row: dict) -> None:
     print(json.dumps(row), flush=True)
 
 
-async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: float) -> dict:
-    opts = common_pb2.LipsyncOptions(engine=ENGINE, fps=fps)
+async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: float, engine: str = ENGINE) -> dict:
+    opts = common_pb2.LipsyncOptions(engine=engine, fps=fps)
     frames, stats = [], None
     async with LiveSession(addr, face=face if not source_id else "", source_id=source_id, options=opts) as s:
         ready = await s.ready()
@@ -103,33 +103,33 @@ def bucket_percentile(before: dict, after: dict, q: float) -> float | None:
     return None
 
 
-def offline_load(addr: str, video: str, audio: str, stop: threading.Event, out: list) -> None:
+def offline_load(addr: str, video: str, audio: str, stop: threading.Event, out: list, engine: str) -> None:
     from lipsync_client.client import LipsyncClient
     with LipsyncClient(addr) as c, tempfile.TemporaryDirectory() as tmp:
         while not stop.is_set():
             t0 = time.perf_counter()
-            s = c.lipsync(video, audio, os.path.join(tmp, "out.mp4"), common_pb2.LipsyncOptions(engine=ENGINE))
+            s = c.lipsync(video, audio, os.path.join(tmp, "out.mp4"), common_pb2.LipsyncOptions(engine=engine))
             out.append((t0, time.perf_counter(), s.frames))
 
 
-async def level(addr: str, source_id: str, n: int, pcm: bytes, fps: float) -> list[dict]:
-    return await asyncio.gather(*[one_session(addr, source_id, "", pcm, fps) for _ in range(n)])
+async def level(addr: str, source_id: str, n: int, pcm: bytes, fps: float, engine: str) -> list[dict]:
+    return await asyncio.gather(*[one_session(addr, source_id, "", pcm, fps, engine) for _ in range(n)])
 
 
 def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: bytes, size: tuple, spec: str,
-              spy: bool = False) -> dict:
+              spy: bool = False, engine: str = ENGINE) -> dict:
     """One level: "n" live sessions, or "n:m" beside m offline streams; spy: py-spy on the generator and the
     gateway for 6 s of it (collapsed stacks into $OUT)."""
     addr = stack.addrs["gateway"]
     n, offline_n = (int(v) for v in (spec + ":0").split(":")[:2])
     stop, done = threading.Event(), []
-    load = [threading.Thread(target=offline_load, args=(addr, face, audio_path, stop, done))
+    load = [threading.Thread(target=offline_load, args=(addr, face, audio_path, stop, done, engine))
             for _ in range(offline_n)]
     for t in load:
         t.start()
     spies = stack.profile(6, ("generator", "gateway")) if spy else []
     t0, before = time.perf_counter(), buckets(stack)
-    results = asyncio.run(level(addr, source_id, n, pcm, 25.0))
+    results = asyncio.run(level(addr, source_id, n, pcm, 25.0, engine))
     after = buckets(stack)
     t1 = time.perf_counter()
     stop.set()
