@@ -1,8 +1,11 @@
 """A fragmented MP4 (H.264 + AAC) written as a byte stream with PyAV: the first bytes leave before the end."""
 from __future__ import annotations
 
+import collections
 import fractions
 import io
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import av
@@ -37,15 +40,19 @@ class Mp4Writer:
     def __init__(self, on_bytes: Callable[[bytes], None], width: int, height: int, fps: float,
                  lossless_rgb: bool = False, crf: int = 18,
                  audio: np.ndarray | None = None, audio_rate: int = 0, preset: str = "veryfast", threads: int = 0,
-                 first_fragment: int = 0, lookahead: int = -1):
+                 first_fragment: int = 0, lookahead: int = -1, gop_encoders: int = 1):
         """first_fragment: frames of the first fragment (a keyframe is forced there, the next GOP starts at it);
         0 = the first fragment is a whole GOP. A short one lets a player start before a second of video is
         encoded: its frames (and the keyframe after them) go through a second encoder of the same settings that
         is drained at once, so they do not wait for the main encoder's pipeline (x264 holds back one frame per
         frame thread and per frame of lookahead: ~35 frames at its defaults on 16 cores). lookahead: x264's
-        rc-lookahead in frames (-1 = the preset's)."""
+        rc-lookahead in frames (-1 = the preset's). gop_encoders: > 1 encodes that many GOPs at once, each by a
+        fresh encoder of the same settings in a thread of its own (one encoder's frame threads stop scaling long
+        before a big machine's cores do); 1 = one encoder for the whole stream."""
         if first_fragment < 0:
             raise ValueError("first_fragment must be >= 0")
+        if gop_encoders < 1:
+            raise ValueError("gop_encoders must be >= 1")
         self.container = av.open(_Sink(on_bytes), mode="w", format="mp4",
                                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
                                            # keep AAC's negative priming timestamp as it is: shifting
@@ -78,7 +85,10 @@ class Mp4Writer:
         self.rate = rate
         self.frames = 0
         self.first_fragment = first_fragment if 0 < first_fragment < gop - 1 else 0
-        self.head = self._head_encoder() if self.first_fragment else None
+        self.head = self._twin_encoder() if self.first_fragment else None
+        self.gops = None
+        if gop_encoders > 1 and (self.head is not None or self._twin_encoder() is not None):
+            self.gops = _ParallelGops(self._twin_encoder, gop, gop_encoders)
         self.audio = audio
         self.audio_rate = audio_rate
         self.audio_pos = 0
@@ -89,12 +99,13 @@ class Mp4Writer:
             self.astream.bit_rate = 128000
             self.aframe = 1024
 
-    def _head_encoder(self):
-        """An encoder with the main one's settings for frames 0..first_fragment (the first fragment and the
-        keyframe that closes it), or None when its parameter sets (the file's avcC) would differ from the main
-        encoder's. Both are opened here: the main one would be opened by the first packet anyway."""
+    def _twin_encoder(self):
+        """An open encoder with the main one's settings (for the first fragment's frames and the keyframe that
+        closes it, or for one GOP), or None when its parameter sets (the file's avcC) would differ from the main
+        encoder's. The main one is opened too: the first packet would open it anyway."""
         main = self.video.codec_context
-        main.open()
+        if not main.is_open:
+            main.open()
         head = av.CodecContext.create(main.name, "w")
         head.width, head.height, head.pix_fmt = main.width, main.height, main.pix_fmt
         head.time_base, head.framerate = main.time_base, main.framerate
@@ -143,7 +154,9 @@ class Mp4Writer:
         self.frames += 1
         # audio runs half a second ahead so that every fragment holds both streams
         self._mux_audio_until(self.frames / self.rate + 0.5)
-        if self.head is None:
+        if self.head is None and self.gops is not None:
+            packets = self.gops.put(frame)
+        elif self.head is None:
             packets = self.video.encode(frame)
         else:
             packets = self.head.encode(frame)
@@ -163,9 +176,80 @@ class Mp4Writer:
     def close(self) -> None:
         if self.head is not None:           # fewer frames than the first fragment
             self._mux_video(self._drain_head())
+        if self.gops is not None:
+            self._mux_video(self.gops.finish())
         self._mux_video(self.video.encode())
         if self.astream is not None:
             self._mux_audio_until(None)
             for packet in self.astream.encode():
                 self.container.mux(packet)
         self.container.close()
+
+    def abort(self) -> None:
+        """Stop without finishing the file: GOPs being encoded are dropped, the container is closed."""
+        if self.gops is not None:
+            self.gops.abort()
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
+            pass
+
+
+class _ParallelGops:
+    """Each GOP of `gop` frames goes to a fresh encoder (`make()`) in a thread of its own, up to `workers` GOPs at
+    once; put() returns the packets of the GOPs that are done, in order (at most workers + 1 GOPs are in flight:
+    past that put() waits for the oldest). Each GOP starts with a keyframe, so GOPs splice into one stream."""
+
+    def __init__(self, make: Callable, gop: int, workers: int):
+        self.make, self.gop, self.workers = make, gop, workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="x264-gop")
+        self.pending: collections.deque = collections.deque()     # the GOPs' futures, in order
+        self.current: queue.SimpleQueue | None = None               # frames of the GOP being fed (None ends it)
+        self.fed = 0
+        self.stopped = False
+
+    def put(self, frame) -> list:
+        if self.current is None:
+            self.current, self.fed = queue.SimpleQueue(), 0
+            self.pending.append(self.pool.submit(self._encode, self.current))
+            frame.pict_type = av.video.frame.PictureType.I
+        self.current.put(frame)
+        self.fed += 1
+        if self.fed == self.gop:
+            self.current.put(None)
+            self.current = None
+        packets = []
+        while self.pending and (self.pending[0].done() or len(self.pending) > self.workers):
+            packets += self.pending.popleft().result()
+        return packets
+
+    def finish(self) -> list:
+        if self.current is not None:
+            self.current.put(None)
+            self.current = None
+        packets = []
+        while self.pending:
+            packets += self.pending.popleft().result()
+        self.pool.shutdown()
+        return packets
+
+    def abort(self) -> None:
+        self.stopped = True
+        if self.current is not None:
+            self.current.put(None)
+            self.current = None
+        for f in self.pending:
+            f.cancel()
+        self.pool.shutdown(wait=False)
+
+    def _encode(self, frames: queue.SimpleQueue) -> list:
+        encoder, packets = None, []
+        while (frame := frames.get()) is not None:
+            if self.stopped:
+                continue                    # drain to the end marker without encoding
+            if encoder is None and (encoder := self.make()) is None:
+                raise RuntimeError("a GOP encoder's parameter sets differ from the stream's")
+            packets += encoder.encode(frame)
+        if encoder is not None and not self.stopped:
+            packets += encoder.encode(None)
+        return packets

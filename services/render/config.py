@@ -21,6 +21,7 @@ class RenderConfig:
     x264_lookahead: int = -1             # x264's rc-lookahead in frames; -1 = the preset's (10 for veryfast)
     decode_threads: int = 1              # ffmpeg threads decoding each render's source video (0 = ffmpeg's choice)
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
+    gop_encoders: int = 1                # GOPs of one render encoded at once, each by its own x264 (1 = one x264)
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     def __post_init__(self):
@@ -32,6 +33,8 @@ class RenderConfig:
             raise ValueError(f"RENDER_DECODE_THREADS must be >= 0, not {self.decode_threads}")
         if not 0 <= self.first_fragment_s <= 1:
             raise ValueError(f"FIRST_FRAGMENT_S must be within 0-1 s, not {self.first_fragment_s}")
+        if not 1 <= self.gop_encoders <= 16:
+            raise ValueError(f"X264_GOP_ENCODERS must be within 1-16, not {self.gop_encoders}")
 
     @classmethod
     def from_env(cls) -> "RenderConfig":
@@ -46,5 +49,6 @@ class RenderConfig:
             x264_lookahead=env_int("X264_LOOKAHEAD", cls.x264_lookahead),
             decode_threads=env_int("RENDER_DECODE_THREADS", cls.decode_threads),
             first_fragment_s=env_float("FIRST_FRAGMENT_S", cls.first_fragment_s),
+            gop_encoders=env_int("X264_GOP_ENCODERS", cls.gop_encoders),
             edge=EdgeConfig.from_env(),
         )

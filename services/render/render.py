@@ -130,7 +130,7 @@ class Renderer:
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
                  threads: int | None = None, color_match: bool = False, carry: int | None = None,
                  preset: str = "veryfast", x264_threads: int = 0, first_fragment_s: float = 0.0,
-                 x264_lookahead: int = -1, decode_threads: int = 1):
+                 x264_lookahead: int = -1, decode_threads: int = 1, gop_encoders: int = 1):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -142,7 +142,7 @@ class Renderer:
         self.writer = mp4.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset,
                                       threads=x264_threads, lookahead=x264_lookahead,
-                                      first_fragment=round(first_fragment_s * fps))
+                                      first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders)
         # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
         # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
         self._decode_threads = decode_threads
@@ -237,7 +237,4 @@ class Renderer:
             while self._backlog:   # let running composites end; their frames are not kept
                 f = self._backlog.popleft()
                 f.cancel()
-            try:
-                self.writer.container.close()
-            except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
-                pass
+            self.writer.abort()

@@ -52,7 +52,8 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                         color_match=cfg.color_match, preset=self.cfg.x264_preset,
                         x264_threads=self.cfg.x264_threads, x264_lookahead=self.cfg.x264_lookahead,
-                        first_fragment_s=self.cfg.first_fragment_s, decode_threads=self.cfg.decode_threads)
+                        first_fragment_s=self.cfg.first_fragment_s, decode_threads=self.cfg.decode_threads,
+                        gop_encoders=self.cfg.gop_encoders)
 
     async def Render(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call

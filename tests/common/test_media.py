@@ -114,6 +114,43 @@ def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp
     assert pts == [k * step for k in range(60)]
 
 
+@pytest.mark.parametrize("first_fragment, lossless", [(5, False), (0, False), (5, True)])
+def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, lossless):
+    """X264_GOP_ENCODERS: GOPs encoded by several encoders at once come out as one file with every frame, in
+    order, contiguous timestamps and a keyframe at the start of each GOP; lossless output is exact."""
+    base = np.zeros((64, 96, 3), np.uint8)
+    base[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
+    frames = []
+    for k in range(90):          # a square crossing a gradient, back and forth
+        f = base.copy()
+        x = k % 70
+        f[20:40, x:x + 20] = 255
+        frames.append(f)
+    chunks = []
+    w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=first_fragment, threads=2,
+                      gop_encoders=3, audio=np.zeros((1, 16000 * 4), np.float32), audio_rate=16000)
+    assert w.gops is not None
+    for f in frames:
+        w.write(f)
+    w.close()
+    path = tmp_path / "o.mp4"
+    path.write_bytes(b"".join(chunks))
+    decoded, fps, has_audio, _ = helpers.decode_video(str(path))
+    assert fps == 25 and has_audio and len(decoded) == 90
+    if lossless:
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    else:
+        assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, frames)) < 12
+    with av.open(str(path)) as c:
+        packets = [p for p in c.demux(video=0) if p.pts is not None]
+        step = packets[1].pts - packets[0].pts
+        assert [p.pts for p in packets] == [k * step for k in range(90)]
+        keys = [k for k, p in enumerate(packets) if p.is_keyframe]
+    start = first_fragment + 1 if first_fragment else 0
+    expected = ([0, first_fragment] if first_fragment else []) + list(range(start, 90, 25))
+    assert keys == expected
+
+
 def test_prefetch_keeps_order_raises_and_stops():
     import threading
 

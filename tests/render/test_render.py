@@ -47,6 +47,31 @@ def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
     r.finish()
 
 
+def test_gops_encoded_at_once_give_every_frame_and_an_abort_stops_them(entry, tmp_path):
+    import threading
+    import time
+
+    crops = np.random.default_rng(3).integers(0, 255, (70, 256, 256, 3), dtype=np.uint8)
+    data = render(entry, crops, threads=2, batch=8, gop_encoders=2)
+    path = tmp_path / "gops.mp4"
+    path.write_bytes(data)
+    decoded, fps, _, _ = helpers.decode_video(str(path))
+    assert len(decoded) == 70 and fps == 25
+    # a render stopped halfway: the GOP encoders' threads end, nothing is written after
+    out = []
+    r = Renderer(entry, 25.0, 70, out.append, threads=2, gop_encoders=2)
+    for i in range(0, 40, 8):
+        r.add(i, crops[i:i + 8])
+    r.abort()
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("x264-gop") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name.startswith("x264-gop") for t in threading.enumerate())
+    size = len(b"".join(out))
+    time.sleep(0.2)
+    assert len(b"".join(out)) == size
+
+
 def test_out_of_order_and_too_many_crops(entry):
     r = Renderer(entry, 25.0, 3, lambda b: None, threads=2)
     crops = np.zeros((2, 256, 256, 3), np.uint8)
