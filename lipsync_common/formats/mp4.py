@@ -30,6 +30,16 @@ class _Sink(io.RawIOBase):
         return len(b)
 
 
+def x264_options(gop: int, preset: str, lookahead: int, crf: int | None) -> dict[str, str]:
+    """x264's options: a GOP of `gop` frames, no B-frames (frame 0 gets pts 0, so no edit-list shift against the
+    audio, and latency stays low); lookahead -1 = the preset's; crf None = lossless (qp 0)."""
+    opts = {"preset": preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+    if lookahead >= 0:
+        opts["rc-lookahead"] = str(lookahead)
+    opts.update({"qp": "0"} if crf is None else {"crf": str(crf)})
+    return opts
+
+
 class Mp4Writer:
     """Encodes RGB frames (+ optional audio) into a fragmented MP4 delivered as bytes while it is written.
 
@@ -68,16 +78,7 @@ class Mp4Writer:
         self.video.pix_fmt = "rgb24" if lossless_rgb else "yuv420p"
         self.video.time_base = 1 / rate
         gop = max(1, round(fps))  # a keyframe, so a fragment, every second
-        # no B-frames: frame 0 gets pts 0 (no edit-list shift against the audio) and latency stays low
-        opts = {"preset": preset, "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
-        if lookahead >= 0:
-            opts["rc-lookahead"] = str(lookahead)
-        if lossless_rgb:
-            opts["qp"] = "0"
-        else:
-            opts["crf"] = str(crf)
-        self.video.options = opts
-        self._opts = opts
+        self._opts = self.video.options = x264_options(gop, preset, lookahead, None if lossless_rgb else crf)
         # frame threads: higher throughput than PyAV's default slice threads (+23% on 2 cores at 720p)
         self.video.codec_context.thread_type = "FRAME"
         if threads > 0:     # 0: x264's choice (1.5 per core); fewer when many encoders run at once
