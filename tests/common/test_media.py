@@ -78,19 +78,41 @@ def test_fragmented_mp4_streams_before_close_and_is_lossless(tmp_path):
     assert len(decoded) == 60 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
 
 
+def moving_square(n: int) -> list[np.ndarray]:
+    """n frames of a bright square crossing a gradient, back and forth: each frame close to the one before."""
+    base = np.zeros((64, 96, 3), np.uint8)
+    base[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
+    base[..., 1] = np.linspace(0, 255, 64, dtype=np.uint8)[:, None]
+    frames = []
+    for k in range(n):
+        f = base.copy()
+        f[20:40, k % 70:k % 70 + 20] = 255
+        frames.append(f)
+    return frames
+
+
+def decoded_packets(path, frames: list[np.ndarray], lossless: bool) -> list:
+    """The file has every frame (exact when lossless, close otherwise) with audio at 25 fps; its video packets,
+    whose timestamps must run on without a gap."""
+    decoded, fps, has_audio, _ = helpers.decode_video(str(path))
+    assert fps == 25 and has_audio and len(decoded) == len(frames)
+    if lossless:
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    else:
+        assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, frames)) < 12
+    with av.open(str(path)) as c:
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.pts is not None]
+    step = packets[1][0] - packets[0][0]
+    assert [pts for pts, _ in packets] == [k * step for k in range(len(frames))]
+    return packets
+
+
 @pytest.mark.parametrize("lossless", [False, True])
 def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp_path, lossless):
     """With 4 frame threads and 10 frames of lookahead x264 holds back ~14 frames: the first fragment (5 frames)
     must still leave once the keyframe after it is written, and the whole stays one file with every frame in
     order (the first fragment's frames come from a second encoder of the same settings)."""
-    base = np.zeros((64, 96, 3), np.uint8)
-    base[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
-    base[..., 1] = np.linspace(0, 255, 64, dtype=np.uint8)[:, None]
-    frames = []
-    for k in range(60):          # a moving picture: a bright square crossing a gradient
-        f = base.copy()
-        f[20:40, k:k + 20] = 255
-        frames.append(f)
+    frames = moving_square(60)
     chunks, first_moof = [], None
     w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=5, threads=4, lookahead=10,
                       audio=np.zeros((1, 16000 * 3), np.float32), audio_rate=16000)
@@ -102,30 +124,14 @@ def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp
     assert first_moof == 6, f"the first fragment came after {first_moof} frames, not 6"
     path = tmp_path / "o.mp4"
     path.write_bytes(b"".join(chunks))
-    decoded, fps, has_audio, _ = helpers.decode_video(str(path))
-    assert fps == 25 and has_audio and len(decoded) == 60
-    if lossless:
-        assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
-    else:
-        assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, frames)) < 12
-    with av.open(str(path)) as c:
-        pts = [p.pts for p in c.demux(video=0) if p.pts is not None]
-    step = pts[1] - pts[0]
-    assert pts == [k * step for k in range(60)]
+    decoded_packets(path, frames, lossless)
 
 
 @pytest.mark.parametrize("first_fragment, lossless", [(5, False), (0, False), (5, True)])
 def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, lossless):
     """X264_GOP_ENCODERS: GOPs encoded by several encoders at once come out as one file with every frame, in
     order, contiguous timestamps and a keyframe at the start of each GOP; lossless output is exact."""
-    base = np.zeros((64, 96, 3), np.uint8)
-    base[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
-    frames = []
-    for k in range(90):          # a square crossing a gradient, back and forth
-        f = base.copy()
-        x = k % 70
-        f[20:40, x:x + 20] = 255
-        frames.append(f)
+    frames = moving_square(90)
     chunks = []
     w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=first_fragment, threads=2,
                       gop_encoders=3, audio=np.zeros((1, 16000 * 4), np.float32), audio_rate=16000)
@@ -135,20 +141,9 @@ def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, l
     w.close()
     path = tmp_path / "o.mp4"
     path.write_bytes(b"".join(chunks))
-    decoded, fps, has_audio, _ = helpers.decode_video(str(path))
-    assert fps == 25 and has_audio and len(decoded) == 90
-    if lossless:
-        assert all(np.array_equal(a, b) for a, b in zip(decoded, frames))
-    else:
-        assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decoded, frames)) < 12
-    with av.open(str(path)) as c:
-        packets = [p for p in c.demux(video=0) if p.pts is not None]
-        step = packets[1].pts - packets[0].pts
-        assert [p.pts for p in packets] == [k * step for k in range(90)]
-        keys = [k for k, p in enumerate(packets) if p.is_keyframe]
+    keys = [k for k, (_, key) in enumerate(decoded_packets(path, frames, lossless)) if key]
     start = first_fragment + 1 if first_fragment else 0
-    expected = ([0, first_fragment] if first_fragment else []) + list(range(start, 90, 25))
-    assert keys == expected
+    assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 90, 25))
 
 
 def test_prefetch_keeps_order_raises_and_stops():
