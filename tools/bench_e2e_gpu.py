@@ -224,7 +224,9 @@ def restart_with(stack: Stack, spec: str) -> str:
     return setting
 
 
-def live_levels(stack: Stack, video: str, audio: str, rows: list, levels: str) -> None:
+def live_levels(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix: str = "") -> None:
+    if not levels:
+        return
     import asyncio
 
     from tools import bench_live
@@ -234,7 +236,7 @@ def live_levels(stack: Stack, video: str, audio: str, rows: list, levels: str) -
                                                engine=ENGINE))
     for spec in filter(None, levels.split(",")):
         emit(rows, bench_live.run_level(stack, first["source_id"], video, audio, pcm, (1280, 720), spec,
-                                        engine=ENGINE))
+                                        engine=ENGINE), suffix)
 
 
 def main() -> int:
@@ -257,16 +259,16 @@ def main() -> int:
         cached = int(os.environ.get("E2E_RUNS", "8"))        # repeat requests on the cached source
         single_requests(stack, video, audio, rows, ["new source"] + [f"cached source, run {i + 1}" for i in range(cached)])
         sweep(stack, video, audio, rows, os.environ.get("E2E_SWEEP", "1,2,4,8,16"), spy_at=8)
+        # E2E_LIVE_LEVELS="12,16": then live sessions on the same stack (tools/bench_live.py's levels; the 720p
+        # source is the avatar), after the first sweep and after each restart's, so one lease measures both
+        live_levels(stack, video, audio, rows, os.environ.get("E2E_LIVE_LEVELS", ""))
         # E2E_RESTART="render:X264_THREADS=2;generator:MUSETALK_MAX_WAIT_MS=2": a service restarted with a setting
         # changed (on top of the earlier ones), then the cached runs and the sweep again
         for spec in filter(None, os.environ.get("E2E_RESTART", "").split(";")):
             suffix = ", " + restart_with(stack, spec)
             single_requests(stack, video, audio, rows, ["cached source", "cached source again"], suffix)
             sweep(stack, video, audio, rows, os.environ.get("E2E_RESTART_SWEEP", "8,16"), suffix)
-        # E2E_LIVE_LEVELS="12,16": then live sessions on the same stack (tools/bench_live.py's levels; the 720p
-        # source is the avatar), so one lease measures both without starting the stack twice
-        if os.environ.get("E2E_LIVE_LEVELS"):
-            live_levels(stack, video, audio, rows, os.environ["E2E_LIVE_LEVELS"])
+            live_levels(stack, video, audio, rows, os.environ.get("E2E_LIVE_LEVELS", ""), suffix)
     finally:
         stack.stop()
         for name in ("generator", "render"):      # with 3 profiles, the json and the log: 8 files come back

@@ -51,6 +51,32 @@ def test_compressed_audio_decodes_at_any_rate(tmp_path, codec, fmt, ext):
     assert r16 == 16000 and abs(mono16.shape[1] - 16000) < 1600 and np.abs(mono16).max() > 0.1
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm16_wav_read_whole_equals_pyav_decoding(tmp_path, channels):
+    """16-bit WAV skips PyAV's frame-by-frame decoding: the same samples, exactly, as PyAV's path gives them;
+    a float WAV and a rate to convert still go through PyAV."""
+    import wave
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((16000 * 2 + 7, channels)) * 8000).clip(-32768, 32767).astype("<i2")
+    path = str(tmp_path / "a.wav")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(channels), w.setsampwidth(2), w.setframerate(16000), w.writeframes(x.tobytes())
+    assert media._pcm16_wav(path, 60, None) is not None
+    for mono in (False, True):
+        ours, rate = media.decode_audio(path, 60, mono=mono)
+        theirs, _ = media._decode_audio_av(path, 60, None)
+        if mono and channels == 2:
+            theirs = (0.5 * (theirs[0] + theirs[1]))[None, :]
+        assert rate == 16000 and ours.dtype == np.float32 and np.array_equal(ours, theirs)
+    assert media._pcm16_wav(path, 60, 48000) is None and media._pcm16_wav(path, 1, None) is None
+    resampled, rate = media.decode_audio(path, 60, sample_rate=48000)
+    assert rate == 48000 and abs(resampled.shape[1] - 3 * x.shape[0]) < 300
+    y = (x[:, 0] / 32768.0).astype(np.float32)
+    floats = helpers.encode_audio(str(tmp_path / "f.wav"), y, 16000, "pcm_f32le", "wav")
+    assert media._pcm16_wav(floats, 60, None) is None            # a float WAV: PyAV decodes it
+    assert np.allclose(media.decode_audio(floats, 60)[0][0][:len(y)], y, atol=1e-6)
+
+
 def test_audio_limits_and_bad_audio(tmp_path):
     path = helpers.write_wav(str(tmp_path / "a.wav"), np.zeros(16000 * 3, np.float32))
     with pytest.raises(media.MediaError, match="longer than the limit"):

@@ -183,6 +183,7 @@ class MuseTalk:
         self._decode = lambda z: self.vae.decode(z).sample
         self._generate_u8 = self._forward_uint8
         self._mel_consts = None
+        self.mel_buckets = self.device.type == "cuda"
         # whisper's encoder replayed from one CUDA graph per bucket of WHISPER_BUCKETS windows (a pool of their
         # own: the side thread runs them beside the batcher's graphs): one launch instead of ~80 modules' Python
         # dispatch per pass. Off by default until measured on the GPU (BENCHMARKS.md, fourth session)
@@ -241,10 +242,14 @@ class MuseTalk:
         return self._whisper_graphs(mels)[:n].clone()     # the graph's output is overwritten by its next replay
 
     def warm_whisper(self) -> None:
-        """Capture whisper's graphs for every bucket now (when they are on), not on a request's first pass."""
-        if self._whisper_graphs is not None:
-            for size in reversed(WHISPER_BUCKETS):
-                self.encode_mels(torch.zeros((size, 80, SEGMENT_S * 100), device=self.device))   # 100 mels/s
+        """The side work's shapes at every bucket now, not on a request's first pass: the FFT plans of the log-mel
+        (a new batch count costs a plan: py-spy showed the first burst of 8 requests waiting ~1 s in stft, and
+        live sessions gather any count), the encoder at each count, and its graphs when they are on."""
+        if self.device.type != "cuda":
+            return
+        for size in reversed(WHISPER_BUCKETS):
+            self.encode_mels(self.log_mels([np.zeros(SAMPLE_RATE, np.float32)] * size))
+        torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
     def audio_features(self, audio: np.ndarray) -> torch.Tensor:
@@ -264,6 +269,11 @@ class MuseTalk:
         the model's device in one batched STFT. The feature extractor's own filters, window and steps (its torch
         path, restated for a batch that stays on the device: tests compare the two)."""
         e, n = self.extractor, SEGMENT_S * SAMPLE_RATE
+        # on a GPU the STFT runs on a bucket's count of rows (zeros past the pieces): an FFT plan per bucket, made
+        # at warm-up, where a new count of pieces would make one on a request's path
+        rows = len(pieces)
+        if self.mel_buckets:
+            rows = next((b for b in WHISPER_BUCKETS if b >= rows), rows)
         if self._mel_consts is None:         # on the device once: a copy from host memory waits for the stream
             self._mel_consts = (torch.hann_window(e.n_fft, device=self.device),
                                 torch.from_numpy(e.mel_filters).to(self.device, torch.float32).T.contiguous())
@@ -277,14 +287,14 @@ class MuseTalk:
         if len(ends):
             np.concatenate(pieces, out=host.numpy(), casting="same_kind")
         flat = host.to(self.device, non_blocking=pinned)
-        x = torch.zeros(len(pieces), n, device=self.device)
+        x = torch.zeros(rows, n, device=self.device)
         for i, (p, end) in enumerate(zip(pieces, ends)):
             x[i, :len(p)] = flat[end - len(p):end]
         power = torch.stft(x, e.n_fft, e.hop_length, window=window, return_complex=True)[..., :-1].abs() ** 2
         mel = filters @ power
         log = torch.clamp(mel, min=1e-10).log10()
         log = torch.maximum(log, log.amax(dim=(1, 2), keepdim=True) - 8.0)
-        return (log + 4.0) / 4.0
+        return ((log + 4.0) / 4.0)[:len(pieces)]
 
     def audio_tokens_many(self, requests: list[tuple], max_segments: int = WHISPER_BUCKETS[-1]) -> list:
         """audio_tokens of several requests ((audio, fps, frames) or (audio, fps, frames, first, start_step) each:
@@ -292,8 +302,9 @@ class MuseTalk:
         burst of new requests (or of live sessions' windows) costs one encoder call instead of one each."""
         seg = SEGMENT_S * SAMPLE_RATE
         pieces = [[r[0][s:s + seg] for s in range(0, max(len(r[0]), 1), seg)] for r in requests]
-        mels = self.log_mels([p for ps in pieces for p in ps])
-        states = torch.cat([self.encode_mels(mels[i:i + max_segments]) for i in range(0, len(mels), max_segments)])
+        flat = [p for ps in pieces for p in ps]
+        states = torch.cat([self.encode_mels(self.log_mels(flat[i:i + max_segments]))
+                            for i in range(0, len(flat), max_segments)])
         out, at = [], 0
         for (audio, fps, frames, *live), ps in zip(requests, pieces):
             features = states[at:at + len(ps)].reshape(1, len(ps) * states.shape[1], *states.shape[2:])
