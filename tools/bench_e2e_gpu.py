@@ -258,7 +258,8 @@ def main() -> int:
     try:
         cached = int(os.environ.get("E2E_RUNS", "8"))        # repeat requests on the cached source
         single_requests(stack, video, audio, rows, ["new source"] + [f"cached source, run {i + 1}" for i in range(cached)])
-        sweep(stack, video, audio, rows, os.environ.get("E2E_SWEEP", "1,2,4,8,16"), spy_at=8)
+        sweep(stack, video, audio, rows, os.environ.get("E2E_SWEEP", "1,2,4,8,16"),
+              spy_at=int(os.environ.get("E2E_SPY", "0")))   # py-spy slows what it records: only when asked
         # E2E_LIVE_LEVELS="12,16": then live sessions on the same stack (tools/bench_live.py's levels; the 720p
         # source is the avatar), after the first sweep and after each restart's, so one lease measures both
         live_levels(stack, video, audio, rows, os.environ.get("E2E_LIVE_LEVELS", ""))

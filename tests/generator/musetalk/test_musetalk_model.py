@@ -159,6 +159,16 @@ def test_whisper_passes_padded_to_a_graph_bucket_give_each_window_its_own_states
     assert set(buffers) == {(4, 80, 3000), (2, 80, 3000)}
     assert first.shape == eager.shape and torch.allclose(first, eager, atol=1e-5)
     assert torch.allclose(again, eager[1:], atol=1e-5)
+    # eager on a GPU: the encoder runs at the bucket's count too (the shapes warmed at start)
+    seen, states = [], model._encoder_states
+    model._encoder_states = lambda m: seen.append(tuple(m.shape)) or states(m)
+    model.whisper_buckets = True
+    try:
+        padded = model.encode_mels(mels)
+    finally:
+        model.whisper_buckets = False
+        del model._encoder_states
+    assert seen == [(4, 80, 3000)] and padded.shape == eager.shape and torch.allclose(padded, eager, atol=1e-5)
 
 
 def test_log_mels_of_a_batch_equal_the_feature_extractor(model):
@@ -168,11 +178,11 @@ def test_log_mels_of_a_batch_equal_the_feature_extractor(model):
     ref = torch.from_numpy(model.extractor(pieces, sampling_rate=16000, return_tensors="np").input_features)
     assert ours.shape == ref.shape == (3, 80, 3000)
     assert torch.allclose(ours, ref, atol=1e-4)
-    model.mel_buckets = True              # as on a GPU: 3 pieces go through the STFT as a bucket of 4 rows
+    model.whisper_buckets = True              # as on a GPU: 3 pieces go through the STFT as a bucket of 4 rows
     try:
         bucketed = model.log_mels(pieces)
     finally:
-        model.mel_buckets = False
+        model.whisper_buckets = False
     assert bucketed.shape == (3, 80, 3000) and torch.allclose(bucketed, ours, atol=1e-6)
 
 

@@ -183,7 +183,7 @@ class MuseTalk:
         self._decode = lambda z: self.vae.decode(z).sample
         self._generate_u8 = self._forward_uint8
         self._mel_consts = None
-        self.mel_buckets = self.device.type == "cuda"
+        self.whisper_buckets = self.device.type == "cuda"   # the side work at bucket counts of rows
         # whisper's encoder replayed from one CUDA graph per bucket of WHISPER_BUCKETS windows (a pool of their
         # own: the side thread runs them beside the batcher's graphs): one launch instead of ~80 modules' Python
         # dispatch per pass. Off by default until measured on the GPU (BENCHMARKS.md, fourth session)
@@ -234,17 +234,21 @@ class MuseTalk:
         pass (segments of several requests go through together)."""
         mels = mels.to(self.device, self.dtype)
         size = next((b for b in WHISPER_BUCKETS if b >= len(mels)), None)
-        if self._whisper_graphs is None or size is None:
+        if size is None or not (self.whisper_buckets or self._whisper_graphs is not None):
             return self._encoder_states(mels)
         n = len(mels)
-        if size > n:       # padded to the bucket: a graph per bucket, not per count
+        # padded to the bucket: a graph per bucket, not per count; eager on a GPU, the shapes warmed at start
+        # (a new count of rows builds cuDNN plans for the encoder's convolutions on a request's path)
+        if size > n:
             mels = torch.cat([mels, mels.new_zeros((size - n,) + tuple(mels.shape[1:]))])
+        if self._whisper_graphs is None:
+            return self._encoder_states(mels)[:n]
         return self._whisper_graphs(mels)[:n].clone()     # the graph's output is overwritten by its next replay
 
     def warm_whisper(self) -> None:
         """The side work's shapes at every bucket now, not on a request's first pass: the FFT plans of the log-mel
-        (a new batch count costs a plan: py-spy showed the first burst of 8 requests waiting ~1 s in stft, and
-        live sessions gather any count), the encoder at each count, and its graphs when they are on."""
+        (py-spy showed the first burst of 8 requests waiting ~1 s in stft; live sessions gather any count), the
+        encoder at each bucket's count of rows, and its graphs when they are on."""
         if self.device.type != "cuda":
             return
         for size in reversed(WHISPER_BUCKETS):
@@ -272,7 +276,7 @@ class MuseTalk:
         # on a GPU the STFT runs on a bucket's count of rows (zeros past the pieces): an FFT plan per bucket, made
         # at warm-up, where a new count of pieces would make one on a request's path
         rows = len(pieces)
-        if self.mel_buckets:
+        if self.whisper_buckets:
             rows = next((b for b in WHISPER_BUCKETS if b >= rows), rows)
         if self._mel_consts is None:         # on the device once: a copy from host memory waits for the stream
             self._mel_consts = (torch.hann_window(e.n_fft, device=self.device),
