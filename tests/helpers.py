@@ -57,3 +57,13 @@ def prepared_entry(folder: str, n: int):
     cache = SourceCache(os.path.join(folder, "cache"))
     meta, _ = prepare(path, digest, PrepareOptions(), cache, Landmarker(), 10**8, 1000)
     return cache.get(meta.source_id)
+
+
+def in_flight(stack, service: str, method: str) -> float:
+    """Calls of `method` running in `service` now, from its lipsync_rpc_in_flight gauge (the stack with metrics)."""
+    import re
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics[service]}/metrics", timeout=5).read().decode()
+    found = re.findall(r'lipsync_rpc_in_flight\{method="%s",service="\w+"\} ([0-9.]+)' % method, text)
+    assert found, f"{service} has no in-flight gauge for {method}: the call never reached it"
+    return sum(float(v) for v in found)

@@ -1,4 +1,5 @@
-"""The web page (Gradio): a face and a voice in, the lip-synced video out, through the gateway's public API.
+"""The web page (Gradio): a face and a voice in, the lip-synced video out (or a live session), through the
+gateway's public API.
 
 A plain module: it builds the Blocks and the handlers over a client factory (`LipsyncClient` in the service), and
 imports no service code. Ranges and defaults come from the one options table.
@@ -15,6 +16,8 @@ import gradio as gr
 from lipsync.v1 import common_pb2
 from lipsync_client.client import LipsyncClient, LipsyncError
 from lipsync_common import options
+from lipsync_common.formats.media import MediaError
+from services.web import live
 
 KEEP_OUTPUTS_S = 3600          # generated files older than this are removed at the next request
 
@@ -51,8 +54,9 @@ def summary_markdown(s: common_pb2.Summary) -> str:
 class Handlers:
     """What the page's buttons do, over a client factory and a folder for the files they write."""
 
-    def __init__(self, connect: Callable[[], LipsyncClient], work_dir: str):
+    def __init__(self, connect: Callable[[], LipsyncClient], work_dir: str, gateway: tuple[str, str] = ("", "")):
         self.connect, self.work_dir = connect, work_dir
+        self.gateway = gateway          # (address, token) for live sessions (asyncio, their own channel)
         os.makedirs(work_dir, exist_ok=True)
 
     def _file(self, suffix: str) -> str:
@@ -112,6 +116,32 @@ class Handlers:
             os.remove(out)
             raise
         return out, summary_markdown(summary)
+
+    async def live(self, face: str | None, audio: str | None, engine: str, fps: float, *face_fields):
+        """A live session fed with the speech at the pace it is spoken: (newest frame, figures, recorded MP4)
+        updates as frames arrive. Closing the page ends the session (the generator is closed)."""
+        if not face:
+            raise gr.Error("Upload a face video or image first.")
+        if not audio:
+            raise gr.Error("Upload or record the speech first.")
+        try:
+            o = face_options(*face_fields)
+            o.engine, o.fps = engine, float(fps)
+            options.check_request(o)
+        except options.OptionError as e:
+            raise gr.Error(str(e)) from None
+        out, recorded = self._file(".mp4"), False
+        try:
+            async for u in live.run(*self.gateway, face, audio, o, out):
+                recorded = u.video is not None
+                yield u.image, u.status, u.video
+        except LipsyncError as e:
+            raise gr.Error(f"{e.code.name}: {e.message}") from None
+        except MediaError as e:
+            raise gr.Error(f"the speech: {e}") from None
+        finally:
+            if not recorded and os.path.exists(out):      # failed or closed: no half-written file is kept
+                os.remove(out)
 
     def compare(self, source: str | None, audio: str | None, outputs: list[str] | None, names: str):
         """One output: its evaluation; two or more: the comparison (the first is the baseline). Returns the table
@@ -178,6 +208,27 @@ def _generate_tab(h: Handlers) -> None:
               [video, summary], api_name="generate")
 
 
+def _live_tab(h: Handlers) -> None:
+    gr.Markdown("A live session, as a voice agent drives one: the speech goes in 20 ms at a time at the pace it "
+                "is spoken, each frame is shown as it comes back, with the latency from the audio's arrival to its "
+                "frame; the whole session is recorded with its sound for playing back.")
+    with gr.Row():
+        with gr.Column():
+            face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath",
+                           elem_id="live-face")
+            audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath", elem_id="live-speech")
+            engine = gr.Dropdown(list(options.ENGINES), value="auto", label="engine")
+            fps = _slider("fps", "fps", step=0.01)
+            with gr.Accordion("face options", open=False):
+                face_fields = _face_controls()
+            run = gr.Button("Start the live session", variant="primary", elem_id="live-start")
+        with gr.Column():
+            shown = gr.Image(label="live: the newest frame", elem_id="live-frame")
+            status = gr.Markdown(elem_id="live-status")
+            video = gr.Video(label="the session, recorded", elem_id="live-result")
+    run.click(h.live, [face, audio, engine, fps, *face_fields], [shown, status, video], api_name="live")
+
+
 def _evaluate_tab(h: Handlers) -> None:
     gr.Markdown("Score one output, or compare two or more outputs of the same source and speech (the first is "
                 "the baseline). Metrics whose weights are not installed say so.")
@@ -192,14 +243,16 @@ def _evaluate_tab(h: Handlers) -> None:
     run.click(h.compare, [source, audio, outputs, names], [table, report], api_name="compare")
 
 
-def build(connect: Callable[[], LipsyncClient], work_dir: str) -> gr.Blocks:
-    h = Handlers(connect, work_dir)
+def build(connect: Callable[[], LipsyncClient], work_dir: str, gateway: tuple[str, str] = ("", "")) -> gr.Blocks:
+    h = Handlers(connect, work_dir, gateway)
     with gr.Blocks(title="lipsync", delete_cache=(600, 3600)) as page:
         gr.Markdown("# lipsync\nA face video or image and speech in; the same video with the mouth following the "
                     "speech out. The weight-free default engine moves the mouth from the audio; `musetalk` needs "
                     "its weights on the server.")
         with gr.Tab("Generate"):
             _generate_tab(h)
+        with gr.Tab("Live"):
+            _live_tab(h)
         with gr.Tab("Evaluate / compare"):
             _evaluate_tab(h)
     return page

@@ -48,7 +48,8 @@ def create_app(cfg: WebConfig) -> FastAPI:
 
     tokens = gateway_tokens(cfg.auth_mode, cfg.auth_tokens, cfg.auth_tokens_file)    # None: local mode
     work_dir = cfg.work_dir or os.path.join(tempfile.gettempdir(), "lipsync-web")
-    blocks = page.build(lambda: LipsyncClient(cfg.gateway_addr, token=cfg.gateway_token), work_dir)
+    blocks = page.build(lambda: LipsyncClient(cfg.gateway_addr, token=cfg.gateway_token), work_dir,
+                        (cfg.gateway_addr, cfg.gateway_token))
     return gr.mount_gradio_app(app, blocks, path="/",
                                auth=(lambda _user, password: password in tokens) if tokens is not None else None,
                                auth_message="Sign in with any name and one of the gateway's tokens as password.",

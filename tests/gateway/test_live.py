@@ -128,15 +128,6 @@ def test_flush_shows_a_short_utterance_at_once_and_interrupt_returns_to_idle(sta
     assert stats[-1].buffered_ms == 0
 
 
-def in_flight(stack, service: str, method: str) -> float:
-    import re
-    import urllib.request
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics[service]}/metrics", timeout=5).read().decode()
-    found = re.findall(r'lipsync_rpc_in_flight\{method="%s",service="\w+"\} ([0-9.]+)' % method, text)
-    assert found, f"{service} has no in-flight gauge for {method}: the call never reached it"
-    return sum(float(v) for v in found)
-
-
 def test_a_client_that_goes_away_leaves_nothing_behind(stack, face, assert_healthy):
     pcm = pcm16(helpers.speech_like([(3.0, True)]))
 
@@ -156,9 +147,9 @@ def test_a_client_that_goes_away_leaves_nothing_behind(stack, face, assert_healt
     # every service's call of that session ended: the gateway's, the generator's and render's
     calls = {"gateway": "LiveSession", "generator": "GenerateLive", "render": "RenderLive"}
     deadline = time.time() + 10
-    while time.time() < deadline and any(in_flight(stack, s, m) for s, m in calls.items()):
+    while time.time() < deadline and any(helpers.in_flight(stack, s, m) for s, m in calls.items()):
         time.sleep(0.1)
-    assert {s: in_flight(stack, s, m) for s, m in calls.items()} == {s: 0 for s in calls}
+    assert {s: helpers.in_flight(stack, s, m) for s, m in calls.items()} == {s: 0 for s in calls}
     # the gateway counted the session out: a full set of new sessions still fits
     ready, frames, _ = asyncio.run(session(stack, face, lambda s: realtime(s, pcm16(np.zeros(3200)))))
     assert frames and ready.source_id

@@ -118,6 +118,55 @@ def test_generate_preview_and_compare_through_gradio_client(web, inputs, tmp_pat
     assert "sync_conf_free" in [row[0] for row in rows] and "data:image/png" in report
 
 
+def test_a_live_session_shows_frames_as_they_come_and_records_the_session(web, inputs, tmp_path):
+    """The live tab plays the 1.5 s speech into a live session at the pace of speech: frames are shown while it
+    runs (more than one update with a frame), the last update has the figures and the recorded MP4 with sound;
+    bad input gets the page's error and leaves no file behind."""
+    from gradio_client import Client, handle_file
+    client = Client(web["url"] + "/", verbose=False)
+    face, speech = handle_file(inputs["face"]), handle_file(inputs["speech"])
+    before = set(os.listdir(web["work"] / "out"))
+    job = client.submit(face, speech, "auto", 0, *FACE_DEFAULTS, api_name="/live")
+    video, status = job.result(timeout=120)[2], job.result()[1]
+    updates = job.outputs()
+    assert sum(1 for u in updates if u[0]) >= 3, updates            # the newest frame, several times while live
+    assert "**recorded**" in status and "latency from the audio's arrival" in status and "late" in status
+    frames, fps, has_audio, audio_s = helpers.decode_video(video if isinstance(video, str) else video["video"])
+    assert fps == 25 and has_audio and 37 <= len(frames) <= 45      # 1.5 s of speech, then the last idle frames
+    assert abs(audio_s - len(frames) / 25) < 0.1                     # the session's sound, as long as its frames
+    with pytest.raises(Exception, match="Upload a face"):
+        client.predict(None, speech, "auto", 0, *FACE_DEFAULTS, api_name="/live")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all" * 50)
+    with pytest.raises(Exception, match="INVALID_ARGUMENT"):
+        client.predict(handle_file(str(broken)), speech, "auto", 0, *FACE_DEFAULTS, api_name="/live")
+    assert len(set(os.listdir(web["work"] / "out")) - before) == 1   # the recording; nothing from the failures
+
+
+def test_a_live_session_left_by_its_visitor_ends_on_every_service(stack, web, tmp_path):
+    """A visitor who cancels (or closes the page) mid-session: the gateway's, generator's and render's calls of
+    the session end, and the half-made recording is not kept."""
+    from gradio_client import Client, handle_file
+    client = Client(web["url"] + "/", verbose=False)
+    # 20 s of speech: the session runs on unless the cancel reaches it
+    speech = helpers.write_wav(str(tmp_path / "long.wav"), helpers.speech_like([(20.0, True)]))
+    face = helpers.write_png(str(tmp_path / "face.png"), helpers.face_image())
+    before = set(os.listdir(web["work"] / "out"))
+    job = client.submit(handle_file(face), handle_file(speech), "loudness", 0, *FACE_DEFAULTS, api_name="/live")
+    deadline = time.time() + 60
+    while sum(1 for u in job.outputs() if u[0]) < 2:
+        assert time.time() < deadline and not job.done(), job.outputs()
+        time.sleep(0.1)
+    assert helpers.in_flight(stack, "gateway", "LiveSession") >= 1
+    job.cancel()
+    calls = {"gateway": "LiveSession", "generator": "GenerateLive", "render": "RenderLive"}
+    deadline = time.time() + 8
+    while time.time() < deadline and any(helpers.in_flight(stack, s, m) for s, m in calls.items()):
+        time.sleep(0.2)
+    assert {s: helpers.in_flight(stack, s, m) for s, m in calls.items()} == {s: 0 for s in calls}
+    assert set(os.listdir(web["work"] / "out")) == before
+
+
 def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
     """Headless Chromium (Debian's chromium + chromium-driver) uploads the sample face and speech, presses
     Preview (the drawn frame appears) and Generate, and the finished video element appears with its media
