@@ -167,16 +167,13 @@ def test_a_live_session_left_by_its_visitor_ends_on_every_service(stack, web, tm
     assert set(os.listdir(web["work"] / "out")) == before
 
 
-def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
-    """Headless Chromium (Debian's chromium + chromium-driver) uploads the sample face and speech, presses
-    Preview (the drawn frame appears) and Generate, and the finished video element appears with its media
-    loaded; the screenshot is kept (WEB_SCREENSHOT=path copies it out)."""
+@pytest.fixture
+def browser():
+    """Headless Chromium (Debian's chromium + chromium-driver), or the test skips with the reason."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Debian's chromium and chromium-driver (make setup-web installs them where apt can)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
@@ -184,29 +181,77 @@ def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path):
                 "--autoplay-policy=no-user-gesture-required"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-    try:
-        driver.get(web["url"] + "/")
-        wait = WebDriverWait(driver, 60)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#face input[type=file]"))
-        driver.find_element(By.CSS_SELECTOR, "#face input[type=file]").send_keys(inputs["face"])
-        driver.find_element(By.CSS_SELECTOR, "#speech input[type=file]").send_keys(inputs["speech"])
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#speech audio, #speech [data-testid=waveform-controls]")
-                   or "speech.wav" in d.page_source)
-        time.sleep(1)                                          # the uploads settle
-        driver.find_element(By.CSS_SELECTOR, "#preview").click()
-        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
-            "const i = document.querySelector('#preview-image img'); return i && i.complete && i.naturalWidth > 0"))
-        assert "bbox_shift range" in driver.find_element(By.CSS_SELECTOR, "#preview-info").text
-        driver.find_element(By.CSS_SELECTOR, "#generate").click()
-        WebDriverWait(driver, 240).until(lambda d: d.execute_script(
-            "const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0"))
-        duration = driver.execute_script("return document.querySelector('#result video').duration")
-        assert abs(duration - 1.5) < 0.2
-        assert "37 frames" in driver.find_element(By.CSS_SELECTOR, "#summary").text
-        shot = str(tmp_path / "page.png")
-        driver.save_screenshot(shot)
-        assert open(shot, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(shot) > 20000
-        if os.environ.get("WEB_SCREENSHOT"):
-            shutil.copy(shot, os.environ["WEB_SCREENSHOT"])
-    finally:
-        driver.quit()
+    yield driver
+    driver.quit()
+
+
+def upload(driver, field: str, path: str) -> None:
+    from selenium.webdriver.common.by import By
+    driver.find_element(By.CSS_SELECTOR, f"#{field} input[type=file]").send_keys(path)
+
+
+def test_a_browser_generates_and_plays_the_result(web, inputs, tmp_path, browser):
+    """The page in Chromium: upload the sample face and speech, press Preview (the drawn frame appears) and
+    Generate, and the finished video element appears with its media loaded; the screenshot is kept
+    (WEB_SCREENSHOT=path copies it out)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(web["url"] + "/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#face input[type=file]"))
+    upload(driver, "face", inputs["face"])
+    upload(driver, "speech", inputs["speech"])
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#speech audio, #speech [data-testid=waveform-controls]")
+               or "speech.wav" in d.page_source)
+    time.sleep(1)                                          # the uploads settle
+    driver.find_element(By.CSS_SELECTOR, "#preview").click()
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+        "const i = document.querySelector('#preview-image img'); return i && i.complete && i.naturalWidth > 0"))
+    assert "bbox_shift range" in driver.find_element(By.CSS_SELECTOR, "#preview-info").text
+    driver.find_element(By.CSS_SELECTOR, "#generate").click()
+    WebDriverWait(driver, 240).until(lambda d: d.execute_script(
+        "const v = document.querySelector('#result video'); return v && v.readyState >= 1 && v.duration > 0"))
+    duration = driver.execute_script("return document.querySelector('#result video').duration")
+    assert abs(duration - 1.5) < 0.2
+    assert "37 frames" in driver.find_element(By.CSS_SELECTOR, "#summary").text
+    shot = str(tmp_path / "page.png")
+    driver.save_screenshot(shot)
+    assert open(shot, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(shot) > 20000
+    if os.environ.get("WEB_SCREENSHOT"):
+        shutil.copy(shot, os.environ["WEB_SCREENSHOT"])
+
+
+def test_a_browser_watches_a_live_session(web, inputs, tmp_path, browser):
+    """The Live tab in Chromium: frames show while the session runs (the shown image changes), then the recorded
+    session plays with its length."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    speech = helpers.write_wav(str(tmp_path / "speech3.wav"), helpers.speech_like([(3.0, True)]))
+    driver.get(web["url"] + "/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == "Live"])
+    [t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == "Live"][0].click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-face input[type=file]"))
+    upload(driver, "live-face", inputs["face"])
+    upload(driver, "live-speech", speech)
+    wait.until(lambda d: "speech3.wav" in d.page_source or d.find_elements(By.CSS_SELECTOR, "#live-speech audio"))
+    time.sleep(1)
+    driver.find_element(By.CSS_SELECTOR, "#live-start").click()
+    shown = set()
+    deadline = time.time() + 60
+    while not driver.find_elements(By.CSS_SELECTOR, "#live-result video") and time.time() < deadline:
+        src = driver.execute_script("const i = document.querySelector('#live-frame img'); return i && i.src")
+        if src:
+            shown.add(src)
+        time.sleep(0.05)
+    assert len(shown) >= 3, shown                       # the frame changed while the session ran
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "const v = document.querySelector('#live-result video'); return v && v.readyState >= 1 && v.duration > 0"))
+    duration = driver.execute_script("return document.querySelector('#live-result video').duration")
+    assert 2.9 < duration < 3.6
+    assert "**" not in driver.find_element(By.CSS_SELECTOR, "#live-status").text    # rendered Markdown
+    assert "latency" in driver.find_element(By.CSS_SELECTOR, "#live-status").text
