@@ -37,3 +37,24 @@ def test_rpcs_are_counted_with_their_status(stack, client, tmp_path):
     assert value(gen, 'lipsync_frames_total{service="generator"') == frames_before + 10
     assert 'lipsync_rpc_total{code="OK",method="Lipsync",service="gateway"}' in scrape(stack, "gateway")
     assert value(scrape(stack, "render"), 'lipsync_frames_total{service="render",stage="render"}') >= 10
+
+
+@pytest.mark.parametrize("name", ["gateway", "generator", "render"])
+def test_collector_passes_are_timed_and_warm_objects_frozen(stack, name):
+    """After warm-up each service leaves what is alive out of the collector's passes (GC_FREEZE, on by default)
+    and times every pass per generation."""
+    text = scrape(stack, name)
+    assert value(text, f'lipsync_gc_frozen_objects{{service="{name}"}}') > 10_000
+    assert value(text, f'lipsync_gc_pause_seconds_count{{generation="2",service="{name}"}}') >= 1    # freeze's pass
+
+
+def test_watch_gc_times_a_full_pass():
+    import gc
+
+    from lipsync_common.edge import metrics
+    metrics.watch_gc("test")
+    key = 'lipsync_gc_pause_seconds_count{generation="2",service="test"}'
+    from prometheus_client import generate_latest
+    before = value(generate_latest().decode(), key)
+    gc.collect()
+    assert value(generate_latest().decode(), key) == before + 1

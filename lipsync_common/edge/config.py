@@ -38,6 +38,7 @@ class EdgeConfig:
     max_connection_age_s: int = 300      # MAX_CONNECTION_AGE_S: clients re-resolve after this (0 = never)
     log_level: str = "INFO"              # LOG_LEVEL
     internal_token: str = ""             # INTERNAL_TOKEN: internal services accept only calls carrying it
+    gc_freeze: bool = True               # GC_FREEZE: after warm-up, what is alive leaves the collector's passes
 
     @classmethod
     def from_env(cls) -> "EdgeConfig":
@@ -47,6 +48,7 @@ class EdgeConfig:
             max_connection_age_s=env_int("MAX_CONNECTION_AGE_S", cls.max_connection_age_s),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             internal_token=env_str("INTERNAL_TOKEN", ""),
+            gc_freeze=env_str("GC_FREEZE", "1") == "1",
         )
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -101,6 +102,7 @@ async def serve(
     edge = edge if edge is not None else EdgeConfig.from_env()
     server = make_server(name, edge, interceptors)
     metrics.serve_metrics(edge.metrics_port)
+    metrics.watch_gc(name)
     add_servicers(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -125,8 +127,9 @@ async def serve(
     t0 = time.perf_counter()
     if warmup is not None:
         await asyncio.to_thread(warmup)
+    frozen = metrics.freeze_gc(name) if edge.gc_freeze else 0
     await set_all(health_pb2.HealthCheckResponse.SERVING)
-    log_event(log, "serving", warmup_s=round(time.perf_counter() - t0, 3))
+    log_event(log, "serving", warmup_s=round(time.perf_counter() - t0, 3), gc_frozen_objects=frozen)
     await stop.wait()
     log_event(log, "draining", grace_s=grace_s)
     await health_servicer.enter_graceful_shutdown()
@@ -135,6 +138,7 @@ async def serve(
         result = on_stop()
         if asyncio.iscoroutine(result):
             await result
+    gc.unfreeze()          # the process's teardown frees the frozen objects too (native bindings check for leaks)
     log_event(log, "stopped")
 
 
