@@ -71,6 +71,9 @@ HISTOGRAMS = {   # name in the row: (service, metric, labels to match)
     "generator_crop_s": ("generator", "lipsync_generator_live_crop_seconds", {}),
     "gateway_generator_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "generator"}),
     "gateway_render_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "render"}),
+    # Python's full collector passes (every thread waits): how many, and how long, during the level
+    "generator_gc2_s": ("generator", "lipsync_gc_pause_seconds", {"generation": "2"}),
+    "gateway_gc2_s": ("gateway", "lipsync_gc_pause_seconds", {"generation": "2"}),
 }
 
 
@@ -152,6 +155,8 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
             # crop out), generator as the gateway sees it (fed -> crop here), render (there and back)
             **{f"{key}_p{q}_le": bucket_percentile(before[key], after[key], q)
                for key in HISTOGRAMS for q in (50, 95)},
+            **{f"{key}_passes": max(after[key].values(), default=0) - max(before[key].values(), default=0)
+               for key in ("generator_gc2_s", "gateway_gc2_s")},
             "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
             "offline_requests_done": len(within)}
 
