@@ -180,14 +180,19 @@ def _face_controls() -> list:
             _slider("right_cheek_width", "right cheek width", step=5)]
 
 
+def _inputs(prefix: str = "") -> tuple:
+    """The face, the speech, the engine and the frame rate: (face, audio, engine, fps); element ids `face`,
+    `speech` with a prefix per tab."""
+    face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath",
+                   elem_id=f"{prefix}face")
+    audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath", elem_id=f"{prefix}speech")
+    return face, audio, gr.Dropdown(list(options.ENGINES), value="auto", label="engine"), _slider("fps", "fps", 0.01)
+
+
 def _generate_tab(h: Handlers) -> None:
     with gr.Row():
         with gr.Column():
-            face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath",
-                           elem_id="face")
-            audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath", elem_id="speech")
-            engine = gr.Dropdown(list(options.ENGINES), value="auto", label="engine")
-            fps = _slider("fps", "fps", step=0.01)
+            face, audio, engine, fps = _inputs()
             crf = _slider("crf", "crf")
             with gr.Row():
                 lossless = gr.Checkbox(label="lossless RGB H.264", info="large files; for checks")
@@ -214,11 +219,7 @@ def _live_tab(h: Handlers) -> None:
                 "frame; the whole session is recorded with its sound for playing back.")
     with gr.Row():
         with gr.Column():
-            face = gr.File(label="face video or image", file_types=["video", "image"], type="filepath",
-                           elem_id="live-face")
-            audio = gr.Audio(label="speech", sources=["upload", "microphone"], type="filepath", elem_id="live-speech")
-            engine = gr.Dropdown(list(options.ENGINES), value="auto", label="engine")
-            fps = _slider("fps", "fps", step=0.01)
+            face, audio, engine, fps = _inputs("live-")
             with gr.Accordion("face options", open=False):
                 face_fields = _face_controls()
             run = gr.Button("Start the live session", variant="primary", elem_id="live-start")
