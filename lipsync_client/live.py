@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import grpc
 
@@ -58,6 +59,19 @@ class LiveSession:
         while (msg := await self._outgoing.get()) is not None:
             yield msg
 
+    async def play(self, pcm: bytes, realtime: bool = True, chunk_ms: int = 20) -> None:
+        """Send 16-bit mono PCM (at the session's sample rate) `chunk_ms` at a time, at the pace it would be spoken
+        when `realtime` (as a voice agent streams it), then flush and end."""
+        rate = self.start.sample_rate
+        step = rate * chunk_ms // 1000 * 2
+        t0 = time.monotonic()
+        for i in range(0, len(pcm), step):
+            if realtime:
+                await asyncio.sleep(max(0.0, t0 + i / 2 / rate - time.monotonic()))
+            await self.send_audio(pcm[i:i + step])
+        await self.flush()
+        await self.end()
+
     async def send_audio(self, pcm: bytes) -> None:
         await self._outgoing.put(gateway_pb2.LiveRequest(audio=pcm))
 
@@ -97,3 +111,9 @@ class LiveSession:
         if msg.WhichOneof("payload") == "ready" and not self._ready.done():
             self._ready.set_result(msg.ready)
         return msg
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile of values (nearest rank below); 0 for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 import wave
 
 from lipsync.v1 import gateway_pb2
-from lipsync_client.live import LiveSession
+from lipsync_client.live import LiveSession, percentile
 
 CHUNK_MS = 20
 
@@ -41,17 +40,7 @@ async def run_live(args, options) -> int:
         print(f"session ready: avatar {ready.source_id}, engine {ready.engine} ({ready.engine_detail}), "
               f"{ready.width}x{ready.height} at {ready.fps:g} fps, lookahead {ready.lookahead_frames} frames")
 
-        async def send():
-            step = int(rate * CHUNK_MS / 1000) * 2
-            t0 = time.monotonic()
-            for i in range(0, len(pcm), step):
-                if args.realtime:
-                    await asyncio.sleep(max(0.0, t0 + i / 2 / rate - time.monotonic()))
-                await session.send_audio(pcm[i:i + step])
-            await session.flush()
-            await session.end()
-
-        sender = asyncio.create_task(send())
+        sender = asyncio.create_task(session.play(pcm, realtime=args.realtime, chunk_ms=CHUNK_MS))
         with open(args.out, "wb") as video, wave.open(out_wav, "wb") as audio:
             audio.setnchannels(1), audio.setsampwidth(2), audio.setframerate(rate)
             video.write(ready.init_segment)
@@ -65,9 +54,7 @@ async def run_live(args, options) -> int:
                 elif msg.WhichOneof("payload") == "stats":
                     last_stats = msg.stats
         await sender
-    latencies.sort()
-    pct = {q: latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))] for q in (50, 95, 99)} \
-        if latencies else {}
+    pct = {q: percentile(latencies, q) for q in (50, 95, 99)} if latencies else {}
     print(f"wrote {args.out} and {out_wav}: {frames} frames ({frames / ready.fps:.2f} s)"
           + (f", {last_stats.speech_frames} speech, {last_stats.idle_frames} idle, {last_stats.frames_late} late"
              if last_stats else ""))

@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from lipsync.v1 import common_pb2, gateway_pb2
-from lipsync_client.live import LiveSession
+from lipsync_client.live import LiveSession, percentile
 from lipsync_common.formats import media
 
 CHUNK_MS = 20                    # audio goes out as a voice agent sends it: 20 ms at a time, at the pace of speech
@@ -43,11 +43,6 @@ def speech_pcm(path: str) -> tuple[bytes, int]:
     return (np.clip(audio[0], -1, 1) * 32767).round().astype("<i2").tobytes(), rate
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
-
-
 def status_markdown(ready: gateway_pb2.LiveReady, frames: int, latencies: list[float],
                     stats: gateway_pb2.LiveStats | None, done: bool = False) -> str:
     head = (f"**{'recorded' if done else 'live'}**: engine **{ready.engine}** ({ready.engine_detail}), "
@@ -59,16 +54,6 @@ def status_markdown(ready: gateway_pb2.LiveReady, frames: int, latencies: list[f
     if stats is not None:
         figures += f"; {stats.speech_frames} speech, {stats.idle_frames} idle, {stats.frames_late} late"
     return head + "\n\n" + figures
-
-
-async def _send(session: LiveSession, pcm: bytes, rate: int) -> None:
-    step = rate * CHUNK_MS // 1000 * 2
-    t0 = time.monotonic()
-    for i in range(0, len(pcm), step):
-        await asyncio.sleep(max(0.0, t0 + i / 2 / rate - time.monotonic()))
-        await session.send_audio(pcm[i:i + step])
-    await session.flush()
-    await session.end()
 
 
 def _shown(picture: av.VideoFrame) -> np.ndarray:
@@ -90,7 +75,7 @@ async def run(target: str, token: str, face: str, speech: str, options: common_p
         async with session:
             ready = await session.ready()
             yield LiveUpdate(None, status_markdown(ready, 0, [], None))
-            sender = asyncio.create_task(_send(session, pcm, rate))
+            sender = asyncio.create_task(session.play(pcm, chunk_ms=CHUNK_MS))
             shown_at = time.monotonic()
             try:
                 with open(raw, "wb") as video:
