@@ -71,6 +71,11 @@ HISTOGRAMS = {   # name in the row: (service, metric, labels to match)
     "generator_crop_s": ("generator", "lipsync_generator_live_crop_seconds", {}),
     "gateway_generator_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "generator"}),
     "gateway_render_s": ("gateway", "lipsync_gateway_live_seconds", {"stage": "render"}),
+    # the generator's side thread (whisper for every session's token job) and its GPU batches
+    "generator_side_s": ("generator", "lipsync_generator_side_seconds", {}),
+    "generator_side_jobs": ("generator", "lipsync_generator_side_jobs", {}),
+    "generator_batch_s": ("generator", "lipsync_generator_batch_seconds", {}),
+    "generator_batch_size": ("generator", "lipsync_generator_batch_size", {}),
     # Python's full collector passes (every thread waits): how many, and how long, during the level
     "generator_gc2_s": ("generator", "lipsync_gc_pause_seconds", {"generation": "2"}),
     "gateway_gc2_s": ("gateway", "lipsync_gc_pause_seconds", {"generation": "2"}),

@@ -35,6 +35,11 @@ BATCH_SIZE = Histogram("lipsync_generator_batch_size", "Frames per accelerator b
 QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch", ["batcher"])
 BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+SIDE_SECONDS = Histogram("lipsync_generator_side_seconds", "Side work: time per call (e.g. one whisper pass for "
+                         "every request and live session waiting)", ["side"],
+                         buckets=(0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1))
+SIDE_JOBS = Histogram("lipsync_generator_side_jobs", "Side work: jobs per call", ["side"],
+                      buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64))
 
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
@@ -255,6 +260,7 @@ class SideWork:
     def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work", gather_s: float = 0.0):
         assert gather_s >= 0
         self.run = run
+        self.name = name
         self.gather_s = gather_s
         self.calls: list[int] = []                # jobs per call, recent (tests, metrics)
         self._queue: "queue.SimpleQueue[tuple[Any, Future] | None]" = queue.SimpleQueue()
@@ -306,10 +312,13 @@ class SideWork:
 
     def _call(self, jobs: list[tuple[Any, Future]]) -> None:
         self.calls = (self.calls + [len(jobs)])[-1000:]
+        t0 = time.monotonic()
         try:
             results = self.run([job for job, _ in jobs])
         except Exception as e:  # noqa: BLE001 - the error goes to every job of the call
             results = [e] * len(jobs)
+        SIDE_SECONDS.labels(self.name).observe(time.monotonic() - t0)
+        SIDE_JOBS.labels(self.name).observe(len(jobs))
         for (_, future), result in zip(jobs, results):
             if isinstance(result, BaseException):
                 future.set_exception(result)
