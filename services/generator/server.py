@@ -50,7 +50,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
                 latent=cfg.latent, compile=cfg.compile, fused=cfg.fused, fused_unet=cfg.fused_unet,
                 decode_chunk=cfg.decode_chunk, phase_upsample=cfg.phase_upsample, live_lookahead=cfg.live_lookahead,
-                side_gather_ms=cfg.side_gather_ms, whisper_graphs=cfg.whisper_graphs))}
+                side_gather_ms=cfg.side_gather_ms, whisper_graphs=cfg.whisper_graphs,
+                split_batches=cfg.split_batches))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

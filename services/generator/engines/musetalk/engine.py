@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Iterator
@@ -61,6 +62,7 @@ class MuseTalkSettings:
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
     whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
+    split_batches: bool | None = None  # a batch as the compiled sizes of least time (batch_plan); None = on for cuda
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -69,6 +71,21 @@ def buckets(max_batch: int) -> list[int]:
     batch is padded up to the next one, so a compiled model sees three fixed shapes instead of recompiling for
     every size (each compilation of UNet + decoder takes about a minute on an H100)."""
     return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
+
+
+def batch_plan(n: int, sizes: list[int], costs: dict[int, float] | None = None) -> list[int]:
+    """The compiled sizes to run n frames as. With `costs` (seconds per run of each size, timed at warm-up): the
+    split of least total time, e.g. 24 frames as 16 + 8 instead of padded to 32 (32 ran ~51 ms, 16 ~26 ms, 8 ~15
+    ms on an H200: a live level's 17-24 frames no longer pay for 32). Without: the smallest size that holds n."""
+    if n <= 0:
+        return []
+    fits = next((b for b in sizes if b >= n), n)
+    if not costs or n > max(costs):
+        return [fits]
+    best: list[tuple[float, list[int]]] = [(0.0, [])]
+    for k in range(1, n + 1):
+        best.append(min((costs[b] + best[max(0, k - b)][0], [b] + best[max(0, k - b)][1]) for b in sorted(costs)))
+    return sorted(best[n][1], reverse=True)
 
 
 class MuseTalkEngine:
@@ -80,6 +97,7 @@ class MuseTalkEngine:
         self.settings = settings or MuseTalkSettings()
         self.models: dict = {}
         self.batchers: dict[str, Batcher] = {}
+        self.size_costs: dict[str, dict[int, float]] = {}    # version -> seconds per run of each compiled size
         # a request's side work (reference latents, whisper features) runs on CUDA in this one thread: every
         # thread that calls cuBLAS/cuDNN gets its own handles and workspaces (~0.85 GB over 16 request threads
         # on the H200: BENCHMARKS.md), and one stream in one thread keeps one set
@@ -138,8 +156,9 @@ class MuseTalkEngine:
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
-            self.batchers[version] = Batcher(lambda items, m=model: self._launch(m, items, sizes), s.max_batch,
-                                             s.max_wait_ms / 1000, name=f"musetalk-{version}")
+            self.batchers[version] = Batcher(
+                lambda items, m=model, v=version: self._launch(m, items, sizes, self.size_costs.get(v)),
+                s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}")
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
@@ -148,6 +167,9 @@ class MuseTalkEngine:
             for size in reversed(sizes):
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
+            if device.startswith("cuda") if s.split_batches is None else s.split_batches:
+                self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
+                log.info("musetalk %s: seconds per batch of each size %s", version, self.size_costs[version])
             model.warm_whisper()
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
@@ -157,10 +179,23 @@ class MuseTalkEngine:
             # work that follows (whisper per request, VAE encoding per new source)
             torch.backends.cudnn.benchmark = False
 
+    def _time_sizes(self, version: str, sizes: list[int], item: tuple) -> dict[int, float]:
+        """Seconds per batch of each compiled size through the batcher (the best of three, after warm-up)."""
+        costs = {}
+        for size in sizes:
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                list(self.batchers[version].submit([item] * size, window=size))
+                runs.append(time.perf_counter() - t0)
+            costs[size] = min(runs)
+        return costs
+
     @staticmethod
-    def _launch(model, items: list, sizes: list[int]):
-        """Queue one batch on the device; returns a handle whose call gives one crop per item (zeros where the
-        source frame has no face) and whose done() says whether the device finished."""
+    def _launch(model, items: list, sizes: list[int], costs: dict[int, float] | None = None):
+        """Queue one batch on the device (as the parts batch_plan picks); returns a handle whose call gives one
+        crop per item (zeros where the source frame has no face) and whose done() says whether the device
+        finished."""
         import torch
 
         real = [i for i, item in enumerate(items) if item is not None]
@@ -168,11 +203,16 @@ class MuseTalkEngine:
             return _Crops(None, real, len(items))
         latents = torch.stack([items[i][0] for i in real])
         tokens = torch.stack([items[i][1] for i in real])
-        size = next((b for b in sizes if b >= len(real)), len(real))
-        if size > len(real):   # pad to the bucket: fixed shapes for the compiled networks
-            latents = torch.cat([latents, latents[-1:].expand(size - len(real), -1, -1, -1)])
-            tokens = torch.cat([tokens, tokens[-1:].expand(size - len(real), -1, -1)])
-        return _Crops(model.to_host_async(model.generate_uint8(latents, tokens)), real, len(items))
+        parts, at = [], 0
+        for size in batch_plan(len(real), sizes, costs):
+            lat, tok = latents[at:at + size], tokens[at:at + size]
+            rows = len(lat)
+            if size > rows:   # pad to the compiled size: fixed shapes for the compiled networks
+                lat = torch.cat([lat, lat[-1:].expand(size - rows, -1, -1, -1)])
+                tok = torch.cat([tok, tok[-1:].expand(size - rows, -1, -1)])
+            parts.append((lat, tok, rows))
+            at += rows
+        return _Crops(model.generate_to_host(parts), real, len(items))
 
     def _latents(self, source: SourceEntry, model, version: str):
         """Reference latents of every source frame, computed once per source (kept with the source in the cache,

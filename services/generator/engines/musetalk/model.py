@@ -348,18 +348,34 @@ class MuseTalk:
         are there (done()). On CUDA the copy goes into one of three reused pinned buffers, queued on the stream
         behind the work that made `crops`, so the next batch can be launched before this one is collected (the
         batcher keeps at most two batches in flight)."""
-        if crops.device.type != "cuda":
-            return HostCopy(crops.numpy(), None)
-        ring = getattr(self, "_pinned_ring", None)
-        if ring is None or ring[0].shape[0] < crops.shape[0]:
-            ring = self._pinned_ring = [torch.empty(crops.shape, dtype=torch.uint8, pin_memory=True)
-                                        for _ in range(3)]
-            self._ring_next = 0
-        buf = ring[self._ring_next][:crops.shape[0]]
-        self._ring_next = (self._ring_next + 1) % len(ring)
-        buf.copy_(crops, non_blocking=True)
+        return self.generate_to_host([(None, None, crops)])
+
+    def generate_to_host(self, parts: list) -> "HostCopy":
+        """Run parts of one batch and copy their crops to the host as one array (see to_host_async). Each part is
+        (latents, tokens, rows): generate_uint8 on those inputs (padded to a compiled size), of which the first
+        `rows` crops are kept; or (None, None, crops) for crops already made. On CUDA each part's copy is queued
+        before the next part runs: a CUDA graph's output buffer is overwritten by its next replay."""
+        def run(lat, tok, rows):
+            return rows if lat is None else self.generate_uint8(lat, tok)[:rows]
+
+        if self.device.type != "cuda":
+            return HostCopy(np.concatenate([run(*p).numpy() for p in parts]), None)
+        total = sum(len(p[2]) if p[0] is None else p[2] for p in parts)
+        buf, at = None, 0
+        for part in parts:
+            crops = run(*part)
+            if buf is None:
+                ring = getattr(self, "_pinned_ring", None)
+                if ring is None or ring[0].shape[0] < total:
+                    ring = self._pinned_ring = [torch.empty((total,) + tuple(crops.shape[1:]), dtype=torch.uint8,
+                                                            pin_memory=True) for _ in range(3)]
+                    self._ring_next = 0
+                buf = ring[self._ring_next][:total]
+                self._ring_next = (self._ring_next + 1) % len(ring)
+            buf[at:at + len(crops)].copy_(crops, non_blocking=True)
+            at += len(crops)
         event = torch.cuda.Event(blocking=True)     # a waiting thread sleeps instead of spinning on a core
-        event.record(torch.cuda.current_stream(crops.device))
+        event.record(torch.cuda.current_stream(self.device))
         return HostCopy(buf.numpy(), event)
 
     def to_host(self, crops: torch.Tensor) -> np.ndarray:
