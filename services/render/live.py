@@ -78,7 +78,7 @@ class LiveEncoder:
             rgb = frame if crop is None or bm is None else composite(frame, crop, bm[0], bm[1])
             pad = ((0, self.height - rgb.shape[0]), (0, self.width - rgb.shape[1]), (0, 0))
             data = mp4.cv2.cvtColor(np.pad(rgb, pad, mode="edge"), mp4.cv2.COLOR_RGB2YUV_I420)
-        out = av.VideoFrame.from_ndarray(data, format="yuv420p")
+        out = mp4.video_frame(data, "yuv420p")
         out.pts = t
         return out
 

@@ -88,15 +88,15 @@ def _planes(i420: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def composite_i420(i420: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int],
-                   alpha: np.ndarray) -> np.ndarray:
+                   alpha: np.ndarray, inplace: bool = False) -> np.ndarray:
     """`composite` for a frame kept as the decoder's I420 planes (H * 3 / 2, W; H and W even), blending in YCbCr:
     only the masked region is touched (the generated crop converted there), the rest of the frame is the source's
     own samples, byte for byte, with no RGB round trip. Luma blends per pixel with alpha, chroma per 2x2 block
     with the block's mean alpha. Blending is linear, so this equals blending in RGB up to rounding (BT.601, as the
-    RGB path's I420 conversion)."""
+    RGB path's I420 conversion). inplace: blend into i420 itself (an array no one else reads) instead of a copy."""
     h, w = i420.shape[0] * 2 // 3, i420.shape[1]
     x1, y1, x2, y2 = box
-    out = np.array(i420, copy=True)
+    out = i420 if inplace else np.array(i420, copy=True)
     ys, xs = np.nonzero(alpha)
     if len(ys) == 0:
         return out
@@ -214,8 +214,8 @@ class Renderer:
 
     def _frame(self, job: tuple) -> np.ndarray:
         frame, crop, bm = job
-        if frame.ndim == 2:          # the decoder's I420 planes: composited in place of the RGB round trip
-            return frame if bm is None else composite_i420(frame, crop, bm[0], bm[1])
+        if frame.ndim == 2:          # the decoder's I420 planes (this frame's own copy): blended in place
+            return frame if bm is None else composite_i420(frame, crop, bm[0], bm[1], inplace=True)
         return self.writer.convert(frame if bm is None else composite(frame, crop, bm[0], bm[1], self.color_match))
 
     def finish(self) -> None:

@@ -172,6 +172,31 @@ def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, l
     assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 90, 25))
 
 
+@pytest.mark.parametrize("fmt", ["yuv420p", "rgb24"])
+def test_frames_wrapping_the_arrays_encode_exactly_as_copied_frames(fmt, monkeypatch):
+    """mp4.video_frame wraps the array (no copy on the encoding thread): the encoded stream is byte for byte the
+    one from PyAV's copying from_ndarray, frames in flight in a GOP encoder's queue included."""
+    rgb = moving_square(60)
+    frames = [np.ascontiguousarray(f) if fmt == "rgb24" else
+              mp4.cv2.cvtColor(np.ascontiguousarray(f), mp4.cv2.COLOR_RGB2YUV_I420) for f in rgb]
+    wrapped = mp4.video_frame(frames[0], fmt)
+    frames[0][0, 0] ^= 1                                  # the frame sees the array's memory
+    assert wrapped.to_ndarray().reshape(-1)[0] == frames[0].reshape(-1)[0]
+    frames[0][0, 0] ^= 1
+
+    def encode(gop_encoders):
+        out = []
+        w = mp4.Mp4Writer(out.append, 96, 64, 25, lossless_rgb=fmt == "rgb24", threads=2, gop_encoders=gop_encoders)
+        for f in frames:
+            w.write_converted(f.copy())
+        w.close()
+        return b"".join(out)
+
+    wrapped_bytes = encode(1), encode(2)
+    monkeypatch.setattr(mp4, "video_frame", lambda data, f: av.VideoFrame.from_ndarray(data, format=f))
+    assert (encode(1), encode(2)) == wrapped_bytes
+
+
 def test_prefetch_keeps_order_raises_and_stops():
     import threading
 

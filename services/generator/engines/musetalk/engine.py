@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Iterator
@@ -62,7 +61,7 @@ class MuseTalkSettings:
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
     whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
-    split_batches: bool | None = None  # a batch as the compiled sizes of least time (batch_plan); None = on for cuda
+    split_batches: bool = False  # a batch as the compiled sizes of least time (batch_plan); not yet shown to help
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -167,7 +166,7 @@ class MuseTalkEngine:
             for size in reversed(sizes):
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
-            if device.startswith("cuda") if s.split_batches is None else s.split_batches:
+            if s.split_batches:
                 self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
                 log.info("musetalk %s: seconds per batch of each size %s", version, self.size_costs[version])
             model.warm_whisper()
@@ -180,14 +179,15 @@ class MuseTalkEngine:
             torch.backends.cudnn.benchmark = False
 
     def _time_sizes(self, version: str, sizes: list[int], item: tuple) -> dict[int, float]:
-        """Seconds per batch of each compiled size through the batcher (the best of three, after warm-up)."""
-        costs = {}
+        """Seconds per batch of each compiled size, from launch to crops on the host (the batcher's own clock,
+        without its wait for more items), the best of three, after warm-up."""
+        batcher, costs = self.batchers[version], {}
         for size in sizes:
             runs = []
             for _ in range(3):
-                t0 = time.perf_counter()
-                list(self.batchers[version].submit([item] * size, window=size))
-                runs.append(time.perf_counter() - t0)
+                before = batcher.busy_s
+                list(batcher.submit([item] * size, window=size))
+                runs.append(batcher.busy_s - before)
             costs[size] = min(runs)
         return costs
 
