@@ -1,3 +1,4 @@
+import io
 import os
 
 import av
@@ -195,6 +196,29 @@ def test_frames_wrapping_the_arrays_encode_exactly_as_copied_frames(fmt, monkeyp
     wrapped_bytes = encode(1), encode(2)
     monkeypatch.setattr(mp4, "video_frame", lambda data, f: av.VideoFrame.from_ndarray(data, format=f))
     assert (encode(1), encode(2)) == wrapped_bytes
+
+
+def test_the_audio_is_encoded_beside_the_video_and_an_abort_stops_it():
+    """The AAC track is encoded in a thread of its own from the start; every sample is in the file, and an
+    aborted writer leaves no encoding thread behind."""
+    import threading
+    frames = moving_square(50)
+    audio = np.sin(np.arange(16000 * 2) * 2 * np.pi * 440 / 16000).astype(np.float32)[None] * 0.3
+    out = []
+    w = mp4.Mp4Writer(out.append, 96, 64, 25, threads=2, audio=audio, audio_rate=16000)
+    for f in frames:
+        w.write(f)
+    w.close()
+    assert not w.aac.thread.is_alive()
+    with av.open(io.BytesIO(b"".join(out))) as c:
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert len(decoded) >= audio.shape[1] and np.abs(decoded).max() > 0.2
+    long_audio = np.zeros((1, 16000 * 600), np.float32)          # ten minutes: far from done at the abort
+    w = mp4.Mp4Writer([].append, 96, 64, 25, threads=2, audio=long_audio, audio_rate=16000)
+    w.write(frames[0])
+    w.abort()
+    assert not w.aac.thread.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "aac"]
 
 
 def test_prefetch_keeps_order_raises_and_stops():
