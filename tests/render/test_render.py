@@ -136,3 +136,23 @@ def test_h264_output_keeps_the_source_samples_and_blends_in_ycbcr(entry, tmp_pat
         outside = np.ones((h, want.shape[1]), bool)
         outside[y1:y2, x1:x2] = alpha[:y2 - y1, :x2 - x1] == 0
         assert np.array_equal(want[:h][outside], planes[idx][:h][outside])     # the decoder's own luma
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_mask_extent_and_chroma_alpha_equal_numpys_plain_forms(seed):
+    """The hot path's cheaper forms: the masked extent from the rows' and columns' any() (np.nonzero's bounds) and
+    the 2x2 block mean in integers (numpy's float mean rounded half to even), on masks with ragged edges."""
+    from services.render.render import _block_mean, _extent
+    rng = np.random.default_rng(seed)
+    alpha = (rng.random((97, 130)) > 0.7) * rng.integers(1, 256, (97, 130))
+    alpha[:rng.integers(0, 40)] = 0
+    alpha[:, rng.integers(60, 130):] = 0
+    alpha = alpha.astype(np.uint8)
+    ys, xs = np.nonzero(alpha)
+    assert _extent(alpha) == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+    assert _extent(np.zeros((8, 8), np.uint8)) is None
+    a = rng.integers(0, 256, (96, 130)).astype(np.uint16)
+    a[:4, :4] = [[0, 1, 2, 3], [1, 0, 3, 2], [2, 2, 5, 5], [0, 0, 5, 5]]   # block sums 2 (-> 0) and 10 (-> 2)
+    want = a.reshape(48, 2, 65, 2).mean((1, 3)).round().astype(np.uint16)
+    assert (_block_mean(a) == want).all()
+    assert _block_mean(a)[0, 0] == 0 and _block_mean(a)[0, 1] == 2
