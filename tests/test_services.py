@@ -97,6 +97,46 @@ def test_render_needs_a_prepared_source_and_ordered_crops(stack, prepared):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "only 1 of 2 frames" in e.value.details()
 
 
+def test_render_calls_that_end_before_their_crops_leave_no_renderer_behind(stack, prepared):
+    """The renderer is made when the config comes (its encoders open while the first crops are being made): a call
+    that ends before any crops, by its stream ending or by cancellation, stops it (its decoder and x264 threads)."""
+    import os
+    import time
+    pid = next(p.pid for name, p in stack.procs.items() if name.startswith("render"))
+
+    def threads():
+        return len(os.listdir(f"/proc/{pid}/task"))
+
+    cfg = render_pb2.RenderConfig(source_id=prepared.source_id, fps=25, num_frames=50, audio_sample_rate=16000,
+                                  audio_channels=1)
+    audio = render_pb2.RenderRequest(audio=to_tensor(np.zeros((16000, 1), np.int16)))
+    with grpc.insecure_channel(stack.addrs["render"]) as ch:
+        stub = render_pb2_grpc.RenderStub(ch)
+
+        def ended_early():
+            with pytest.raises(grpc.RpcError) as e:
+                list(stub.Render(iter([render_pb2.RenderRequest(config=cfg), audio])))
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "before any crops" in e.value.details()
+
+        def cancelled():
+            call = stub.Render(iter([render_pb2.RenderRequest(config=cfg), audio]), timeout=60)
+            call.cancel()
+            with pytest.raises(grpc.RpcError):
+                list(call)
+
+        ended_early()                     # the worker threads the server keeps are made now
+        time.sleep(0.5)
+        before = threads()
+        for _ in range(4):
+            ended_early()
+            cancelled()
+        deadline = time.monotonic() + 10
+        while threads() > before + 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # each renderer left behind would keep ~10 threads (source decoding, two x264 encoders)
+        assert threads() <= before + 6, f"{threads() - before} threads more after 8 calls that ended early"
+
+
 def test_render_sends_the_first_fragment_before_the_rest_of_the_crops_arrive(stack, prepared):
     """The MP4's bytes leave as soon as a batch is encoded, not when the next message comes: the client holds the
     rest of the crops back until it has the header and a first short fragment (a keyframe at 0.2 s opens the

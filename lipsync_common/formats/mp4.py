@@ -98,15 +98,24 @@ class Mp4Writer:
         self.gops = None
         if gop_encoders > 1 and (self.head is not None or self._twin_encoder() is not None):
             self.gops = _ParallelGops(self._twin_encoder, gop, gop_encoders)
-        self.audio = audio
-        self.audio_rate = audio_rate
+        self.audio, self.audio_rate = None, audio_rate
         self.astream = None
         self.aac = None
-        if audio is not None and audio.shape[1] > 0:
+        if audio is not None:
+            self.set_audio(audio, audio_rate)
+
+    def set_audio(self, audio: np.ndarray, rate: int) -> None:
+        """The sound track, float32 [channels, samples] (none when it has no samples); before the first frame. The
+        encoders open with the writer, so a writer made before the audio is known (render: at the call's config,
+        while the first crops are being made) has them ready when the first frame comes."""
+        if self.frames or self.audio is not None:
+            raise ValueError("the audio must be set once, before the first frame")
+        self.audio, self.audio_rate = audio, rate
+        if audio.shape[1] > 0:
             layout = "mono" if audio.shape[0] == 1 else "stereo"
-            self.astream = self.container.add_stream("aac", rate=audio_rate, layout=layout)
+            self.astream = self.container.add_stream("aac", rate=rate, layout=layout)
             self.astream.bit_rate = 128000
-            self.aac = _AacTrack(self.astream, audio, audio_rate)
+            self.aac = _AacTrack(self.astream, audio, rate)
 
     def _twin_encoder(self):
         """An open encoder with the main one's settings (for the first fragment's frames and the keyframe that

@@ -34,6 +34,7 @@ class GeneratorConfig:
     side_gather_ms: float = 3.0      # musetalk: how long whisper waits for more requests/sessions to batch with
     whisper_graphs: bool = False     # musetalk on cuda: whisper's encoder as CUDA graphs (not yet measured)
     split_batches: bool = False      # musetalk: a batch as the compiled sizes of least time (not yet shown to help)
+    latent_cache_mb: int = 512       # musetalk: sources' reference latents kept on the device (most recent first)
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
     switch_interval_ms: float = 1.0
@@ -63,6 +64,7 @@ class GeneratorConfig:
             side_gather_ms=env_float("MUSETALK_SIDE_GATHER_MS", cls.side_gather_ms),
             whisper_graphs=env_str("MUSETALK_WHISPER_GRAPHS", "0") == "1",
             split_batches=env_str("MUSETALK_SPLIT_BATCHES", "0") == "1",
+            latent_cache_mb=env_int("MUSETALK_LATENT_CACHE_MB", cls.latent_cache_mb),
             switch_interval_ms=env_float("PY_SWITCH_INTERVAL_MS", cls.switch_interval_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", "") or default_speech_cache(env_str("XDG_CACHE_HOME", "")),

@@ -176,6 +176,11 @@ class Renderer:
         self._lock = threading.Lock()
         self._closed = False
 
+    def set_audio(self, audio: np.ndarray, rate: int) -> None:
+        """The sound track (float32 [channels, samples]) of a renderer made before it was known; before add."""
+        with self._lock:
+            self.writer.set_audio(audio, rate)
+
     def add(self, first_frame: int, crops: np.ndarray) -> None:
         with self._lock:
             if self._closed:

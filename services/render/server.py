@@ -43,11 +43,11 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
         self.cfg = cfg
         self.cache = SourceCache(cfg.cache_dir)
 
-    def _renderer(self, entry, cfg, crf: int, audio_parts: list, on_bytes) -> Renderer:
-        pcm = np.concatenate(audio_parts) if audio_parts else np.zeros((0, cfg.audio_channels), np.int16)
+    def _renderer(self, entry, cfg, crf: int, on_bytes) -> Renderer:
+        """Made when the config comes (in a worker thread): its encoders open and its source frames start decoding
+        while the first crops are being made; the audio is set when the crops come."""
         return Renderer(entry, cfg.fps, cfg.num_frames, on_bytes,
                         lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB, crf=crf,
-                        audio=pcm.T.astype(np.float32) / 32768.0, audio_rate=cfg.audio_sample_rate,
                         threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                         color_match=cfg.color_match, preset=self.cfg.x264_preset,
@@ -123,6 +123,14 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
         audio_parts: list[np.ndarray] = []
         renderer = None
         inflight: asyncio.Future | None = None
+        opening = asyncio.ensure_future(asyncio.to_thread(self._renderer, entry, cfg, crf, on_bytes))
+
+        async def opened() -> Renderer:
+            # shielded: a cancelled call must not lose a renderer its thread is still making (see finally)
+            r = state["renderer"] = await asyncio.shield(opening)     # from here the call's end aborts it
+            pcm = np.concatenate(audio_parts) if audio_parts else np.zeros((0, cfg.audio_channels), np.int16)
+            await asyncio.to_thread(r.set_audio, pcm.T.astype(np.float32) / 32768.0, cfg.audio_sample_rate)
+            return r
 
         async def add_after(prev, r, first_frame, batch):
             if prev is not None:      # strictly in order: a thread lock does not queue FIFO
@@ -140,7 +148,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                     audio_parts.append(from_tensor(req.audio, dtype=np.int16, ndim=2, trailing=(cfg.audio_channels,)))
                 elif kind == "crops":
                     if renderer is None:
-                        renderer = state["renderer"] = self._renderer(entry, cfg, crf, audio_parts, on_bytes)
+                        renderer = await opened()
                     crops = from_tensor(req.crops.images, dtype=np.uint8, ndim=4, trailing=(256, 256, 3))
                     previous, inflight = inflight, asyncio.ensure_future(
                         add_after(inflight, renderer, req.crops.first_frame, crops))
@@ -164,6 +172,8 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
             if inflight is not None:      # a queued add() then finds the render stopped: nothing to keep
                 inflight.cancel()
                 await asyncio.gather(inflight, return_exceptions=True)
+            if state["renderer"] is None and renderer is None:   # made for a call that ended before its crops
+                opening.add_done_callback(_abort_unused)
 
     async def RenderLive(self, request_iterator, context):
         """One frame in, its encoded frame out as soon as x264 gives it (services/render/live.py)."""
@@ -217,6 +227,12 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                 yield msg
         finally:
             await asyncio.shield(asyncio.to_thread(encoder.close))
+
+
+def _abort_unused(opening: asyncio.Future) -> None:
+    """A renderer made for a call that ended before its first crops: stopped in a worker thread."""
+    if not opening.cancelled() and opening.exception() is None:
+        asyncio.get_running_loop().run_in_executor(None, opening.result().abort)
 
 
 def main() -> None:

@@ -61,3 +61,48 @@ def test_latents_are_found_again_while_cached_and_go_with_an_evicted_source(tmp_
 
     engine._latents(put(cache, "aa", str(media)), model, "v15")     # prepared again: encoded again
     assert model.calls == 2
+
+
+def test_latents_are_kept_in_memory_by_recent_use_and_a_source_prepared_again_is_not_stale(tmp_path, monkeypatch):
+    """A known avatar's latents are not read from the cache again; the memory they take is bounded (least recently
+    used go first); a source evicted and prepared again gets its new latents, not the kept ones."""
+    from services.generator.engines.musetalk.engine import MuseTalkSettings
+    models = tmp_path / "models"
+    (models / "sd-vae").mkdir(parents=True)
+    (models / "sd-vae" / "diffusion_pytorch_model.bin").write_bytes(b"weights")
+    media = tmp_path / "face.media"
+    media.write_bytes(os.urandom(4096))
+    cache = SourceCache(str(tmp_path / "cache"))
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    one = N * 8 * 32 * 32 * 4                                     # bytes of one source's float32 latents
+    engine, model = MuseTalkEngine(str(models), MuseTalkSettings(latent_cache_mb=1)), CountingModel()
+    assert one * 2 < 2**20 < one * 100
+
+    first = engine._latents(put(cache, "aa", str(media)), model, "v15")
+    again = engine._latents(cache.get("aa"), model, "v15")
+    assert again is first and loads == [] and model.calls == 1     # kept: neither read nor encoded again
+
+    fresh = MuseTalkEngine(str(models), MuseTalkSettings(latent_cache_mb=0))   # nothing kept: read each time
+    fresh._latents(cache.get("aa"), model, "v15")
+    fresh._latents(cache.get("aa"), model, "v15")
+    assert len(loads) == 2 and model.calls == 1
+
+    engine.settings = MuseTalkSettings(latent_cache_mb=one * 2 / 2**20)     # room for two sources
+    engine._latents(put(cache, "bb", str(media)), model, "v15")
+    engine._latents(cache.get("aa"), model, "v15")                # aa used last: bb is the oldest
+    engine._latents(put(cache, "cc", str(media)), model, "v15")    # evicts bb
+    assert len(loads) == 2
+    engine._latents(cache.get("bb"), model, "v15")
+    assert len(loads) == 3                                         # bb read from the cache again
+    engine._latents(cache.get("cc"), model, "v15")
+    assert len(loads) == 3
+
+    cache.max_bytes = 1                                            # aa evicted from the source cache...
+    put(cache, "dd", str(media))
+    cache.max_bytes = 10**12
+    calls = model.calls
+    media.write_bytes(os.urandom(4096))
+    engine._latents(put(cache, "aa", str(media)), model, "v15")    # ...and prepared again: encoded again
+    assert model.calls == calls + 1

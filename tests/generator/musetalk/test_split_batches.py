@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings, batch_plan
+from services.generator.engines.musetalk.batcher import batch_plan
+from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
 from tests.generator.musetalk.tiny_musetalk import write_tiny_models
 
 H200 = {8: 0.015, 16: 0.026, 32: 0.051}     # seconds per batch of each size, as timed on an H200

@@ -5,6 +5,7 @@ many, close), the per-source latent cache and the cross-request batcher.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from prometheus_client import Gauge
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
-from services.generator.engines.musetalk.batcher import Batcher, SideWork
+from services.generator.engines.musetalk.batcher import Batcher, SideWork, batch_plan
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class MuseTalkSettings:
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
     whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
     split_batches: bool = False  # a batch as the compiled sizes of least time (batch_plan); not yet shown to help
+    latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -70,21 +72,6 @@ def buckets(max_batch: int) -> list[int]:
     batch is padded up to the next one, so a compiled model sees three fixed shapes instead of recompiling for
     every size (each compilation of UNet + decoder takes about a minute on an H100)."""
     return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
-
-
-def batch_plan(n: int, sizes: list[int], costs: dict[int, float] | None = None) -> list[int]:
-    """The compiled sizes to run n frames as. With `costs` (seconds per run of each size, timed at warm-up): the
-    split of least total time, e.g. 24 frames as 16 + 8 instead of padded to 32 (32 ran ~51 ms, 16 ~26 ms, 8 ~15
-    ms on an H200: a live level's 17-24 frames no longer pay for 32). Without: the smallest size that holds n."""
-    if n <= 0:
-        return []
-    fits = next((b for b in sizes if b >= n), n)
-    if not costs or n > max(costs):
-        return [fits]
-    best: list[tuple[float, list[int]]] = [(0.0, [])]
-    for k in range(1, n + 1):
-        best.append(min((costs[b] + best[max(0, k - b)][0], [b] + best[max(0, k - b)][1]) for b in sorted(costs)))
-    return sorted(best[n][1], reverse=True)
 
 
 class MuseTalkEngine:
@@ -105,6 +92,8 @@ class MuseTalkEngine:
                                      gather_s=self.settings.side_gather_ms / 1000)
         self._side = None
         self._side_lock = threading.Lock()
+        self._kept: collections.OrderedDict = collections.OrderedDict()   # latents in memory (_keep_latents)
+        self._kept_lock = threading.Lock()
 
     def check(self, version: str) -> None:
         missing = missing_files(self.models_dir, version)
@@ -226,7 +215,10 @@ class MuseTalkEngine:
                              f"{self.settings.seed}:{model.dtype}".encode()).hexdigest()[:16]
         path = os.path.join(source.derived_dir("latents"), f"latents-{key}.pt")
         if os.path.isfile(path):
-            return torch.load(path, map_location=model.device, weights_only=True)
+            kept = self._kept_latents(path)
+            if kept is not None:
+                return kept
+            return self._keep_latents(path, torch.load(path, map_location=model.device, weights_only=True))
         faces = np.flatnonzero(source.has_face)
         latents = torch.zeros((source.meta.num_frames, 8, CROP // 8, CROP // 8), dtype=model.dtype, device=model.device)
         for start in range(0, len(faces), 16):
@@ -235,10 +227,35 @@ class MuseTalkEngine:
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save(latents.cpu(), tmp)
         os.replace(tmp, path)
+        self._keep_latents(path, latents)
         if latents.is_cuda:
             # the VAE encoder's activations (~1.4 GB at 16 crops) would stay cached on the side stream for good:
             # give them back (once per new source; the CUDA graphs' pool is not touched)
             torch.cuda.empty_cache()
+        return latents
+
+    def _kept_latents(self, path: str):
+        """Latents kept in memory for this file as it is now (a source prepared again writes a new file), or None."""
+        st = os.stat(path)
+        with self._kept_lock:
+            hit = self._kept.get((path, st.st_mtime_ns, st.st_size))
+            if hit is not None:
+                self._kept.move_to_end((path, st.st_mtime_ns, st.st_size))
+            return hit
+
+    def _keep_latents(self, path: str, latents):
+        """Keep a source's latents in memory (on the model's device), the most recently used first, up to
+        latent_cache_mb: a request on a known avatar no longer reads and copies them in the side thread that every
+        request's start waits on (a 10-minute source's are ~240 MB)."""
+        size = latents.numel() * latents.element_size()
+        budget = self.settings.latent_cache_mb * 2**20
+        if size > budget:
+            return latents
+        st = os.stat(path)
+        with self._kept_lock:
+            self._kept[(path, st.st_mtime_ns, st.st_size)] = latents
+            while sum(t.numel() * t.element_size() for t in self._kept.values()) > budget:
+                self._kept.popitem(last=False)
         return latents
 
     def _side_stream(self, device):
