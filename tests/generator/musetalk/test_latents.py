@@ -36,13 +36,18 @@ def latent_files(root: str) -> list[str]:
                   if f.startswith("latents-"))
 
 
-def test_latents_are_found_again_while_cached_and_go_with_an_evicted_source(tmp_path):
+def setup(tmp_path):
+    """A models folder with a VAE file (its stat keys the latents), a face media file and a source cache."""
     models = tmp_path / "models"
     (models / "sd-vae").mkdir(parents=True)
     (models / "sd-vae" / "diffusion_pytorch_model.bin").write_bytes(b"weights")
     media = tmp_path / "face.media"
     media.write_bytes(os.urandom(4096))
-    cache = SourceCache(str(tmp_path / "cache"))
+    return models, media, SourceCache(str(tmp_path / "cache"))
+
+
+def test_latents_are_found_again_while_cached_and_go_with_an_evicted_source(tmp_path):
+    models, media, cache = setup(tmp_path)
     engine, model = MuseTalkEngine(str(models)), CountingModel()
 
     first = engine._latents(put(cache, "aa", str(media)), model, "v15")
@@ -67,12 +72,7 @@ def test_latents_are_kept_in_memory_by_recent_use_and_a_source_prepared_again_is
     """A known avatar's latents are not read from the cache again; the memory they take is bounded (least recently
     used go first); a source evicted and prepared again gets its new latents, not the kept ones."""
     from services.generator.engines.musetalk.engine import MuseTalkSettings
-    models = tmp_path / "models"
-    (models / "sd-vae").mkdir(parents=True)
-    (models / "sd-vae" / "diffusion_pytorch_model.bin").write_bytes(b"weights")
-    media = tmp_path / "face.media"
-    media.write_bytes(os.urandom(4096))
-    cache = SourceCache(str(tmp_path / "cache"))
+    models, media, cache = setup(tmp_path)
     loads = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
