@@ -160,7 +160,9 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             errors.append(f"{e.code().name}: {e.details()}")
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    from tools import bench_live
     spies = profile(stack, spy_s) if spy_s else []
+    hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
     cpu0, t0 = cpu_seconds(stack), time.perf_counter()
     for t in threads:
         t.start()
@@ -168,6 +170,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
         t.join()
     wall = time.perf_counter() - t0
     cpu1 = cpu_seconds(stack)
+    hist1 = bench_live.buckets(stack)
     for p in spies:
         p.wait(60)
     done = [r for r in results if r]
@@ -187,6 +190,11 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
+            # where the generator's time went during the level (bucket upper bounds): one side-thread call (whisper
+            # and reference latents for every request waiting), jobs per call, a GPU batch launch -> host, its size
+            **{f"{key}_p{q}_le": bench_live.bucket_percentile(hist0[key], hist1[key], q)
+               for key in ("generator_side_s", "generator_side_jobs", "generator_batch_s", "generator_batch_size")
+               for q in (50, 95)},
             "cpu_percent": share, "cores": os.cpu_count()}
 
 
