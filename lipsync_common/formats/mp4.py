@@ -200,6 +200,12 @@ class Mp4Writer:
             self.container.close()
         except Exception:  # noqa: BLE001 - closing a half-written container may fail; nothing to keep
             pass
+        # x264's threads end when its contexts are freed: now, not whenever this writer happens to be collected
+        # (packets not muxed hold their stream, which holds the container and so every encoder)
+        self.head = self.video = self.astream = self.container = None
+        if self.aac is not None:
+            self.aac.stream = None
+            self.aac.ready.clear()
 
 
 class _AacTrack:
