@@ -86,6 +86,33 @@ def x264_variants(conv: list, add) -> None:
         add(f"{parts} x264 encoders on alternate GOPs, threads {threads or 'auto'} each", time.perf_counter() - t0)
 
 
+def hot_path_costs(frames_i420: list, entry, crops, add_ms) -> None:
+    """The encoding thread's per-frame pieces (BENCHMARKS.md, sixth session): PyAV's copying from_ndarray against
+    mp4.video_frame, composite_i420, opening a writer's two x264 encoders at 24 threads, 10 s of AAC."""
+    import av
+
+    from services.render.render import composite_i420
+    n = len(frames_i420)
+    masks = [frame_mask(entry, i) for i in range(n)]
+    for name, fn in (("VideoFrame.from_ndarray", lambda f: av.VideoFrame.from_ndarray(f, format="yuv420p")),
+                     ("mp4.video_frame", lambda f: mp4.video_frame(f, "yuv420p")),
+                     ("composite_i420", None)):
+        t0 = time.perf_counter()
+        for i, f in enumerate(frames_i420):
+            fn(f) if fn else composite_i420(f, crops[i], *masks[i])
+        add_ms(f"{name}, ms per frame", (time.perf_counter() - t0) / n)
+    t0 = time.perf_counter()
+    mp4.Mp4Writer(lambda b: None, 1280, 720, 25.0, threads=24, first_fragment=5).abort()
+    add_ms("Mp4Writer with its two x264 encoders opened (24 threads), ms", time.perf_counter() - t0)
+    out = []
+    speech_band = (np.random.default_rng(0).standard_normal((1, 160000)) * 0.1).astype(np.float32)
+    w = mp4.Mp4Writer(out.append, 1280, 720, 25.0, audio=speech_band, audio_rate=16000)
+    t0 = time.perf_counter()
+    w.aac.take(None)
+    add_ms("AAC of 10 s at 16 kHz (its own thread), ms", time.perf_counter() - t0)
+    w.abort()
+
+
 def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
@@ -106,6 +133,10 @@ def main() -> int:
     wr.close()
     add("x264 alone (converted frames)", time.perf_counter() - t0)
     x264_variants(conv, add)
+    with entry.frame_reader() as reader:
+        i420 = [reader.get_i420(i) for i in range(n)]
+    hot_path_costs(i420, entry, crops, lambda name, s: (rows.append({"run": name, "ms": round(1000 * s, 3)}),
+                                                        print(json.dumps(rows[-1]), flush=True)))
     for threads, carry in ((0, None), (4, 0), (4, None), (6, None), (8, None)):
         r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
         jobs = [(frames[i], crops[i], frame_mask(entry, i)) for i in range(n)]

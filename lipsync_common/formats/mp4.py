@@ -44,7 +44,7 @@ def x264_options(gop: int, preset: str, lookahead: int, crf: int | None) -> dict
 def video_frame(data: np.ndarray, fmt: str) -> av.VideoFrame:
     """A frame that wraps the array's memory (the array must not change until the frame is encoded; the encoder
     copies what it keeps). VideoFrame.from_ndarray copies it twice while holding the GIL, ~1 ms per 720p frame on
-    the encoding thread (0.006 ms this way; `python -m tools.bench_render`)."""
+    the encoding thread (0.007 ms this way; `python -m tools.bench_render` times both)."""
     return av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(data), format=fmt)
 
 
