@@ -240,6 +240,22 @@ def test_side_work_runs_a_burst_in_one_call_and_keeps_errors_apart():
         side.submit(8).result(5)
 
 
+def test_side_work_call_runs_alone_in_its_thread():
+    calls, threads = [], []
+    side = SideWork(lambda jobs: calls.append(list(jobs)) or threads.append(threading.current_thread()) or list(jobs),
+                    gather_s=0.2)
+    job = side.submit(1)
+    ran_in = side.call(threading.current_thread)     # queued within the job's gather window: still run alone
+    assert ran_in.result(5) is not threading.current_thread()
+    assert job.result(5) == 1 and calls == [[1]] and threads == [ran_in.result()]
+    with pytest.raises(ZeroDivisionError):
+        side.call(lambda: 1 / 0).result(5)
+    assert side.submit(2).result(5) == 2 and calls[-1] == [2]     # the thread goes on after a failed call
+    side.close()
+    with pytest.raises(BatcherClosed):
+        side.call(lambda: None).result(5)
+
+
 def test_side_work_gathers_jobs_that_arrive_within_its_window():
     calls = []
     side = SideWork(lambda jobs: calls.append(list(jobs)) or list(jobs), gather_s=0.3)

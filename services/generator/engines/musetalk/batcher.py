@@ -293,6 +293,11 @@ class SideWork:
                 self._queue.put((job, future))
         return future
 
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run fn() in this thread, alone (not in a call of jobs): e.g. warming up the CUDA work where it will run
+        (cuDNN's execution plans are cached per thread)."""
+        return self.submit(_Alone(fn))
+
     def _loop(self) -> None:
         stop = False
         while not stop:
@@ -322,6 +327,12 @@ class SideWork:
                     future.set_exception(BatcherClosed("the side work was closed"))
                 break
             jobs = [(job, f) for job, f in jobs if f.set_running_or_notify_cancel()]
+            for job, future in [(j, f) for j, f in jobs if isinstance(j, _Alone)]:
+                try:
+                    future.set_result(job.fn())
+                except Exception as e:  # noqa: BLE001 - the caller's to see
+                    future.set_exception(e)
+            jobs = [(j, f) for j, f in jobs if not isinstance(j, _Alone)]
             if jobs:
                 self._call(jobs)
 
@@ -346,6 +357,11 @@ class SideWork:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=5)
+
+
+class _Alone:
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
 
 
 class _Callback:

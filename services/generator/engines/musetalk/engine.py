@@ -158,14 +158,30 @@ class MuseTalkEngine:
             if s.split_batches:
                 self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
                 log.info("musetalk %s: seconds per batch of each size %s", version, self.size_costs[version])
-            model.warm_whisper()
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()
+            # whisper's shapes warmed in the side thread, on its stream, where requests run them: cuDNN's
+            # execution plans are cached per thread (a burst's first pass at a new bucket built them on its path),
+            # and the side stream's memory pool keeps the blocks of its largest pass
+            self._side_worker.call(lambda: self._warm_side(device)).result()
             _watch_gpu_memory(torch, device)
             # the graphs are captured: cuDNN's algorithm search (on for the capture) is off again for the eager
             # work that follows (whisper per request, VAE encoding per new source)
             torch.backends.cudnn.benchmark = False
+
+    def _warm_side(self, device) -> None:
+        import torch
+
+        stream = self._side_stream(device)
+        with torch.cuda.stream(stream):
+            for model in self.models.values():
+                model.encode_crops(np.zeros((16, CROP, CROP, 3), np.uint8))    # a new source's latents, 16 at a time
+            stream.synchronize()
+            torch.cuda.empty_cache()       # the VAE encoder's activations (~1.4 GB), as after a new source
+            for model in self.models.values():
+                model.warm_whisper()
+        stream.synchronize()
 
     def _time_sizes(self, version: str, sizes: list[int], item: tuple) -> dict[int, float]:
         """Seconds per batch of each compiled size, from launch to crops on the host (the batcher's own clock,
