@@ -33,7 +33,7 @@ class GeneratorConfig:
     live_lookahead: int = 2          # musetalk live sessions: frames of audio after a frame before its crop (>= 2)
     side_gather_ms: float = 3.0      # musetalk: how long whisper waits for more requests/sessions to batch with
     whisper_graphs: bool = False     # musetalk on cuda: whisper's encoder as CUDA graphs (not yet measured)
-    split_batches: bool = False      # musetalk: a batch as the compiled sizes of least time (not yet shown to help)
+    split_batches: bool = True       # musetalk: a batch as the compiled sizes of least time (BENCHMARKS.md: live sessions)
     latent_cache_mb: int = 512       # musetalk: sources' reference latents kept on the device (most recent first)
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
@@ -63,7 +63,7 @@ class GeneratorConfig:
             live_lookahead=env_int("MUSETALK_LIVE_LOOKAHEAD", cls.live_lookahead),
             side_gather_ms=env_float("MUSETALK_SIDE_GATHER_MS", cls.side_gather_ms),
             whisper_graphs=env_str("MUSETALK_WHISPER_GRAPHS", "0") == "1",
-            split_batches=env_str("MUSETALK_SPLIT_BATCHES", "0") == "1",
+            split_batches=env_str("MUSETALK_SPLIT_BATCHES", "1") == "1",
             latent_cache_mb=env_int("MUSETALK_LATENT_CACHE_MB", cls.latent_cache_mb),
             switch_interval_ms=env_float("PY_SWITCH_INTERVAL_MS", cls.switch_interval_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set

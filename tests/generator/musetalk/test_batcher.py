@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed, SideWork
+from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed
 
 
 def test_order_and_isolation_under_concurrent_requests():
@@ -174,6 +174,59 @@ def test_the_next_batch_is_launched_before_the_previous_is_collected():
     assert len(launches) >= 2 and launches[1] < collects[0], log
 
 
+def test_with_costs_the_next_batch_is_still_launched_before_the_previous_is_collected():
+    log = []
+
+    def launch(items):
+        log.append(("launch", items[0]))
+        return _Pending(items, 0.3, log)
+
+    # expected 0.1 s: it is launched ~0.1 s into the running batch, long before that one's 0.3 s are up
+    b = Batcher(launch, max_batch=4, max_wait_s=0.0, head_frames=0, cost=lambda n: 0.1)
+    assert list(b.submit(range(12), window=12)) == [x * 10 for x in range(12)]
+    b.close()
+    launches = [i for i, e in enumerate(log) if e[0] == "launch"]
+    collects = [i for i, e in enumerate(log) if e[0] == "collect"]
+    assert len(launches) == 3 and launches[1] < collects[0], log
+
+
+def test_a_new_request_first_frames_run_in_a_small_batch_of_their_own():
+    seen = []
+    b = Batcher(_slow_runner(seen, 0.001), max_batch=16, max_wait_s=0.05, head_frames=4)
+    assert list(b.submit([("a", i) for i in range(40)], window=40)) == [("a", i) for i in range(40)]
+    b.close()
+    # the head alone (it comes back after a batch of 4, not of 16), then full batches
+    assert [len(batch) for batch in seen] == [4, 16, 16, 4], [len(batch) for batch in seen]
+
+
+def _newcomer_batch(cost):
+    """Index of the first batch holding a newcomer's items, when it arrives while a long batch runs and a
+    streaming request has plenty queued."""
+    log, seen = [], []
+
+    def launch(items):
+        seen.append(list(items))
+        return _Pending(list(range(len(items))), 0.4 if len(seen) == 2 else 0.01, log)
+
+    b = Batcher(launch, max_batch=8, max_wait_s=0.0, head_frames=4, cost=cost)
+    stream = b.submit((("old", i) for i in range(64)), window=64)
+    first = next(stream)                          # its head has run; the next batch runs 0.4 s
+    time.sleep(0.1)
+    newcomer = b.submit([("new", i) for i in range(4)], window=4)
+    out = list(newcomer)
+    stream.close()
+    b.close()
+    assert first == 0 and len(out) == 4
+    return next(k for k, batch in enumerate(seen) if any(item[0] == "new" for item in batch))
+
+
+def test_with_costs_a_newcomer_goes_in_the_batch_right_after_the_running_one():
+    # without costs the batch after the running one was launched at once (full of the stream's frames); with them
+    # it is launched just before the running one should end, and the newcomer that came meanwhile is in it
+    assert _newcomer_batch(cost=None) == 3
+    assert _newcomer_batch(cost=lambda n: 0.4) == 2
+
+
 def test_unknown_priority_is_refused():
     b = Batcher(lambda items: items, max_batch=2)
     with pytest.raises(ValueError, match="unknown priority"):
@@ -210,72 +263,6 @@ def test_close_stops_the_thread_and_tells_waiting_requests():
     assert errors and results == list(range(len(results))) and len(results) < 10
     with pytest.raises(BatcherClosed):
         list(b.submit([1]))
-
-
-def test_side_work_runs_a_burst_in_one_call_and_keeps_errors_apart():
-    gate = threading.Event()
-    calls = []
-
-    def run(jobs):
-        gate.wait(5)
-        calls.append(list(jobs))
-        return [ValueError(f"bad {j}") if j < 0 else j * 10 for j in jobs]
-
-    side = SideWork(run)
-    first = side.submit(1)                 # starts a call at once, held at the gate
-    time.sleep(0.05)
-    burst = [side.submit(j) for j in (2, -3, 4)]
-    skipped = side.submit(5)
-    assert skipped.cancel()                # cancelled before its turn: never run
-    gate.set()
-    assert first.result(5) == 10
-    assert [f.result(5) for f in (burst[0], burst[2])] == [20, 40]
-    with pytest.raises(ValueError, match="bad -3"):
-        burst[1].result(5)
-    assert calls == [[1], [2, -3, 4]]
-    later = side.submit(7)
-    assert later.result(5) == 70
-    side.close()
-    with pytest.raises(BatcherClosed):
-        side.submit(8).result(5)
-
-
-def test_side_work_call_runs_alone_in_its_thread():
-    calls, threads = [], []
-    side = SideWork(lambda jobs: calls.append(list(jobs)) or threads.append(threading.current_thread()) or list(jobs),
-                    gather_s=0.2)
-    job = side.submit(1)
-    ran_in = side.call(threading.current_thread)     # queued within the job's gather window: still run alone
-    assert ran_in.result(5) is not threading.current_thread()
-    assert job.result(5) == 1 and calls == [[1]] and threads == [ran_in.result()]
-    with pytest.raises(ZeroDivisionError):
-        side.call(lambda: 1 / 0).result(5)
-    assert side.submit(2).result(5) == 2 and calls[-1] == [2]     # the thread goes on after a failed call
-    side.close()
-    with pytest.raises(BatcherClosed):
-        side.call(lambda: None).result(5)
-
-
-def test_side_work_gathers_jobs_that_arrive_within_its_window():
-    calls = []
-    side = SideWork(lambda jobs: calls.append(list(jobs)) or list(jobs), gather_s=0.3)
-    # jobs submitted a little apart from several threads (live sessions on one frame grid) share one call
-    threads = [threading.Timer(0.02 * k, side.submit, args=(k,)) for k in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    assert calls == [[0, 1, 2, 3, 4]]
-    # without the window, a job that comes while nothing waits runs alone
-    alone = SideWork(lambda jobs: calls.append(list(jobs)) or list(jobs))
-    assert alone.submit(9).result(5) == 9 and calls[-1] == [9]
-    assert side.submit(8).result(5) == 8 and calls[-1] == [8]      # the window ends: a lone job runs
-    side.close()
-    alone.close()
 
 
 def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():

@@ -55,3 +55,12 @@ def test_split_and_padded_batches_give_the_same_crops(engine):
     for a, b in zip(split, padded):
         np.testing.assert_allclose(a.astype(int), b.astype(int), atol=1)
     assert any(c.any() for c in split)
+
+
+def test_a_batch_expected_time_follows_the_plan_it_runs_as(engine, monkeypatch):
+    # the batcher launches the next batch just before the running one should end: by the sizes it runs as
+    monkeypatch.setitem(engine.size_costs, "v15", {2: 1.0, 4: 1.5, 8: 10.0})
+    assert engine._batch_cost("v15", 7, [2, 4, 8]) == 3.0             # split: 4 + 4
+    monkeypatch.setattr(engine, "settings", MuseTalkSettings(device="cpu", max_batch=8, split_batches=False))
+    assert engine._batch_cost("v15", 7, [2, 4, 8]) == 10.0            # padded to 8
+    assert engine._batch_cost("v9", 7, [2, 4, 8]) == 0.0              # not timed: launched as soon as it is full

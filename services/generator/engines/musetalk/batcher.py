@@ -2,8 +2,9 @@
 accelerator while the previous one's results are handed back.
 
 Each request keeps its own queue of items (at most `window` waiting). A single worker thread builds every batch:
-1. head start: a new interactive request's first `head_frames` items go ahead of everything else, so its first
-   frames (and so the first MP4 chunk) come back in one batch even when many requests are streaming;
+1. head start: a new interactive request's first `head_frames` items go ahead of everything else, in a batch of
+   their own (with live frames, not filled up with streaming frames: a small batch comes back sooner), so its
+   first frames (and so the first MP4 chunk) come back in one small batch even when many requests are streaming;
 2. then weighted fair queueing: each request carries a virtual time that grows by 1/weight per item served
    (interactive 4, batch 1) and the item of the request with the smallest virtual time goes next. A request that
    joins starts at the smallest virtual time of those waiting, so it neither jumps the queue for long nor waits
@@ -14,6 +15,9 @@ cancelled request's items are dropped without running.
 `launch(items)` may return the outputs (synchronous) or a handle: `handle()` waits and returns the outputs,
 `handle.done()` says whether the accelerator finished. With a handle the worker builds and launches batch N+1
 while batch N runs, and hands out batch N's results while N+1 runs, so the accelerator does not wait on Python.
+With `cost(n)` (expected seconds of a batch of n items on the accelerator) N+1 is launched only LAUNCH_LEAD_S
+before N is expected to end: until then it keeps gathering, so a new request's first frames (or a live frame) that
+come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
 """
 from __future__ import annotations
 
@@ -22,7 +26,6 @@ import itertools
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -35,14 +38,9 @@ BATCH_SIZE = Histogram("lipsync_generator_batch_size", "Frames per accelerator b
 QUEUE_DEPTH = Gauge("lipsync_generator_queue_depth", "Frames waiting for a batch", ["batcher"])
 BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", ["batcher"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-SIDE_SECONDS = Histogram("lipsync_generator_side_seconds", "Side work: time per call (e.g. one whisper pass for "
-                         "every request and live session waiting)", ["side"],
-                         buckets=(0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1))
-SIDE_JOBS = Histogram("lipsync_generator_side_jobs", "Side work: jobs per call", ["side"],
-                      buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64))
-
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
+LAUNCH_LEAD_S = 0.005   # with cost(): the next batch is launched this long before the running one should end
 
 
 class BatcherClosed(RuntimeError):
@@ -66,9 +64,11 @@ class _Request:
 
 class Batcher:
     def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
-                 name: str = "batcher", head_frames: int | None = None):
+                 name: str = "batcher", head_frames: int | None = None,
+                 cost: Callable[[int], float] | None = None):
         assert max_batch >= 1 and max_wait_s >= 0
         self.launch = launch
+        self.cost = cost
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         # a new request's first message of crops (8 frames) opens its MP4 on the render side: that much goes ahead
@@ -161,11 +161,13 @@ class Batcher:
         for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
             while r.items and len(taken) < self.max_batch:
                 taken.append((r, r.items.popleft()[1]))
+        heads = 0
         for r in self._active:                    # in arrival order
             while r.head > 0 and r.items and len(taken) < self.max_batch:
                 take(r)
                 r.head -= 1
-        while len(taken) < self.max_batch:
+                heads += 1
+        while len(taken) < self.max_batch and not heads:
             ready = [r for r in self._active if r.items]
             if not ready:
                 break
@@ -173,10 +175,11 @@ class Batcher:
         self._waiting -= len(taken)
         return taken
 
-    def _take(self, running) -> list[tuple[_Request, Any]]:
+    def _take(self, running: "_Running | None") -> list[tuple[_Request, Any]]:
         """The next batch. With nothing running: wait for an item, then up to max_wait_s for a full batch.
-        With a batch running: gather items until the batch is full or the running one is done (it is launched
-        behind it on the accelerator); an empty list when it is done and nothing waits."""
+        With a batch running: gather items until the batch is full and the running one is near its expected end
+        (with cost(); else as soon as it is full), or until the running one is done (it is launched behind it on
+        the accelerator); an empty list when it is done and nothing waits."""
         with self._cond:
             if running is None:
                 while self._waiting == 0 and not self._stop:
@@ -188,7 +191,9 @@ class Batcher:
                         break
                     self._cond.wait(left)
             else:
-                while self._waiting < self.max_batch and not self._stop and not running.done():
+                launch_at = running.ends - LAUNCH_LEAD_S
+                while (not self._stop and not running.handle.done()
+                       and (self._waiting < self.max_batch or time.perf_counter() < launch_at)):
                     self._cond.wait(POLL_S)
             if self._stop:
                 return []
@@ -202,14 +207,14 @@ class Batcher:
         BATCH_SIZE.labels(self.name).observe(len(batch))
         t0 = time.perf_counter()
         try:
-            return batch, _Handle.of(self.launch([item for _, item in batch])), t0
+            return _Running(batch, _Handle.of(self.launch([item for _, item in batch])), t0)
         except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
             for req, _ in batch:
                 req.results.put(e)
             return None
 
-    def _finish(self, running) -> None:
-        batch, handle, t0 = running
+    def _finish(self, running: "_Running") -> None:
+        batch, handle, t0 = running.batch, running.handle, running.t0
         try:
             outputs = handle()
         except Exception as e:  # noqa: BLE001 - the error goes to every request in the batch
@@ -226,10 +231,13 @@ class Batcher:
     def _loop(self) -> None:
         running = None
         while not self._stop:
-            batch = self._take(running[1] if running else None)
+            batch = self._take(running)
             started = self._start(batch) if batch else None
             if running is not None:
                 self._finish(running)
+            if started is not None:     # it runs once the one before it is done (now, after _finish)
+                started.ends = (max(started.t0, time.perf_counter()) + self.cost(len(started.batch))
+                                if self.cost else 0.0)
             running = started
         if running is not None:         # closed: the batch on the accelerator is handed out, the rest is not run
             self._finish(running)
@@ -264,106 +272,6 @@ def batch_plan(n: int, sizes: list[int], costs: dict[int, float] | None = None) 
     return sorted(best[n][1], reverse=True)
 
 
-class SideWork:
-    """One thread that runs `run(jobs) -> one result (or exception) per job` over every job waiting when it turns
-    to them: a burst of new requests gets one call (e.g. one whisper pass) instead of one call each, and every
-    call stays in this one thread (one set of cuBLAS/cuDNN handles). `submit` returns a Future; a job whose
-    Future was cancelled before it ran is skipped. gather_s: when the thread was idle, how long after the first job
-    it waits for more (a burst of requests, live sessions on one frame grid); jobs that queued while a call ran go
-    at once."""
-
-    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], name: str = "side-work", gather_s: float = 0.0):
-        assert gather_s >= 0
-        self.run = run
-        self.name = name
-        self.gather_s = gather_s
-        self.calls: list[int] = []                # jobs per call, recent (tests, metrics)
-        self._queue: "queue.SimpleQueue[tuple[Any, Future] | None]" = queue.SimpleQueue()
-        self._closed = False
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Any) -> Future:
-        future: Future = Future()
-        with self._lock:                        # nothing lands in the queue behind the closing marker
-            if self._closed:
-                future.set_exception(BatcherClosed("the side work was closed"))
-            else:
-                self._queue.put((job, future))
-        return future
-
-    def call(self, fn: Callable[[], Any]) -> Future:
-        """Run fn() in this thread, alone (not in a call of jobs): e.g. warming up the CUDA work where it will run
-        (cuDNN's execution plans are cached per thread)."""
-        return self.submit(_Alone(fn))
-
-    def _loop(self) -> None:
-        stop = False
-        while not stop:
-            try:                                 # jobs waited while the last call ran: take them, no gathering
-                waiting = [self._queue.get_nowait()]
-                deadline = 0.0
-            except queue.Empty:                  # idle until now: gather what follows the first job
-                waiting = [self._queue.get()]
-                deadline = time.monotonic() + self.gather_s
-            while waiting[-1] is not None:
-                try:
-                    waiting.append(self._queue.get_nowait())
-                    continue
-                except queue.Empty:
-                    pass
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    waiting.append(self._queue.get(timeout=left))
-                except queue.Empty:
-                    break
-            stop = None in waiting
-            jobs = [w for w in waiting if w is not None]
-            if stop:
-                for _, future in jobs:
-                    future.set_exception(BatcherClosed("the side work was closed"))
-                break
-            jobs = [(job, f) for job, f in jobs if f.set_running_or_notify_cancel()]
-            for job, future in [(j, f) for j, f in jobs if isinstance(j, _Alone)]:
-                try:
-                    future.set_result(job.fn())
-                except Exception as e:  # noqa: BLE001 - the caller's to see
-                    future.set_exception(e)
-            jobs = [(j, f) for j, f in jobs if not isinstance(j, _Alone)]
-            if jobs:
-                self._call(jobs)
-
-    def _call(self, jobs: list[tuple[Any, Future]]) -> None:
-        self.calls = (self.calls + [len(jobs)])[-1000:]
-        t0 = time.monotonic()
-        try:
-            results = self.run([job for job, _ in jobs])
-        except Exception as e:  # noqa: BLE001 - the error goes to every job of the call
-            results = [e] * len(jobs)
-        SIDE_SECONDS.labels(self.name).observe(time.monotonic() - t0)
-        SIDE_JOBS.labels(self.name).observe(len(jobs))
-        for (_, future), result in zip(jobs, results):
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    def close(self) -> None:
-        """Jobs still waiting (and later ones) get BatcherClosed; the call running now finishes."""
-        with self._lock:
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join(timeout=5)
-
-
-class _Alone:
-    def __init__(self, fn: Callable[[], Any]):
-        self.fn = fn
-
-
 class _Callback:
     def __init__(self, fn: Callable[[Any], None]):
         self.put = fn
@@ -393,6 +301,14 @@ class LiveHandle:
             self.req.items.clear()
             if self.req in b._active:
                 b._active.remove(self.req)
+
+
+@dataclass(eq=False)
+class _Running:
+    batch: list
+    handle: "_Handle"
+    t0: float
+    ends: float = 0.0               # when it should be done on the accelerator (with cost(); 0 = unknown)
 
 
 class _Handle:

@@ -5,7 +5,6 @@ many, close), the per-source latent cache and the cross-request batcher.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import os
@@ -20,7 +19,9 @@ from prometheus_client import Gauge
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
-from services.generator.engines.musetalk.batcher import Batcher, SideWork, batch_plan
+from services.generator.engines.musetalk.batcher import Batcher, batch_plan
+from services.generator.engines.musetalk.side_work import SideWork
+from services.generator.engines.musetalk.kept import KeptFiles
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class MuseTalkSettings:
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
     whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
-    split_batches: bool = False  # a batch as the compiled sizes of least time (batch_plan); not yet shown to help
+    split_batches: bool = True   # a batch as the compiled sizes of least time (batch_plan), timed at warm-up
     latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
 
 
@@ -92,8 +93,7 @@ class MuseTalkEngine:
                                      gather_s=self.settings.side_gather_ms / 1000)
         self._side = None
         self._side_lock = threading.Lock()
-        self._kept: collections.OrderedDict = collections.OrderedDict()   # latents in memory (_keep_latents)
-        self._kept_lock = threading.Lock()
+        self._kept = KeptFiles()       # sources' latents in memory, by their cache file
 
     def check(self, version: str) -> None:
         missing = missing_files(self.models_dir, version)
@@ -145,8 +145,10 @@ class MuseTalkEngine:
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
             self.batchers[version] = Batcher(
-                lambda items, m=model, v=version: self._launch(m, items, sizes, self.size_costs.get(v)),
-                s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}")
+                lambda items, m=model, v=version: self._launch(
+                    m, items, sizes, self.size_costs.get(v) if s.split_batches else None),
+                s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}",
+                cost=lambda n, v=version: self._batch_cost(v, n, sizes))
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
@@ -155,9 +157,10 @@ class MuseTalkEngine:
             for size in reversed(sizes):
                 for _ in range(3):
                     list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
-            if s.split_batches:
-                self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
-                log.info("musetalk %s: seconds per batch of each size %s", version, self.size_costs[version])
+            # each size timed: the batcher launches a batch behind the running one just before that one should end,
+            # and with split_batches a batch runs as the sizes of least time
+            self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
+            log.info("musetalk %s: seconds per batch of each size %s", version, self.size_costs[version])
         if device.startswith("cuda"):
             # give back what compiling and warming up left cached; the CUDA graphs keep their own pool
             torch.cuda.empty_cache()
@@ -182,6 +185,14 @@ class MuseTalkEngine:
             for model in self.models.values():
                 model.warm_whisper()
         stream.synchronize()
+
+    def _batch_cost(self, version: str, n: int, sizes: list[int]) -> float:
+        """Expected seconds of a batch of n items on the device (0 before the sizes are timed)."""
+        costs = self.size_costs.get(version)
+        if not costs:
+            return 0.0
+        plan = batch_plan(n, sizes, costs if self.settings.split_batches else None)
+        return sum(costs.get(b, costs[max(costs)]) for b in plan)
 
     def _time_sizes(self, version: str, sizes: list[int], item: tuple) -> dict[int, float]:
         """Seconds per batch of each compiled size, from launch to crops on the host (the batcher's own clock,
@@ -231,10 +242,11 @@ class MuseTalkEngine:
                              f"{self.settings.seed}:{model.dtype}".encode()).hexdigest()[:16]
         path = os.path.join(source.derived_dir("latents"), f"latents-{key}.pt")
         if os.path.isfile(path):
-            kept = self._kept_latents(path)
+            kept = self._kept.get(path)
             if kept is not None:
                 return kept
-            return self._keep_latents(path, torch.load(path, map_location=model.device, weights_only=True))
+            return self._kept.keep(path, torch.load(path, map_location=model.device, weights_only=True),
+                                   self.settings.latent_cache_mb * 2**20)
         faces = np.flatnonzero(source.has_face)
         latents = torch.zeros((source.meta.num_frames, 8, CROP // 8, CROP // 8), dtype=model.dtype, device=model.device)
         for start in range(0, len(faces), 16):
@@ -243,35 +255,11 @@ class MuseTalkEngine:
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         torch.save(latents.cpu(), tmp)
         os.replace(tmp, path)
-        self._keep_latents(path, latents)
+        self._kept.keep(path, latents, self.settings.latent_cache_mb * 2**20)
         if latents.is_cuda:
             # the VAE encoder's activations (~1.4 GB at 16 crops) would stay cached on the side stream for good:
             # give them back (once per new source; the CUDA graphs' pool is not touched)
             torch.cuda.empty_cache()
-        return latents
-
-    def _kept_latents(self, path: str):
-        """Latents kept in memory for this file as it is now (a source prepared again writes a new file), or None."""
-        st = os.stat(path)
-        with self._kept_lock:
-            hit = self._kept.get((path, st.st_mtime_ns, st.st_size))
-            if hit is not None:
-                self._kept.move_to_end((path, st.st_mtime_ns, st.st_size))
-            return hit
-
-    def _keep_latents(self, path: str, latents):
-        """Keep a source's latents in memory (on the model's device), the most recently used first, up to
-        latent_cache_mb: a request on a known avatar no longer reads and copies them in the side thread that every
-        request's start waits on (a 10-minute source's are ~240 MB)."""
-        size = latents.numel() * latents.element_size()
-        budget = self.settings.latent_cache_mb * 2**20
-        if size > budget:
-            return latents
-        st = os.stat(path)
-        with self._kept_lock:
-            self._kept[(path, st.st_mtime_ns, st.st_size)] = latents
-            while sum(t.numel() * t.element_size() for t in self._kept.values()) > budget:
-                self._kept.popitem(last=False)
         return latents
 
     def _side_stream(self, device):
