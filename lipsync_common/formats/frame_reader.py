@@ -264,14 +264,25 @@ def count_video_frames(path: str) -> int:
         return -1
 
 
-def prefetch(items: Iterator, depth: int = 8) -> Iterator:
-    """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps the caller's work).
-    Exceptions come out in the caller; closing the returned generator stops the thread."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
+class prefetch:
+    """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps the caller's work). The thread
+    starts at once, not at the first next(): a render made while its first crops are being generated has its
+    first source frames decoded when they come. Exceptions come out in the caller; close() (or the end, or an
+    error) stops the thread. A plain object, not a generator: close() works before the first next()."""
 
-    def run():
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int = 8):
+        self._q: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._done = False
+        # the thread holds the queue and the event, not this object: one dropped unclosed is collected and stops it
+        self._thread = threading.Thread(target=self._run, args=(items, self._q, self._stop), name="prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def _run(cls, items: Iterator, q: queue.Queue, stop: threading.Event) -> None:
         try:
             for item in items:
                 while not stop.is_set():
@@ -282,7 +293,7 @@ def prefetch(items: Iterator, depth: int = 8) -> Iterator:
                         continue
                 if stop.is_set():
                     break
-            q.put((True, end))
+            q.put((True, cls._END))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             q.put((False, e))
         finally:
@@ -290,20 +301,28 @@ def prefetch(items: Iterator, depth: int = 8) -> Iterator:
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=run, name="prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():        # unblock a producer waiting on a full queue
+    def __iter__(self) -> "prefetch":
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        ok, item = self._q.get()
+        if ok and item is not self._END:
+            return item
+        self.close()
+        if not ok:
+            raise item
+        raise StopIteration
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+        while self._thread.is_alive():        # unblock a producer waiting on a full queue
             try:
-                q.get(timeout=0.05)
+                self._q.get(timeout=0.05)
             except queue.Empty:
                 pass
+
+    def __del__(self):
+        self._stop.set()

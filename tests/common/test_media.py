@@ -223,6 +223,7 @@ def test_the_audio_is_encoded_beside_the_video_and_an_abort_stops_it():
 
 def test_prefetch_keeps_order_raises_and_stops():
     import threading
+    import time
 
     from lipsync_common.formats.frame_reader import prefetch
     assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
@@ -247,6 +248,15 @@ def test_prefetch_keeps_order_raises_and_stops():
     assert [next(it) for _ in range(5)] == list(range(5))
     it.close()
     assert threading.active_count() == before and len(produced) <= 5 + 4
+    # it reads ahead from the start, before the first next(); closed before it, the thread stops too
+    early = []
+    it = prefetch(iter(early.append(k) or k for k in range(10)), depth=3)
+    deadline = time.monotonic() + 5
+    while len(early) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(early) >= 3
+    it.close()
+    assert threading.active_count() == before and list(it) == []
 
 
 def gop_video(path, n, size=(160, 120), gop=10, bf=2, rotation=0, pix_fmt="yuv420p"):
