@@ -40,7 +40,8 @@ BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", [
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
-LAUNCH_LEAD_S = 0.005   # with cost(): the next batch is launched this long before the running one should end
+LAUNCH_LEAD_S = 0.010   # with cost(): the next batch is launched this long before the running one should end (a
+#                         thread woken for it may wait for the GIL up to its 5 ms switch interval)
 
 
 class BatcherClosed(RuntimeError):
