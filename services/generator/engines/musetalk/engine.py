@@ -18,7 +18,7 @@ from prometheus_client import Gauge
 
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
-from services.generator.engines.base import INTERACTIVE, EngineUnavailable, Generation, batched
+from services.generator.engines.base import BATCH, INTERACTIVE, EngineUnavailable, Generation, batched
 from services.generator.engines.musetalk.batcher import Batcher, batch_plan
 from services.generator.engines.musetalk.side_work import SideWork
 from services.generator.engines.musetalk.kept import KeptFiles
@@ -156,7 +156,7 @@ class MuseTalkEngine:
             # fits in the memory the larger one's pool already holds
             for size in reversed(sizes):
                 for _ in range(3):
-                    list(self.batchers[version].submit([(latents, tokens)] * size, window=size))
+                    list(self.batchers[version].submit([(latents, tokens)] * size, window=size, priority=BATCH))
             # each size timed: the batcher launches a batch behind the running one just before that one should end,
             # and with split_batches a batch runs as the sizes of least time
             self.size_costs[version] = self._time_sizes(version, sizes, (latents, tokens))
@@ -202,7 +202,7 @@ class MuseTalkEngine:
             runs = []
             for _ in range(3):
                 before = batcher.busy_s
-                list(batcher.submit([item] * size, window=size))
+                list(batcher.submit([item] * size, window=size, priority=BATCH))
                 runs.append(batcher.busy_s - before)
             costs[size] = min(runs)
         return costs
