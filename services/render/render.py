@@ -160,10 +160,7 @@ class Renderer:
                                       audio=audio, audio_rate=audio_rate, preset=preset,
                                       threads=x264_threads, lookahead=x264_lookahead,
                                       first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders)
-        # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
-        # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path
         self._decode_threads = decode_threads
-        self._source = frame_reader.prefetch(self._source_frames(), depth=8)
         self.reader_closed = False
         # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching
         # needs RGB statistics, lossless RGB output needs RGB)
@@ -175,6 +172,10 @@ class Renderer:
         # must never close the encoder under a running add
         self._lock = threading.Lock()
         self._closed = False
+        # the source frames (and their blend masks) this output shows, decoded ahead in a thread of their own, so
+        # decoding overlaps compositing and x264 instead of sitting on the encoding thread's path; it starts now
+        # and reads this object's settings: last, once they are all set
+        self._source = frame_reader.prefetch(self._source_frames(), depth=8)
 
     def set_audio(self, audio: np.ndarray, rate: int) -> None:
         """The sound track (float32 [channels, samples]) of a renderer made before it was known; before add."""

@@ -47,6 +47,24 @@ def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
     r.finish()
 
 
+def test_the_source_is_read_ahead_from_the_start_with_every_setting_in_place(entry, monkeypatch):
+    """The renderer starts decoding its source when it is made (the generator is still making the first crops), in
+    a thread that may run before the constructor returns: here the reading happens at once, inside the constructor,
+    and the first frames are already decoded (as the decoder's I420 planes) when the crops come."""
+    from lipsync_common.formats import frame_reader
+
+    read = []
+
+    def eager(items, depth=8):
+        read.extend(next(items) for _ in range(3))
+        return (item for item in read + list(items))      # a generator: the renderer closes it
+    monkeypatch.setattr(frame_reader, "prefetch", eager)
+    r = Renderer(entry, 25.0, 12, lambda b: None, threads=0)
+    assert len(read) == 3 and all(frame.ndim == 2 for frame, _ in read)
+    r.add(0, np.full((12, 256, 256, 3), 128, np.uint8))
+    r.finish()
+
+
 def test_gops_encoded_at_once_give_every_frame_and_an_abort_stops_them(entry, tmp_path):
     import threading
     import time
