@@ -195,6 +195,10 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             **{f"{key}_p{q}_le": bench_live.bucket_percentile(hist0[key], hist1[key], q)
                for key in ("generator_side_s", "generator_side_jobs", "generator_batch_s", "generator_batch_size")
                for q in (50, 95)},
+            # how long before the running batch's due end the next one was launched: a p5 of 0 means 5% or more
+            # of the batches were launched after the one before had ended (the GPU waited)
+            **{f"generator_launch_lead_s_p{q}_le": bench_live.bucket_percentile(
+                hist0["generator_launch_lead_s"], hist1["generator_launch_lead_s"], q) for q in (5, 50)},
             "cpu_percent": share, "cores": os.cpu_count()}
 
 

@@ -76,6 +76,8 @@ HISTOGRAMS = {   # name in the row: (service, metric, labels to match)
     "generator_side_jobs": ("generator", "lipsync_generator_side_jobs", {}),
     "generator_batch_s": ("generator", "lipsync_generator_batch_seconds", {}),
     "generator_batch_size": ("generator", "lipsync_generator_batch_size", {}),
+    # how long before the running batch's due end the next was launched (p5 at 0: 5% or more launched late)
+    "generator_launch_lead_s": ("generator", "lipsync_generator_launch_lead_seconds", {}),
     # Python's full collector passes (every thread waits): how many, and how long, during the level
     "generator_gc2_s": ("generator", "lipsync_gc_pause_seconds", {"generation": "2"}),
     "gateway_gc2_s": ("gateway", "lipsync_gc_pause_seconds", {"generation": "2"}),

@@ -199,6 +199,26 @@ def test_a_new_request_first_frames_run_in_a_small_batch_of_their_own():
     assert [len(batch) for batch in seen] == [4, 16, 16, 4], [len(batch) for batch in seen]
 
 
+def test_the_launch_lead_says_whether_the_accelerator_waited():
+    from prometheus_client import REGISTRY
+
+    def count(name, le):
+        return REGISTRY.get_sample_value("lipsync_generator_launch_lead_seconds_bucket", {"batcher": name, "le": le})
+
+    # batches of 0.3 s timed at 0.15 s: each next one is launched behind the running one, long before it ends
+    behind = Batcher(lambda items: _Pending(items, 0.3, []), max_batch=4, max_wait_s=0.0, head_frames=0,
+                     cost=lambda n: 0.15, name="lead-behind")
+    assert list(behind.submit(range(12), window=12)) == [x * 10 for x in range(12)]
+    behind.close()
+    assert count("lead-behind", "+Inf") == 2 and count("lead-behind", "0.0") == 0
+    # synchronous launches (the CPU): every next batch came after the one before had ended
+    sync = Batcher(lambda items: items, max_batch=4, max_wait_s=0.0, head_frames=0, cost=lambda n: 0.15,
+                   name="lead-sync")
+    assert list(sync.submit(range(12), window=12)) == list(range(12))
+    sync.close()
+    assert count("lead-sync", "+Inf") >= 1 and count("lead-sync", "0.0") == count("lead-sync", "+Inf")
+
+
 def _newcomer_batch(cost):
     """Index of the first batch holding a newcomer's items, when it arrives while a long batch runs and a
     streaming request has plenty queued."""
