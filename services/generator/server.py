@@ -51,7 +51,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 latent=cfg.latent, compile=cfg.compile, fused=cfg.fused, fused_unet=cfg.fused_unet,
                 decode_chunk=cfg.decode_chunk, phase_upsample=cfg.phase_upsample, live_lookahead=cfg.live_lookahead,
                 side_gather_ms=cfg.side_gather_ms, whisper_graphs=cfg.whisper_graphs,
-                split_batches=cfg.split_batches, latent_cache_mb=cfg.latent_cache_mb))}
+                split_batches=cfg.split_batches, latent_cache_mb=cfg.latent_cache_mb,
+                launch_lead_ms=cfg.launch_lead_ms))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

@@ -21,6 +21,12 @@ def test_settings_from_the_environment(monkeypatch):
                                                  speech_cache_dir="/somewhere/speech"))
     assert servicer.engines["musetalk"].settings.phase_upsample is False
     assert servicer.engines["visemes"].speech_cache == "/somewhere/speech"
+    monkeypatch.setenv("MUSETALK_LAUNCH_LEAD_MS", "-1")      # the next batch launched once full, as before
+    monkeypatch.setenv("MUSETALK_SPLIT_BATCHES", "0")
+    cfg = GeneratorConfig.from_env()
+    assert cfg.launch_lead_ms == -1 and cfg.split_batches is False
+    settings = GeneratorServicer(cfg).engines["musetalk"].settings
+    assert settings.launch_lead_ms == -1 and settings.split_batches is False
 
 
 def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tmp_path):

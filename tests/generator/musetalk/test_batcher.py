@@ -205,9 +205,15 @@ def test_the_launch_lead_says_whether_the_accelerator_waited():
     def count(name, le):
         return REGISTRY.get_sample_value("lipsync_generator_launch_lead_seconds_bucket", {"batcher": name, "le": le})
 
-    # batches of 0.3 s timed at 0.15 s: each next one is launched behind the running one, long before it ends
-    behind = Batcher(lambda items: _Pending(items, 0.3, []), max_batch=4, max_wait_s=0.0, head_frames=0,
-                     cost=lambda n: 0.15, name="lead-behind")
+    # a device that runs one batch at a time, 0.3 s each, timed at 0.15 s: each next batch is launched behind the
+    # running one, long before that one ends
+    free_at = [0.0]
+
+    def launch(items):
+        pending = _Pending(items, 0.0, [])
+        pending.end = free_at[0] = max(time.monotonic(), free_at[0]) + 0.3
+        return pending
+    behind = Batcher(launch, max_batch=4, max_wait_s=0.0, head_frames=0, cost=lambda n: 0.15, name="lead-behind")
     assert list(behind.submit(range(12), window=12)) == [x * 10 for x in range(12)]
     behind.close()
     assert count("lead-behind", "+Inf") == 2 and count("lead-behind", "0.0") == 0

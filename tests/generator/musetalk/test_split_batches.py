@@ -64,3 +64,14 @@ def test_a_batch_expected_time_follows_the_plan_it_runs_as(engine, monkeypatch):
     monkeypatch.setattr(engine, "settings", MuseTalkSettings(device="cpu", max_batch=8, split_batches=False))
     assert engine._batch_cost("v15", 7, [2, 4, 8]) == 10.0            # padded to 8
     assert engine._batch_cost("v9", 7, [2, 4, 8]) == 0.0              # not timed: launched as soon as it is full
+
+
+def test_the_batcher_launches_by_the_timed_sizes_unless_the_lead_is_off(engine, tmp_path):
+    batcher = engine.batchers["v15"]
+    assert batcher.cost is not None and batcher.launch_lead_s == 0.010     # the default: 10 ms before the due end
+    off = MuseTalkEngine(engine.models_dir, MuseTalkSettings(device="cpu", max_batch=8, launch_lead_ms=-1))
+    off.load()
+    try:
+        assert off.batchers["v15"].cost is None        # launched as soon as it is full
+    finally:
+        off.close()

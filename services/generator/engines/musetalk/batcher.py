@@ -15,7 +15,7 @@ cancelled request's items are dropped without running.
 `launch(items)` may return the outputs (synchronous) or a handle: `handle()` waits and returns the outputs,
 `handle.done()` says whether the accelerator finished. With a handle the worker builds and launches batch N+1
 while batch N runs, and hands out batch N's results while N+1 runs, so the accelerator does not wait on Python.
-With `cost(n)` (expected seconds of a batch of n items on the accelerator) N+1 is launched only LAUNCH_LEAD_S
+With `cost(n)` (expected seconds of a batch of n items on the accelerator) N+1 is launched only `launch_lead_s`
 before N is expected to end: until then it keeps gathering, so a new request's first frames (or a live frame) that
 come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
 """
@@ -43,8 +43,6 @@ BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", [
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
-LAUNCH_LEAD_S = 0.010   # with cost(): the next batch is launched this long before the running one should end (a
-#                         thread woken for it may wait for the GIL up to its 5 ms switch interval)
 
 
 class BatcherClosed(RuntimeError):
@@ -69,10 +67,13 @@ class _Request:
 class Batcher:
     def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
                  name: str = "batcher", head_frames: int | None = None,
-                 cost: Callable[[int], float] | None = None):
-        assert max_batch >= 1 and max_wait_s >= 0
+                 cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010):
+        assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0
         self.launch = launch
         self.cost = cost
+        # with cost(): the next batch is launched this long before the running one should end (margin for the
+        # wake-up, the GIL and the launch itself)
+        self.launch_lead_s = launch_lead_s
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         # a new request's first message of crops (8 frames) opens its MP4 on the render side: that much goes ahead
@@ -195,7 +196,7 @@ class Batcher:
                         break
                     self._cond.wait(left)
             else:
-                launch_at = running.ends - LAUNCH_LEAD_S
+                launch_at = running.ends - self.launch_lead_s
                 while (not self._stop and not running.handle.done()
                        and (self._waiting < self.max_batch or time.perf_counter() < launch_at)):
                     self._cond.wait(POLL_S)

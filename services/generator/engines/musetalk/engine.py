@@ -65,6 +65,7 @@ class MuseTalkSettings:
     whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
     split_batches: bool = True   # a batch as the compiled sizes of least time (batch_plan), timed at warm-up
     latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
+    launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -148,7 +149,8 @@ class MuseTalkEngine:
                 lambda items, m=model, v=version: self._launch(
                     m, items, sizes, self.size_costs.get(v) if s.split_batches else None),
                 s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}",
-                cost=lambda n, v=version: self._batch_cost(v, n, sizes))
+                cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
+                launch_lead_s=max(0.0, s.launch_lead_ms) / 1000)
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
