@@ -1,7 +1,8 @@
 """Render stage alone on a synthetic 720p source (no face models needed): where its time goes.
 
 Times, over 250 output frames in 8-frame messages: x264 alone on converted frames, composite + conversion in the
-pool, and Renderer.add/finish with several thread and carry settings. `python -m tools.bench_render`.
+pool, the hot path's pieces, the first 8 crops to the first fragment, and Renderer.add/finish with several thread
+and carry settings. `python -m tools.bench_render`.
 """
 from __future__ import annotations
 
@@ -113,6 +114,26 @@ def hot_path_costs(frames_i420: list, entry, crops, add_ms) -> None:
     w.abort()
 
 
+def first_fragment(entry, crops, add_ms, runs: int = 3) -> None:
+    """From the first 8 crops to the first MP4 fragment (moof), with the renderer made 0.3 s before them (as the
+    render service makes it at the call's config, while the generator makes the first crops) and 4 s of audio."""
+    audio = (np.random.default_rng(0).standard_normal((1, 64000)) * 0.1).astype(np.float32)
+    for k in range(runs):
+        out, at = [], []
+
+        def on_bytes(b, out=out, at=at):
+            out.append(b)
+            if not at and b"moof" in b"".join(out):
+                at.append(time.perf_counter())
+        r = Renderer(entry, 25.0, len(crops), on_bytes, threads=0, first_fragment_s=0.2)
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        r.set_audio(audio, 16000)
+        r.add(0, crops[:8])
+        add_ms(f"first 8 crops -> first fragment, run {k + 1}, ms", (at[0] if at else time.perf_counter()) - t0)
+        r.abort()
+
+
 def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
@@ -135,8 +156,11 @@ def main() -> int:
     x264_variants(conv, add)
     with entry.frame_reader() as reader:
         i420 = [reader.get_i420(i) for i in range(n)]
-    hot_path_costs(i420, entry, crops, lambda name, s: (rows.append({"run": name, "ms": round(1000 * s, 3)}),
-                                                        print(json.dumps(rows[-1]), flush=True)))
+    def add_ms(name, seconds):
+        rows.append({"run": name, "ms": round(1000 * seconds, 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    hot_path_costs(i420, entry, crops, add_ms)
+    first_fragment(entry, crops, add_ms)
     for threads, carry in ((0, None), (4, 0), (4, None), (6, None), (8, None)):
         r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
         jobs = [(frames[i], crops[i], frame_mask(entry, i)) for i in range(n)]
