@@ -253,6 +253,54 @@ def test_with_costs_a_newcomer_goes_in_the_batch_right_after_the_running_one():
     assert _newcomer_batch(cost=lambda n: 0.4) == 2
 
 
+def _sizes_while_expecting(priority, fail=False):
+    """Batch sizes of a streaming request before, while and after a newcomer of `priority` prepares its first
+    frames (8 at most a batch, 2 while an interactive newcomer is expected)."""
+    seen = []
+    b = Batcher(_slow_runner(seen, 0.005), max_batch=8, max_wait_s=0.0, head_frames=2, pending_head_batch=2)
+    stop = threading.Event()
+
+    def consume():
+        stream = b.submit((("old", i) for i in range(100000)), window=64)
+        for _ in stream:
+            if stop.is_set():
+                stream.close()
+                return
+    feed = threading.Thread(target=consume, daemon=True)
+    feed.start()
+    time.sleep(0.1)
+    before = len(seen)
+    new = None
+    try:
+        with b.expecting(priority) as expected:
+            time.sleep(0.2)                       # the newcomer's whisper pass
+            during = len(seen)
+            if fail:
+                raise RuntimeError("its preparation failed")
+            new = list(b.submit([("new", i) for i in range(6)], window=6, priority=priority, expected=expected))
+            time.sleep(0.1)                       # its head was queued: cut no more, though its context is open
+    except RuntimeError:
+        pass
+    after = len(seen)
+    time.sleep(0.1)
+    sizes = [len(x) for x in seen]
+    stop.set()
+    feed.join(timeout=5)
+    b.close()
+    assert new is None or [x[1] for x in new] == list(range(6))
+    return sizes[before + 1:during], sizes[after + 1:]
+
+
+def test_while_a_new_request_prepares_other_batches_are_cut_short():
+    during, after = _sizes_while_expecting("interactive")
+    assert during and set(during) == {2}, during          # its head then waits behind a short batch
+    assert after and set(after) == {8}, after              # back to full batches once its first frames are queued
+    during, after = _sizes_while_expecting("interactive", fail=True)
+    assert set(during) == {2} and after and set(after) == {8}    # a failed preparation releases it too
+    during, _ = _sizes_while_expecting("batch")
+    assert during and set(during) == {8}, during          # bulk jobs announce nothing
+
+
 def test_unknown_priority_is_refused():
     b = Batcher(lambda items: items, max_batch=2)
     with pytest.raises(ValueError, match="unknown priority"):

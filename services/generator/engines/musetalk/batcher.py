@@ -18,10 +18,13 @@ while batch N runs, and hands out batch N's results while N+1 runs, so the accel
 With `cost(n)` (expected seconds of a batch of n items on the accelerator) N+1 is launched only `launch_lead_s`
 before N is expected to end: until then it keeps gathering, so a new request's first frames (or a live frame) that
 come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
+While a new interactive request prepares its first frames (`expecting()`: its whisper pass), other requests'
+batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import queue
 import threading
@@ -67,8 +70,9 @@ class _Request:
 class Batcher:
     def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
                  name: str = "batcher", head_frames: int | None = None,
-                 cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010):
-        assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0
+                 cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010,
+                 pending_head_batch: int = 0):
+        assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0 and pending_head_batch >= 0
         self.launch = launch
         self.cost = cost
         # with cost(): the next batch is launched this long before the running one should end (margin for the
@@ -78,6 +82,9 @@ class Batcher:
         self.max_wait_s = max_wait_s
         # a new request's first message of crops (8 frames) opens its MP4 on the render side: that much goes ahead
         self.head_frames = max(1, max_batch // 4) if head_frames is None else head_frames
+        # while a new request is expected (expecting()), other batches hold at most this many items (0: max_batch)
+        self.pending_head_batch = min(max_batch, pending_head_batch or max_batch)
+        self._expected = 0                        # interactive requests preparing their first items
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)
@@ -92,16 +99,28 @@ class Batcher:
 
     # ---- request side (runs in the caller's thread)
 
-    def submit(self, items, window: int | None = None, priority: str = INTERACTIVE) -> Iterator[Any]:
+    def submit(self, items, window: int | None = None, priority: str = INTERACTIVE,
+               expected: "_Expected | None" = None) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
         At most `window` items of a request wait at once (default 4 x max_batch: a lone request keeps its next
         batches queued while the current one runs). Closing the generator early (or an exception in the
-        consumer) cancels the rest of the request."""
+        consumer) cancels the rest of the request. `expected` (from expecting()) ends once its first item is
+        queued."""
         if priority not in WEIGHTS:
             raise ValueError(f"unknown priority {priority!r}; use {INTERACTIVE!r} or {BATCH!r}")
         req = _Request(priority, next(self._arrivals), self.head_frames if priority == INTERACTIVE else 0)
-        return self._results(req, iter(items), window or 4 * self.max_batch)
+        return self._results(req, iter(items), window or 4 * self.max_batch, expected)
+
+    @contextlib.contextmanager
+    def expecting(self, priority: str = INTERACTIVE) -> Iterator["_Expected"]:
+        """Around a new request's preparation (and its submit): while it lasts and until its first item is
+        queued, other requests' batches are cut to pending_head_batch. Batch requests announce nothing."""
+        token = _Expected(self, priority == INTERACTIVE)
+        try:
+            yield token
+        finally:
+            token.release()
 
     def open_stream(self, on_result: Callable[[Any], None]) -> "LiveHandle":
         """A live request: items are put one at a time (`put`), each result (or exception) goes to on_result, in
@@ -114,7 +133,8 @@ class Batcher:
             self._active.append(req)
         return LiveHandle(self, req)
 
-    def _results(self, req: _Request, items: Iterator[Any], window: int) -> Iterator[Any]:
+    def _results(self, req: _Request, items: Iterator[Any], window: int,
+                 expected: "_Expected | None" = None) -> Iterator[Any]:
         with self._cond:
             if self._stop:
                 raise BatcherClosed(f"{self.name} is closed")
@@ -127,6 +147,8 @@ class Batcher:
                 with self._cond:
                     req.items.append(item)
                     self._waiting += 1
+                    if expected is not None:
+                        expected.release_locked()
                     self._cond.notify()
                 pending += 1
                 if pending < window:
@@ -137,6 +159,8 @@ class Batcher:
                 yield self._get(req)
         finally:
             with self._cond:
+                if expected is not None:
+                    expected.release_locked()
                 req.cancelled = True
                 self._waiting -= len(req.items)
                 req.items.clear()
@@ -172,13 +196,18 @@ class Batcher:
                 take(r)
                 r.head -= 1
                 heads += 1
-        while len(taken) < self.max_batch and not heads:
+        limit = self._full()
+        while len(taken) < limit and not heads:
             ready = [r for r in self._active if r.items]
             if not ready:
                 break
             take(min(ready, key=lambda r: (r.vtime, r.arrival)))
         self._waiting -= len(taken)
         return taken
+
+    def _full(self) -> int:
+        """A full batch now (lock held): pending_head_batch while a new request is expected, else max_batch."""
+        return self.pending_head_batch if self._expected else self.max_batch
 
     def _take(self, running: "_Running | None") -> list[tuple[_Request, Any]]:
         """The next batch. With nothing running: wait for an item, then up to max_wait_s for a full batch.
@@ -190,7 +219,7 @@ class Batcher:
                 while self._waiting == 0 and not self._stop:
                     self._cond.wait()
                 deadline = time.monotonic() + self.max_wait_s
-                while self._waiting < self.max_batch and not self._stop:
+                while self._waiting < self._full() and not self._stop:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -198,7 +227,7 @@ class Batcher:
             else:
                 launch_at = running.ends - self.launch_lead_s
                 while (not self._stop and not running.handle.done()
-                       and (self._waiting < self.max_batch or time.perf_counter() < launch_at)):
+                       and (self._waiting < self._full() or time.perf_counter() < launch_at)):
                     self._cond.wait(POLL_S)
             if self._stop:
                 return []
@@ -285,6 +314,26 @@ def batch_plan(n: int, sizes: list[int], costs: dict[int, float] | None = None) 
     for k in range(1, n + 1):
         best.append(min((costs[b] + best[max(0, k - b)][0], [b] + best[max(0, k - b)][1]) for b in sorted(costs)))
     return sorted(best[n][1], reverse=True)
+
+
+class _Expected:
+    """A new request announced to the batcher (counted in _expected until released, once)."""
+
+    def __init__(self, batcher: Batcher, counts: bool):
+        self.batcher, self.counted = batcher, counts
+        if counts:
+            with batcher._cond:
+                batcher._expected += 1
+
+    def release_locked(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.batcher._expected -= 1
+            self.batcher._cond.notify()
+
+    def release(self) -> None:
+        with self.batcher._cond:
+            self.release_locked()
 
 
 class _Callback:

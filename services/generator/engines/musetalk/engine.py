@@ -66,6 +66,7 @@ class MuseTalkSettings:
     split_batches: bool = True   # a batch as the compiled sizes of least time (batch_plan), timed at warm-up
     latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
     launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full
+    pending_head_batch: int = 0   # other batches' size while a new request prepares its head; 0: max_batch // 2
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -150,7 +151,8 @@ class MuseTalkEngine:
                     m, items, sizes, self.size_costs.get(v) if s.split_batches else None),
                 s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}",
                 cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
-                launch_lead_s=max(0.0, s.launch_lead_ms) / 1000)
+                launch_lead_s=max(0.0, s.launch_lead_ms) / 1000,
+                pending_head_batch=s.pending_head_batch or max(1, s.max_batch // 2))
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
@@ -355,17 +357,17 @@ class MuseTalkEngine:
 
     def _crops(self, source: SourceEntry, version: str, audio: np.ndarray, sample_rate: int, fps: float,
                priority: str) -> Iterator[np.ndarray]:
-        model = self.models[version]
+        model, batcher, m = self.models[version], self.batchers[version], source.meta
         frames = frame_count(len(audio), sample_rate, fps)
-        latents, tokens = self._inputs(source, model, version, audio, fps, frames)
-        m = source.meta
 
         def items():
             for t in range(frames):
                 idx = source_frame(t, m.num_frames, m.fps, fps)
                 yield (latents[idx], tokens[t]) if source.has_face[idx] else None
 
-        yield from self.batchers[version].submit(items(), priority=priority)
+        with batcher.expecting(priority) as expected:     # its head then waits behind a short batch
+            latents, tokens = self._inputs(source, model, version, audio, fps, frames)
+            yield from batcher.submit(items(), priority=priority, expected=expected)
 
     def close(self) -> None:
         """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
