@@ -37,6 +37,7 @@ class GeneratorConfig:
     latent_cache_mb: int = 512       # musetalk: sources' reference latents kept on the device (most recent first)
     launch_lead_ms: float = 10.0     # musetalk: next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0      # musetalk: other batches' size while a new request prepares; 0: max_batch // 2
+    live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
     switch_interval_ms: float = 1.0
@@ -69,6 +70,7 @@ class GeneratorConfig:
             latent_cache_mb=env_int("MUSETALK_LATENT_CACHE_MB", cls.latent_cache_mb),
             launch_lead_ms=env_float("MUSETALK_LAUNCH_LEAD_MS", cls.launch_lead_ms),
             pending_head_batch=env_int("MUSETALK_PENDING_HEAD_BATCH", cls.pending_head_batch),
+            live_batch=env_int("MUSETALK_LIVE_BATCH", cls.live_batch),
             switch_interval_ms=env_float("PY_SWITCH_INTERVAL_MS", cls.switch_interval_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", "") or default_speech_cache(env_str("XDG_CACHE_HOME", "")),

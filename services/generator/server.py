@@ -52,7 +52,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 decode_chunk=cfg.decode_chunk, phase_upsample=cfg.phase_upsample, live_lookahead=cfg.live_lookahead,
                 side_gather_ms=cfg.side_gather_ms, whisper_graphs=cfg.whisper_graphs,
                 split_batches=cfg.split_batches, latent_cache_mb=cfg.latent_cache_mb,
-                launch_lead_ms=cfg.launch_lead_ms, pending_head_batch=cfg.pending_head_batch))}
+                launch_lead_ms=cfg.launch_lead_ms, pending_head_batch=cfg.pending_head_batch,
+                live_batch=cfg.live_batch))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

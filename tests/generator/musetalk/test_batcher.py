@@ -371,3 +371,36 @@ def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
     with pytest.raises(BatcherClosed):
         live.put("l5")
     b.close()
+
+
+def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first():
+    gate, order = threading.Event(), []
+
+    def run(items):
+        gate.wait(5)
+        order.append(list(items))
+        return items
+
+    b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=3)
+    got = []
+    live = [b.open_stream(got.append) for _ in range(2)]
+    offline = threading.Thread(target=lambda: list(b.submit([f"o{i}" for i in range(12)], window=12,
+                                                            priority="batch")))
+    offline.start()
+    time.sleep(0.1)                         # the first offline batch (8) is running, held at the gate
+    for i in range(4):                      # stream 0's frames are older than stream 1's
+        live[0].put(f"a{i}")
+    for i in range(2):
+        live[1].put(f"b{i}")
+    time.sleep(0.05)
+    gate.set()
+    offline.join(5)
+    time.sleep(0.1)
+    for stream in live:
+        stream.close()
+    b.close()
+    assert order[0] == [f"o{i}" for i in range(8)]
+    assert order[1] == ["a0", "a1", "a2"]                   # cut to 3, oldest first, no offline frame added
+    assert order[2][:3] == ["a3", "b0", "b1"] and len(order[2]) == 3
+    assert [x for batch in order[3:] for x in batch] == ["o8", "o9", "o10", "o11"]   # full again without live
+    assert got == ["a0", "a1", "a2", "a3", "b0", "b1"]

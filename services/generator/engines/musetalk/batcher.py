@@ -20,6 +20,8 @@ before N is expected to end: until then it keeps gathering, so a new request's f
 come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
 While a new interactive request prepares its first frames (`expecting()`: its whisper pass), other requests'
 batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
+A batch that holds live frames holds at most `live_batch` items (default max_batch): a batch's frames come back
+together, so a short one brings the oldest live frames back sooner and the rest go in the next one.
 """
 from __future__ import annotations
 
@@ -71,8 +73,9 @@ class Batcher:
     def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
                  name: str = "batcher", head_frames: int | None = None,
                  cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010,
-                 pending_head_batch: int = 0):
+                 pending_head_batch: int = 0, live_batch: int = 0):
         assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0 and pending_head_batch >= 0
+        assert live_batch >= 0
         self.launch = launch
         self.cost = cost
         # with cost(): the next batch is launched this long before the running one should end (margin for the
@@ -85,6 +88,7 @@ class Batcher:
         # while a new request is expected (expecting()), other batches hold at most this many items (0: max_batch)
         self.pending_head_batch = min(max_batch, pending_head_batch or max_batch)
         self._expected = 0                        # interactive requests preparing their first items
+        self.live_batch = min(max_batch, live_batch or max_batch)   # items in a batch that holds live frames
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)
@@ -188,15 +192,16 @@ class Batcher:
         # live frames first, oldest first: each is fed when the session's clock is a few frames from showing it,
         # so the oldest is the one due soonest (deadline order)
         for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
-            while r.items and len(taken) < self.max_batch:
+            while r.items and len(taken) < self.live_batch:
                 taken.append((r, r.items.popleft()[1]))
+        cap = self.live_batch if taken else self.max_batch
         heads = 0
         for r in self._active:                    # in arrival order
-            while r.head > 0 and r.items and len(taken) < self.max_batch:
+            while r.head > 0 and r.items and len(taken) < cap:
                 take(r)
                 r.head -= 1
                 heads += 1
-        limit = self._full()
+        limit = min(cap, self._full())
         while len(taken) < limit and not heads:
             ready = [r for r in self._active if r.items]
             if not ready:
