@@ -134,6 +134,34 @@ def first_fragment(entry, crops, add_ms, runs: int = 3) -> None:
         r.abort()
 
 
+def head_encoder(frames_i420: list, add_ms, runs: int = 5) -> None:
+    """The first fragment's own x264 (mp4.Mp4Writer's twin encoder): its 5 frames and the keyframe after them
+    encoded and drained at once, with frame threads or slice threads (x264's choice of count), median of runs."""
+    import fractions
+    import statistics
+
+    import av
+
+    for kind in ("FRAME", "SLICE"):
+        took = []
+        for _ in range(runs):
+            c = av.CodecContext.create("libx264", "w")
+            c.width, c.height, c.pix_fmt = 1280, 720, "yuv420p"
+            c.time_base, c.framerate = fractions.Fraction(1, 25), fractions.Fraction(25)
+            c.options = mp4.x264_options(25, "veryfast", -1, 18)
+            c.thread_type = kind
+            c.open()
+            t0 = time.perf_counter()
+            for i, data in enumerate(frames_i420[:6]):
+                frame = mp4.video_frame(data, "yuv420p")
+                frame.pts = i
+                c.encode(frame)
+            c.encode(None)
+            took.append(time.perf_counter() - t0)
+        add_ms(f"first fragment's x264, 6 frames encoded and drained, {kind.lower()} threads, median ms",
+               statistics.median(took))
+
+
 def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
@@ -160,6 +188,7 @@ def main() -> int:
         rows.append({"run": name, "ms": round(1000 * seconds, 3)})
         print(json.dumps(rows[-1]), flush=True)
     hot_path_costs(i420, entry, crops, add_ms)
+    head_encoder(i420, add_ms)
     first_fragment(entry, crops, add_ms)
     for threads, carry in ((0, None), (4, 0), (4, None), (6, None), (8, None)):
         r = Renderer(entry, 25.0, n, lambda b: None, threads=threads, carry=carry)
@@ -175,6 +204,18 @@ def main() -> int:
         r.finish()
         add(f"threads {threads} carry {r._carry}: composite+convert", comp)
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
+    for decode_threads in (1, 2, 0):        # the source's decoding alone, then inside the Renderer
+        t0 = time.perf_counter()
+        with entry.frame_reader(threads=decode_threads) as reader:
+            for i in range(n):
+                reader.get_i420(i)
+        add(f"source decoding alone (I420), decoder threads {decode_threads or 'auto'}", time.perf_counter() - t0)
+        r = Renderer(entry, 25.0, n, lambda b: None, threads=4, decode_threads=decode_threads)
+        t0 = time.perf_counter()
+        for i in range(0, n, 8):
+            r.add(i, crops[i:i + 8])
+        r.finish()
+        add(f"threads 4, decoder threads {decode_threads or 'auto'}: Renderer add/finish", time.perf_counter() - t0)
     save_json("render_bench.json", rows)
     return 0
 

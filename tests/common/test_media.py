@@ -143,6 +143,8 @@ def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp
     chunks, first_moof = [], None
     w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=5, threads=4, lookahead=10,
                       audio=np.zeros((1, 16000 * 3), np.float32), audio_rate=16000)
+    # the first fragment's own encoder (its parameter sets equal the main one's), its threads on slices of a frame
+    assert w.head is not None and "SLICE" in str(w.head.thread_type)
     for k, f in enumerate(frames):
         w.write(f)
         if first_moof is None and b"moof" in b"".join(chunks):
