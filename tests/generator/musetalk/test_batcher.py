@@ -339,14 +339,18 @@ def test_close_stops_the_thread_and_tells_waiting_requests():
         list(b.submit([1]))
 
 
-def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
-    gate, order = threading.Event(), []
-
+def _gated(gate, order):
+    """A launch that holds each batch until gate is set, then records it."""
     def run(items):
         gate.wait(5)
         order.append(list(items))
         return items
+    return run
 
+
+def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
+    gate, order = threading.Event(), []
+    run = _gated(gate, order)
     b = Batcher(run, max_batch=4, max_wait_s=0.0)
     got = []
     live = b.open_stream(got.append)
@@ -375,12 +379,7 @@ def test_live_items_go_first_and_a_closed_stream_drops_its_queued_items():
 
 def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first():
     gate, order = threading.Event(), []
-
-    def run(items):
-        gate.wait(5)
-        order.append(list(items))
-        return items
-
+    run = _gated(gate, order)
     b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=3)
     got = []
     live = [b.open_stream(got.append) for _ in range(2)]
