@@ -42,21 +42,27 @@ def synthetic_entry(root: str, n: int = 250, w: int = 1280, h: int = 720):
     return cache, wr.commit(SourceMeta("cd" * 16, n, 25.0, w, h, False, n, (0, 0))), crops
 
 
+def x264_encoder(threads: int = 0, kind: str = "FRAME"):
+    """A 720p x264 encoder as the render's (veryfast, crf 18, 1 s GOPs, no B-frames); threads 0: x264's choice."""
+    import fractions
+
+    import av
+
+    c = av.CodecContext.create("libx264", "w")
+    c.width, c.height, c.pix_fmt = 1280, 720, "yuv420p"
+    c.time_base, c.framerate = fractions.Fraction(1, 25), fractions.Fraction(25)
+    c.options = mp4.x264_options(25, "veryfast", -1, 18)
+    c.thread_type, c.thread_count = kind, threads
+    return c
+
+
 def x264_variants(conv: list, add) -> None:
     """x264 settings alone: thread counts, and two encoders taking alternate 1 s GOPs in two threads."""
-    import fractions
     import threading
 
     import av
 
-    def make(threads: int, kind: str = "FRAME"):
-        c = av.CodecContext.create("libx264", "w")
-        c.width, c.height, c.pix_fmt = 1280, 720, "yuv420p"
-        c.time_base = fractions.Fraction(1, 25)
-        c.framerate = fractions.Fraction(25)
-        c.options = {"preset": "veryfast", "crf": "18", "g": "25", "keyint_min": "25", "sc_threshold": "0", "bf": "0"}
-        c.thread_type, c.thread_count = kind, threads
-        return c
+    make = x264_encoder
 
     def enc(c, frames):
         for i, d in frames:
@@ -137,19 +143,12 @@ def first_fragment(entry, crops, add_ms, runs: int = 3) -> None:
 def head_encoder(frames_i420: list, add_ms, runs: int = 5) -> None:
     """The first fragment's own x264 (mp4.Mp4Writer's twin encoder): its 5 frames and the keyframe after them
     encoded and drained at once, with frame threads or slice threads (x264's choice of count), median of runs."""
-    import fractions
     import statistics
-
-    import av
 
     for kind in ("FRAME", "SLICE"):
         took = []
         for _ in range(runs):
-            c = av.CodecContext.create("libx264", "w")
-            c.width, c.height, c.pix_fmt = 1280, 720, "yuv420p"
-            c.time_base, c.framerate = fractions.Fraction(1, 25), fractions.Fraction(25)
-            c.options = mp4.x264_options(25, "veryfast", -1, 18)
-            c.thread_type = kind
+            c = x264_encoder(0, kind)
             c.open()
             t0 = time.perf_counter()
             for i, data in enumerate(frames_i420[:6]):
@@ -160,6 +159,15 @@ def head_encoder(frames_i420: list, add_ms, runs: int = 5) -> None:
             took.append(time.perf_counter() - t0)
         add_ms(f"first fragment's x264, 6 frames encoded and drained, {kind.lower()} threads, median ms",
                statistics.median(took))
+
+
+def _threads() -> int:
+    """Threads of this process, the native ones (x264's, ffmpeg's) included (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("Threads:")))
+    except (OSError, StopIteration):
+        return -1
 
 
 def main() -> int:
@@ -204,6 +212,14 @@ def main() -> int:
         r.finish()
         add(f"threads {threads} carry {r._carry}: composite+convert", comp)
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
+    for k in range(4):                      # the same render again in this process: does it slow with age?
+        r = Renderer(entry, 25.0, n, lambda b: None, threads=4)
+        t0 = time.perf_counter()
+        for i in range(0, n, 8):
+            r.add(i, crops[i:i + 8])
+        r.finish()
+        add(f"threads 4, render {k + 1} of 4 in a row: Renderer add/finish", time.perf_counter() - t0)
+        print(json.dumps({"run": "threads of this process after it", "threads": _threads()}), flush=True)
     for decode_threads in (1, 2, 0):        # the source's decoding alone, then inside the Renderer
         t0 = time.perf_counter()
         with entry.frame_reader(threads=decode_threads) as reader:

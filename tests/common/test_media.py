@@ -156,6 +156,18 @@ def test_the_first_fragment_leaves_without_waiting_for_the_encoders_pipeline(tmp
     decoded_packets(path, frames, lossless)
 
 
+@pytest.mark.parametrize("threads", [0, 2, 8, 24])
+def test_the_sliced_first_fragment_encoder_has_the_main_encoders_parameter_sets(threads):
+    """At 720p and any thread count the first fragment's sliced encoder writes the same SPS/PPS as the main one
+    (else the writer drops it, and the first fragment waits for the main encoder's pipeline)."""
+    w = mp4.Mp4Writer(lambda b: None, 1280, 720, 25, first_fragment=5, threads=threads)
+    try:
+        assert w.head is not None and "SLICE" in str(w.head.thread_type)
+        assert w.head.extradata == w.video.codec_context.extradata
+    finally:
+        w.abort()
+
+
 @pytest.mark.parametrize("first_fragment, lossless", [(5, False), (0, False), (5, True)])
 def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, lossless):
     """X264_GOP_ENCODERS: GOPs encoded by several encoders at once come out as one file with every frame, in
