@@ -173,9 +173,10 @@ class JobStore:
                     summary = await self._attempt(job, folder, part)
                     break
                 except Failure as e:
-                    # a service that is down (killed, restarting, rolling out) is worth another try; a bad
-                    # input or a bug is not
-                    if e.code != "UNAVAILABLE" or attempt == self.retries:
+                    # a service that is down (killed, restarting, rolling out) is worth another try, and so is
+                    # a call it cancelled while stopping (CANCELLED; the user's cancel arrives as CancelledError
+                    # here); a bad input or a bug is not
+                    if e.code not in ("UNAVAILABLE", "CANCELLED") or attempt == self.retries:
                         raise
                     delay = self.retry_base_s * 2 ** attempt
                     log_event(log, "job retry", job_id=job.job_id, attempt=attempt + 1, in_s=delay, error=e.message)

@@ -161,6 +161,35 @@ def head_encoder(frames_i420: list, add_ms, runs: int = 5) -> None:
                statistics.median(took))
 
 
+def _render(entry, crops, **kw) -> float:
+    """Seconds of one Renderer's add/finish over every crop, in 8-frame messages."""
+    r = Renderer(entry, 25.0, len(crops), lambda b: None, **kw)
+    t0 = time.perf_counter()
+    for i in range(0, len(crops), 8):
+        r.add(i, crops[i:i + 8])
+    r.finish()
+    return time.perf_counter() - t0
+
+
+def renders_in_a_row(entry, crops, add) -> None:
+    """The same render 4 times in this process, the process's thread count after each: does a worker slow with age?"""
+    for k in range(4):
+        add(f"threads 4, render {k + 1} of 4 in a row: Renderer add/finish", _render(entry, crops, threads=4))
+        print(json.dumps({"run": "threads of this process after it", "threads": _threads()}), flush=True)
+
+
+def decoding(entry, crops, add) -> None:
+    """The source's decoding alone, then inside the Renderer, with 1, 2 and ffmpeg's choice of decoder threads."""
+    for decode_threads in (1, 2, 0):
+        t0 = time.perf_counter()
+        with entry.frame_reader(threads=decode_threads) as reader:
+            for i in range(len(crops)):
+                reader.get_i420(i)
+        add(f"source decoding alone (I420), decoder threads {decode_threads or 'auto'}", time.perf_counter() - t0)
+        add(f"threads 4, decoder threads {decode_threads or 'auto'}: Renderer add/finish",
+            _render(entry, crops, threads=4, decode_threads=decode_threads))
+
+
 def _threads() -> int:
     """Threads of this process, the native ones (x264's, ffmpeg's) included (Linux)."""
     try:
@@ -212,26 +241,8 @@ def main() -> int:
         r.finish()
         add(f"threads {threads} carry {r._carry}: composite+convert", comp)
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
-    for k in range(4):                      # the same render again in this process: does it slow with age?
-        r = Renderer(entry, 25.0, n, lambda b: None, threads=4)
-        t0 = time.perf_counter()
-        for i in range(0, n, 8):
-            r.add(i, crops[i:i + 8])
-        r.finish()
-        add(f"threads 4, render {k + 1} of 4 in a row: Renderer add/finish", time.perf_counter() - t0)
-        print(json.dumps({"run": "threads of this process after it", "threads": _threads()}), flush=True)
-    for decode_threads in (1, 2, 0):        # the source's decoding alone, then inside the Renderer
-        t0 = time.perf_counter()
-        with entry.frame_reader(threads=decode_threads) as reader:
-            for i in range(n):
-                reader.get_i420(i)
-        add(f"source decoding alone (I420), decoder threads {decode_threads or 'auto'}", time.perf_counter() - t0)
-        r = Renderer(entry, 25.0, n, lambda b: None, threads=4, decode_threads=decode_threads)
-        t0 = time.perf_counter()
-        for i in range(0, n, 8):
-            r.add(i, crops[i:i + 8])
-        r.finish()
-        add(f"threads 4, decoder threads {decode_threads or 'auto'}: Renderer add/finish", time.perf_counter() - t0)
+    renders_in_a_row(entry, crops, add)
+    decoding(entry, crops, add)
     save_json("render_bench.json", rows)
     return 0
 
