@@ -37,7 +37,7 @@ class GeneratorConfig:
     latent_cache_mb: int = 512       # musetalk: sources' reference latents kept on the device (most recent first)
     launch_lead_ms: float = 10.0     # musetalk: next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0      # musetalk: other batches' size while a new request prepares; 0: max_batch // 2
-    live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch
+    live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch // 2
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
     switch_interval_ms: float = 1.0

@@ -36,11 +36,13 @@ def test_settings_from_the_environment(monkeypatch):
 def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tmp_path):
     write_tiny_models(str(tmp_path / "models"), versions=("v15",))
     servicer = GeneratorServicer(GeneratorConfig(cache_dir=str(tmp_path / "cache"), models_dir=str(tmp_path / "models"),
-                                                 device="cpu", max_batch=2, compile=False))
+                                                 device="cpu", max_batch=8, compile=False))
     musetalk = servicer.engines["musetalk"]
     musetalk.load()
     batchers = list(musetalk.batchers.values())
     assert musetalk.versions == ("v15",) and batchers and all(b.alive for b in batchers)
+    # by default a batch holding live frames, and other batches while a newcomer prepares, hold half a batch
+    assert [(b.live_batch, b.pending_head_batch) for b in batchers] == [(4, 4)]
     servicer.close()                  # what the server bootstrap's on_stop calls
     assert not any(b.alive for b in batchers)
     with pytest.raises(EngineUnavailable, match="not loaded"):

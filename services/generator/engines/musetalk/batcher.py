@@ -20,8 +20,9 @@ before N is expected to end: until then it keeps gathering, so a new request's f
 come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
 While a new interactive request prepares its first frames (`expecting()`: its whisper pass), other requests'
 batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
-A batch that holds live frames holds at most `live_batch` items (default max_batch): a batch's frames come back
-together, so a short one brings the oldest live frames back sooner and the rest go in the next one.
+A batch that holds live frames holds at most `live_batch` items (0: max_batch; the engine passes half of it): a
+batch's frames come back together, so a short one brings the oldest live frames back sooner and the rest go in the
+next one.
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class MuseTalkSettings:
     latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
     launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0   # other batches' size while a new request prepares its head; 0: max_batch // 2
-    live_batch: int = 0           # frames in a batch that holds live frames; 0: max_batch (not yet measured)
+    live_batch: int = 0           # frames in a batch that holds live frames; 0: max_batch // 2
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -153,7 +153,8 @@ class MuseTalkEngine:
                 s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}",
                 cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
                 launch_lead_s=max(0.0, s.launch_lead_ms) / 1000,
-                pending_head_batch=s.pending_head_batch or max(1, s.max_batch // 2), live_batch=s.live_batch)
+                pending_head_batch=s.pending_head_batch or max(1, s.max_batch // 2),
+                live_batch=s.live_batch or max(1, s.max_batch // 2))
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
