@@ -40,7 +40,7 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
     with grpc.insecure_channel(addr, options=OPTIONS) as ch:
         stub = gateway_pb2_grpc.LipsyncGatewayStub(ch)
         t0 = time.perf_counter()
-        first = playable = generating = crops = None
+        first = playable = generating = crops = last_crops = None
         head = b""
         summary = None
         options = common_pb2.LipsyncOptions(engine=ENGINE, priority=priority)
@@ -52,6 +52,8 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
                     generating = time.perf_counter() - t0
                 if crops is None and resp.progress.done > 0:
                     crops = time.perf_counter() - t0
+                if resp.progress.total and resp.progress.done == resp.progress.total:   # the last crops relayed
+                    last_crops = time.perf_counter() - t0
             if kind == "video" and first is None:
                 first = time.perf_counter() - t0
             if kind == "video" and playable is None:     # the first moof: a fragment a player can show
@@ -64,6 +66,8 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
     return {"frames": summary.frames, "wall_s": round(wall, 2), "fps": round(summary.frames / wall, 1),
             "first_chunk_ms": round(first * 1e3), "first_fragment_ms": round(playable * 1e3), "engine": summary.engine,
             "generate_starts_ms": round((generating or 0) * 1e3), "first_crops_ms": round((crops or 0) * 1e3),
+            # from the last crops relayed to render to the end of the call: the render's last frames, x264's drain
+            "tail_ms": round((wall - (last_crops or wall)) * 1e3), "t0": t0, "last_crops_s": last_crops or wall,
             "stages": {common_pb2.Stage.Name(t.stage): round(t.seconds, 2) for t in summary.timings}}
 
 
@@ -190,6 +194,12 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
+            # the level's end: after the last crops of every request were relayed, how long until the last call ended
+            # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
+            "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
+            if done else None,
+            "tail_ms_p50": round(percentile([r["tail_ms"] for r in done], 50)),
+            "tail_ms_p95": round(percentile([r["tail_ms"] for r in done], 95)),
             # where the generator's time went during the level (bucket upper bounds): one side-thread call (whisper
             # and reference latents for every request waiting), jobs per call, a GPU batch launch -> host, its size
             **{f"{key}_p{q}_le": bench_live.bucket_percentile(hist0[key], hist1[key], q)
@@ -213,6 +223,7 @@ def single_requests(stack: Stack, video: str, audio: str, rows: list, labels: li
     """One request at a time (the first label's request may prepare the source), then each stage alone."""
     for label in labels:
         r = timed_call(stack.addrs["gateway"], video, audio)
+        del r["t0"], r["last_crops_s"]          # the sweep's clock
         r["run"] = label
         emit(rows, r, suffix)
     for _ in range(int(os.environ.get("E2E_ALONE", "1"))):
