@@ -17,7 +17,7 @@ class RenderConfig:
     render_threads: int = -1             # compositing threads shared by renders; -1 = 4 on >= 8 cores, else 0
     render_carry: int = -1               # frames left compositing when a message's add returns; -1 = 2 x threads
     x264_preset: str = "veryfast"        # x264 speed/size trade-off; faster presets give larger files
-    x264_threads: int = 0                # threads of each render's x264 encoder; 0 = x264's choice (1.5 per core)
+    x264_threads: int = 0                # threads of each render's x264 encoder; 0 = 1.5 per core, at most 12
     x264_lookahead: int = -1             # x264's rc-lookahead in frames; -1 = the preset's (10 for veryfast)
     decode_threads: int = 1              # ffmpeg threads decoding each render's source video (0 = ffmpeg's choice)
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)

@@ -24,6 +24,21 @@ def default_threads() -> int:
     return 4 if (os.cpu_count() or 1) >= 8 else 0
 
 
+# x264's frame threads stopped adding speed at 12 on a 16-core H200 box (720p: 520.7 frames/s at 12, 523.5 at
+# x264's own 24) while each one holds a frame back: more only lengthen the wait for a render's last frames (an A/B/A
+# of the whole service there: first chunk p95 at 8 at once 284-290 ms with 12, 330-344 with 24; BENCHMARKS.md)
+X264_MAX_THREADS = 12
+
+
+def encoder_threads(setting: int) -> int:
+    """x264's frame threads per render: setting > 0 as set; 0 = x264's own choice (1.5 per core this process may
+    run on) up to X264_MAX_THREADS. On 2 cores both give 3."""
+    if setting > 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(X264_MAX_THREADS, max(1, cores * 3 // 2))
+
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -158,7 +173,7 @@ class Renderer:
         m = entry.meta
         self.writer = mp4.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset,
-                                      threads=x264_threads, lookahead=x264_lookahead,
+                                      threads=encoder_threads(x264_threads), lookahead=x264_lookahead,
                                       first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders)
         self._decode_threads = decode_threads
         self.reader_closed = False

@@ -7,7 +7,7 @@ import pytest
 
 from lipsync_common.formats import media
 from lipsync_common.formats.source_cache import source_frame
-from services.render.render import Renderer, RenderError, composite, frame_mask
+from services.render.render import Renderer, RenderError, composite, encoder_threads, frame_mask
 from tests import helpers
 
 
@@ -33,6 +33,17 @@ def test_threads_give_the_same_file(entry):
     parallel = render(entry, crops, threads=3)
     assert len(serial) > 1000 and parallel == serial
     assert render(entry, crops[::-1].copy(), threads=3) != serial       # the crops do matter
+
+
+@pytest.mark.parametrize("cores, setting, threads", [(2, 0, 3), (4, 0, 6), (16, 0, 12), (64, 0, 12), (16, 24, 24),
+                                                     (2, 1, 1)])
+def test_x264_gets_one_and_a_half_threads_per_core_up_to_12_unless_set(entry, monkeypatch, cores, setting, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert encoder_threads(setting) == threads
+    r = Renderer(entry, 25.0, 2, lambda b: None, threads=0, x264_threads=setting)
+    assert r.writer.video.codec_context.thread_count == threads        # what the encoder was opened with
+    r.add(0, np.zeros((2, 256, 256, 3), np.uint8))
+    r.finish()
 
 
 def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
