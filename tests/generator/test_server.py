@@ -25,12 +25,13 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSETALK_SPLIT_BATCHES", "0")
     monkeypatch.setenv("MUSETALK_PENDING_HEAD_BATCH", "32")  # = max batch: batches are not cut for a new request
     monkeypatch.setenv("MUSETALK_LIVE_BATCH", "16")
+    monkeypatch.setenv("MUSETALK_HEAD_S", "0.4")
     cfg = GeneratorConfig.from_env()
     assert cfg.launch_lead_ms == -1 and cfg.split_batches is False and cfg.pending_head_batch == 32
-    assert cfg.live_batch == 16
+    assert cfg.live_batch == 16 and cfg.head_s == 0.4
     settings = GeneratorServicer(cfg).engines["musetalk"].settings
     assert settings.launch_lead_ms == -1 and settings.split_batches is False and settings.pending_head_batch == 32
-    assert settings.live_batch == 16
+    assert settings.live_batch == 16 and settings.head_s == 0.4
 
 
 def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tmp_path):

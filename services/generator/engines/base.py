@@ -80,12 +80,13 @@ class LiveStream(Protocol):
         """No more crops; frees what the session holds (its queued frames on a shared accelerator)."""
 
 
-def batched(crops: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
-    """Group per-frame crops into [B, 256, 256, 3] arrays of batch_size (the last one may be shorter)."""
+def batched(crops: Iterable[np.ndarray], batch_size: int, cut_at: int = 0) -> Iterator[np.ndarray]:
+    """Group per-frame crops into [B, 256, 256, 3] arrays of batch_size (the last one may be shorter). cut_at > 0:
+    a group also ends once that many crops came in all (a request's head leaves without waiting for more)."""
     batch: list[np.ndarray] = []
-    for crop in crops:
+    for n, crop in enumerate(crops, 1):
         batch.append(crop)
-        if len(batch) == batch_size:
+        if len(batch) == batch_size or n == cut_at:
             yield np.stack(batch)
             batch = []
     if batch:

@@ -403,3 +403,16 @@ def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first()
     assert order[2][:3] == ["a3", "b0", "b1"] and len(order[2]) == 3
     assert [x for batch in order[3:] for x in batch] == ["o8", "o9", "o10", "o11"]   # full again without live
     assert got == ["a0", "a1", "a2", "a3", "b0", "b1"]
+
+
+def test_a_request_may_bring_its_own_head_start():
+    seen = []
+    b = Batcher(_slow_runner(seen), max_batch=8, max_wait_s=0.0, head_frames=8)
+    stream = b.submit(((("old", i) for i in range(400))), window=32)
+    next(stream)
+    newcomer = list(b.submit([("new", i) for i in range(8)], window=8, head=3))
+    stream.close()
+    b.close()
+    assert newcomer == [("new", i) for i in range(8)]
+    first = _batch_of(seen, "new")
+    assert seen[first] == [("new", 0), ("new", 1), ("new", 2)]      # its 3 head items, in a batch of their own

@@ -9,7 +9,7 @@ import pytest
 
 from lipsync.v1 import common_pb2
 from lipsync_client import LipsyncClient
-from services.generator.engines.musetalk.engine import MuseTalkEngine, missing_files
+from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings, missing_files
 from tests import helpers
 from tests.generator.musetalk.tiny_musetalk import write_tiny_models
 from tools.stack import Stack
@@ -90,3 +90,31 @@ def test_weights_verify_is_offline_and_catches_a_changed_file(tmp_path, capsys):
     assert weights.verify(str(tmp_path)) == 0
     (tmp_path / "sd-vae" / "config.json").write_text('{"changed": 1}')
     assert weights.verify(str(tmp_path)) == 1 and "BAD" in capsys.readouterr().err
+
+
+
+@pytest.fixture(scope="module")
+def cpu_engine(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engine")
+    write_tiny_models(str(folder / "models"), versions=("v15",))
+    engine = MuseTalkEngine(str(folder / "models"), MuseTalkSettings(device="cpu", max_batch=16))
+    engine.load()
+    os.makedirs(folder / "src")
+    yield engine, helpers.prepared_entry(str(folder / "src"), n=4)
+    engine.close()
+
+
+@pytest.mark.parametrize("fps, priority, messages, first_batch", [
+    (25.0, "interactive", [6, 8, 8, 8], 6),     # 0.2 s + 1 frame: what render's first fragment needs
+    (50.0, "interactive", [8, 3, 8, 8], 11),    # a longer head is still cut where it ends
+    (25.0, "batch", [8, 8, 8, 8], 16),          # bulk requests get no head start: a full batch
+])
+def test_a_new_requests_head_is_what_the_first_fragment_needs_and_leaves_in_its_own_message(
+        cpu_engine, fps, priority, messages, first_batch):
+    engine, entry = cpu_engine
+    batcher = engine.batchers["v15"]
+    before = len(batcher.batch_sizes)
+    audio = np.zeros(int(16000 * 40 / fps), np.float32)            # 40 frames
+    sizes = [len(b) for b in engine.generate(entry, audio, 16000, fps, 8, priority=priority).batches]
+    assert sizes[:4] == messages and sum(sizes) == 40
+    assert batcher.batch_sizes[before] == first_batch              # alone, a head runs in a batch of its own

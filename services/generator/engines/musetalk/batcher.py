@@ -105,16 +105,17 @@ class Batcher:
     # ---- request side (runs in the caller's thread)
 
     def submit(self, items, window: int | None = None, priority: str = INTERACTIVE,
-               expected: "_Expected | None" = None) -> Iterator[Any]:
+               expected: "_Expected | None" = None, head: int | None = None) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
         At most `window` items of a request wait at once (default 4 x max_batch: a lone request keeps its next
         batches queued while the current one runs). Closing the generator early (or an exception in the
         consumer) cancels the rest of the request. `expected` (from expecting()) ends once its first item is
-        queued."""
+        queued. head: this interactive request's head start in items (default head_frames)."""
         if priority not in WEIGHTS:
             raise ValueError(f"unknown priority {priority!r}; use {INTERACTIVE!r} or {BATCH!r}")
-        req = _Request(priority, next(self._arrivals), self.head_frames if priority == INTERACTIVE else 0)
+        req = _Request(priority, next(self._arrivals),
+                       (self.head_frames if head is None else head) if priority == INTERACTIVE else 0)
         return self._results(req, iter(items), window or 4 * self.max_batch, expected)
 
     @contextlib.contextmanager

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from prometheus_client import Gauge
 
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import BATCH, INTERACTIVE, EngineUnavailable, Generation, batched
 from services.generator.engines.musetalk.batcher import Batcher, batch_plan
 from services.generator.engines.musetalk.side_work import SideWork
+from services.generator.engines.musetalk.gpu_memory import watch_gpu_memory
 from services.generator.engines.musetalk.kept import KeptFiles
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ class MuseTalkSettings:
     launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0   # other batches' size while a new request prepares its head; 0: max_batch // 2
     live_batch: int = 0           # frames in a batch that holds live frames; 0: max_batch // 2
+    # a new interactive request's first frames that go ahead of every other request's: this long of video plus one
+    # frame, what render's first fragment needs (FIRST_FRAGMENT_S, 0.2 s, and the keyframe that closes it)
+    head_s: float = 0.2
 
 
 def buckets(max_batch: int) -> list[int]:
@@ -174,7 +177,7 @@ class MuseTalkEngine:
             # execution plans are cached per thread (a burst's first pass at a new bucket built them on its path),
             # and the side stream's memory pool keeps the blocks of its largest pass
             self._side_worker.call(lambda: self._warm_side(device)).result()
-            _watch_gpu_memory(torch, device)
+            watch_gpu_memory(torch, device)
             # the graphs are captured: cuDNN's algorithm search (on for the capture) is off again for the eager
             # work that follows (whisper per request, VAE encoding per new source)
             torch.backends.cudnn.benchmark = False
@@ -338,27 +341,31 @@ class MuseTalkEngine:
                               else future.set_result(j.result()[1]))
         return future
 
-    def open_live(self, source: SourceEntry, fps: float, on_crop, *, version: str = "v15"):
-        from services.generator.engines.musetalk.live import MuseTalkLive
-
+    def _loaded(self, version: str) -> None:
         self.check(version)
         if version not in self.models:
             raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
                                     "restart the generator")
+
+    def open_live(self, source: SourceEntry, fps: float, on_crop, *, version: str = "v15"):
+        from services.generator.engines.musetalk.live import MuseTalkLive
+
+        self._loaded(version)
         return MuseTalkLive(self, source, version, fps, on_crop)
 
     def generate(self, source: SourceEntry, audio: np.ndarray, sample_rate: int, fps: float, batch_size: int, *,
                  version: str = "v15", priority: str = INTERACTIVE) -> Generation:
         """The crops of every output frame; the latents and audio features are computed when the first batch is
-        asked for (in the caller's thread), then the frames go through the shared batcher."""
-        self.check(version)
-        if version not in self.models:
-            raise EngineUnavailable(f"musetalk {version} is not loaded (its files appeared after start-up); "
-                                    "restart the generator")
-        return Generation(batched(self._crops(source, version, audio, sample_rate, fps, priority), batch_size))
+        asked for (in the caller's thread), then the frames go through the shared batcher. An interactive
+        request's head (`head_s` of video and one frame) goes ahead of other requests' frames, and leaves in a
+        message of its own."""
+        self._loaded(version)
+        head = max(1, min(round(self.settings.head_s * fps) + 1, self.settings.max_batch))
+        crops = self._crops(source, version, audio, sample_rate, fps, priority, head)
+        return Generation(batched(crops, batch_size, cut_at=head if priority == INTERACTIVE else 0))
 
     def _crops(self, source: SourceEntry, version: str, audio: np.ndarray, sample_rate: int, fps: float,
-               priority: str) -> Iterator[np.ndarray]:
+               priority: str, head: int) -> Iterator[np.ndarray]:
         model, batcher, m = self.models[version], self.batchers[version], source.meta
         frames = frame_count(len(audio), sample_rate, fps)
 
@@ -369,7 +376,7 @@ class MuseTalkEngine:
 
         with batcher.expecting(priority) as expected:     # its head then waits behind a short batch
             latents, tokens = self._inputs(source, model, version, audio, fps, frames)
-            yield from batcher.submit(items(), priority=priority, expected=expected)
+            yield from batcher.submit(items(), priority=priority, expected=expected, head=head)
 
     def close(self) -> None:
         """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
@@ -396,15 +403,3 @@ class _Crops:
             for k, i in enumerate(self.real):
                 out[i] = crops[k]
         return out
-
-
-GPU_MEMORY = Gauge("lipsync_generator_gpu_memory_bytes", "GPU memory of this process: PyTorch's allocator "
-                   "(allocated, reserved), the whole device's use (device_used)", ["kind"])
-
-
-def _watch_gpu_memory(torch, device: str) -> None:
-    """Gauges read at each scrape: where the process's GPU memory is (the bench compares them with nvidia-smi)."""
-    GPU_MEMORY.labels("allocated").set_function(lambda: torch.cuda.memory_allocated(device))
-    GPU_MEMORY.labels("reserved").set_function(lambda: torch.cuda.memory_reserved(device))
-    GPU_MEMORY.labels("device_used").set_function(
-        lambda: (lambda free_total: free_total[1] - free_total[0])(torch.cuda.mem_get_info(device)))
