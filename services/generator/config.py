@@ -46,6 +46,14 @@ class GeneratorConfig:
     speech_cache_dir: str = field(default_factory=default_speech_cache)
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
+    def __post_init__(self):
+        if not 0 <= self.head_s <= 2:
+            raise ValueError(f"MUSETALK_HEAD_S must be within 0-2 s, not {self.head_s}")
+        for name, value in (("MUSETALK_LIVE_BATCH", self.live_batch),
+                            ("MUSETALK_PENDING_HEAD_BATCH", self.pending_head_batch)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 (0: half of MUSETALK_MAX_BATCH), not {value}")
+
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
         return cls(

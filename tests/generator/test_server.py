@@ -34,6 +34,18 @@ def test_settings_from_the_environment(monkeypatch):
     assert settings.live_batch == 16 and settings.head_s == 0.4
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("MUSETALK_HEAD_S", "-0.1", "MUSETALK_HEAD_S must be within 0-2 s"),
+    ("MUSETALK_HEAD_S", "3", "MUSETALK_HEAD_S must be within 0-2 s"),
+    ("MUSETALK_LIVE_BATCH", "-1", "MUSETALK_LIVE_BATCH must be >= 0"),
+    ("MUSETALK_PENDING_HEAD_BATCH", "-4", "MUSETALK_PENDING_HEAD_BATCH must be >= 0"),
+])
+def test_a_setting_out_of_range_is_an_error_that_names_it(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        GeneratorConfig.from_env()
+
+
 def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tmp_path):
     write_tiny_models(str(tmp_path / "models"), versions=("v15",))
     servicer = GeneratorServicer(GeneratorConfig(cache_dir=str(tmp_path / "cache"), models_dir=str(tmp_path / "models"),
