@@ -2,7 +2,9 @@
 
 Times, over 250 output frames in 8-frame messages: x264 alone on converted frames, composite + conversion in the
 pool, the hot path's pieces, the first 8 crops to the first fragment, and Renderer.add/finish with several thread
-and carry settings. `python -m tools.bench_render`.
+and carry settings; last, the tail of a busy box's level (8 render processes fed at 75 frames/s each, the last crops
+to the file closed) by x264 thread count and lookahead. `python -m tools.bench_render`;
+`RENDER_BENCH_TAILS_ONLY=1` runs only that last part.
 """
 from __future__ import annotations
 
@@ -190,6 +192,37 @@ def decoding(entry, crops, add) -> None:
             _render(entry, crops, threads=4, decode_threads=decode_threads))
 
 
+def _paced_tail(root: str, source_id: str, x264_threads: int, lookahead: int, fps: float) -> float:
+    """One render fed 8 crops at a time at `fps` (a request's share of a busy GPU), then finish(): seconds from the
+    last crops to the file closed (x264's drain: one frame per frame thread and the lookahead's frames)."""
+    entry = SourceCache(root).get(source_id)
+    crops = entry.crops_at(range(entry.meta.num_frames))
+    r = Renderer(entry, 25.0, len(crops), lambda b: None, threads=2, x264_threads=x264_threads,
+                 x264_lookahead=lookahead)
+    t0 = time.perf_counter()
+    for i in range(0, len(crops), 8):
+        time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
+        r.add(i, crops[i:i + 8])
+    t1 = time.perf_counter()
+    r.finish()
+    return time.perf_counter() - t1
+
+
+def tails(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0) -> None:
+    """The level's tail: `renders` render processes at once (as RENDER_WORKERS on a GPU box), each fed at `fps`,
+    the last crops -> file closed, by x264 thread count and lookahead (p50 and max over the renders)."""
+    import statistics
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(renders) as pool:
+        for threads, lookahead in ((24, -1), (12, -1), (6, -1), (12, 0)):
+            took = list(pool.map(_paced_tail, *zip(*[(root, source_id, threads, lookahead, fps)] * renders)))
+            name = f"tail, {renders} renders at once at {fps:g} frames/s each, x264 threads {threads}, lookahead " \
+                   f"{'10 (veryfast)' if lookahead < 0 else lookahead}: last crops -> file closed"
+            add_ms(f"{name}, p50 ms", statistics.median(took))
+            add_ms(f"{name}, max ms", max(took))
+
+
 def _threads() -> int:
     """Threads of this process, the native ones (x264's, ffmpeg's) included (Linux)."""
     try:
@@ -203,6 +236,10 @@ def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
     _, entry, crops = synthetic_entry(os.path.join(tmp, "cache"), n)
+    if os.environ.get("RENDER_BENCH_TAILS_ONLY"):     # only the tails part (seconds, not minutes)
+        tails(os.path.join(tmp, "cache"), entry.meta.source_id, lambda name, s: print(json.dumps(
+            {"run": name, "ms": round(1000 * s, 1)}), flush=True))
+        return 0
     rows = []
 
     def add(name, seconds):
@@ -243,6 +280,7 @@ def main() -> int:
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
     renders_in_a_row(entry, crops, add)
     decoding(entry, crops, add)
+    tails(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     save_json("render_bench.json", rows)
     return 0
 
