@@ -29,6 +29,8 @@ class RenderConfig:
             raise ValueError(f"X264_PRESET {self.x264_preset!r} is not one of {', '.join(X264_PRESETS)}")
         if not -1 <= self.x264_lookahead <= 250:
             raise ValueError(f"X264_LOOKAHEAD must be -1 (the preset's) or 0-250, not {self.x264_lookahead}")
+        if self.x264_threads < 0:
+            raise ValueError(f"X264_THREADS must be >= 0 (0: 1.5 per core, at most 12), not {self.x264_threads}")
         if self.decode_threads < 0:
             raise ValueError(f"RENDER_DECODE_THREADS must be >= 0, not {self.decode_threads}")
         if not 0 <= self.first_fragment_s <= 1:
