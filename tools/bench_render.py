@@ -216,11 +216,28 @@ def tails(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0
 
     with ProcessPoolExecutor(renders) as pool:
         for threads, lookahead in ((24, -1), (12, -1), (6, -1), (12, 0)):
-            took = list(pool.map(_paced_tail, *zip(*[(root, source_id, threads, lookahead, fps)] * renders)))
+            took = [f.result() for f in [pool.submit(_paced_tail, root, source_id, threads, lookahead, fps)
+                                         for _ in range(renders)]]
             name = f"tail, {renders} renders at once at {fps:g} frames/s each, x264 threads {threads}, lookahead " \
                    f"{'10 (veryfast)' if lookahead < 0 else lookahead}: last crops -> file closed"
             add_ms(f"{name}, p50 ms", statistics.median(took))
             add_ms(f"{name}, max ms", max(took))
+
+
+def encoder_thread_settings(entry, crops, add) -> None:
+    """Renderer add/finish with x264's thread count as the render sets it (1.5 per core, at most 12) and as x264
+    chooses (1.5 per core), alternating after a warm-up: the same count below 9 cores, so the same speed."""
+    import services.render.render as render
+
+    ours = render.encoder_threads
+    _render(entry, crops, threads=4)
+    for k in range(4):
+        for label, choose in (("x264's own", lambda setting: setting), (f"the render's ({ours(0)})", ours)):
+            render.encoder_threads = choose
+            try:
+                add(f"x264 threads {label}, run {k + 1} of 4: Renderer add/finish", _render(entry, crops, threads=4))
+            finally:
+                render.encoder_threads = ours
 
 
 def _threads() -> int:
@@ -280,6 +297,7 @@ def main() -> int:
         add(f"threads {threads} carry {r._carry}: Renderer add/finish", time.perf_counter() - t0)
     renders_in_a_row(entry, crops, add)
     decoding(entry, crops, add)
+    encoder_thread_settings(entry, crops, add)
     tails(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     save_json("render_bench.json", rows)
     return 0

@@ -150,14 +150,14 @@ class MuseTalkEngine:
             self.models[version] = model
             log.info("musetalk %s on %s, %s, compiled: %s, fused kernels: %s", version, device, dtype, compile_,
                      model.fused_detail)
+            half = max(1, s.max_batch // 2)     # batches while a newcomer prepares, and those with live frames
             self.batchers[version] = Batcher(
                 lambda items, m=model, v=version: self._launch(
                     m, items, sizes, self.size_costs.get(v) if s.split_batches else None),
                 s.max_batch, s.max_wait_ms / 1000, name=f"musetalk-{version}",
                 cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
                 launch_lead_s=max(0.0, s.launch_lead_ms) / 1000,
-                pending_head_batch=s.pending_head_batch or max(1, s.max_batch // 2),
-                live_batch=s.live_batch or max(1, s.max_batch // 2))
+                pending_head_batch=s.pending_head_batch or half, live_batch=s.live_batch or half)
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
