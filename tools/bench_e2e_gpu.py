@@ -3,7 +3,8 @@
 The services run there as processes (RENDER_WORKERS render workers, default 4); a 1280x720 H.264 source (250 frames
 at 25 fps) and 10 s of audio go through the gateway; the second request finds the source prepared. Reports
 frames/s and the time from the request to the first MP4 chunk, one request at a time, then a concurrency sweep
-(E2E_SWEEP, default 1,2,4,8,16 simultaneous requests): aggregate and per-request frames/s, first chunk p50/p95 and
+(E2E_SWEEP, default 1,2,4,8,16 simultaneous requests; "8x4": 8 clients, 4 requests each in a closed loop, i.e.
+sustained load): aggregate and per-request frames/s, first chunk p50/p95 and
 each process's CPU share (100% = one core) during each level; with py-spy installed, a profile of each service
 during the 8-request level. E2E_LIVE_LEVELS ("12,16"): live session levels on the same stack afterwards
 (tools/bench_live.py). Random weights: speed only.
@@ -152,16 +153,19 @@ def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
     return stack.profile(seconds)
 
 
-def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) -> dict:
-    """n requests at once; aggregate = all frames / the time until the last one ended."""
-    results: list[dict] = [None] * n   # type: ignore[list-item]
+def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1) -> dict:
+    """n requests at once; aggregate = all frames / the time until the last one ended. rounds > 1: a closed loop,
+    each of the n clients sends its next request as soon as its last one ended (sustained load: after the first
+    round, requests arrive one by one while the others stream)."""
+    results: list[dict] = []
     errors: list[str] = []
 
     def one(k: int) -> None:
-        try:
-            results[k] = timed_call(stack.addrs["gateway"], video, audio)
-        except grpc.RpcError as e:
-            errors.append(f"{e.code().name}: {e.details()}")
+        for r in range(rounds):
+            try:
+                results.append({**timed_call(stack.addrs["gateway"], video, audio), "round": r})
+            except grpc.RpcError as e:
+                errors.append(f"{e.code().name}: {e.details()}")
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
     from tools import bench_live
@@ -177,7 +181,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
     hist1 = bench_live.buckets(stack)
     for p in spies:
         p.wait(60)
-    done = [r for r in results if r]
+    done = results
     frames = sum(r["frames"] for r in done)
     share: dict[str, float] = {}
     for name in cpu1:
@@ -185,11 +189,16 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0) 
         share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
     firsts = [r["first_chunk_ms"] for r in done]
     frags = [r["first_fragment_ms"] for r in done]
-    return {"run": f"sweep: {n} at once", "concurrent": n, "ok": len(done), "errors": errors[:3],
+    later = [r["first_chunk_ms"] for r in done if r["round"] > 0]
+    return {"run": f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else ""),
+            "concurrent": n, "rounds": rounds, "ok": len(done), "errors": errors[:3],
             "aggregate_fps": round(frames / wall, 1),
             "per_request_fps": round(percentile([r["fps"] for r in done], 50), 1),
             "first_chunk_ms_p50": round(percentile(firsts, 50)), "first_chunk_ms_p95": round(percentile(firsts, 95)),
             "first_chunk_ms_max": max(firsts) if firsts else None,
+            # closed loop: the requests of rounds 2.. (each arrived alone while n - 1 others streamed)
+            **({"later_first_chunk_ms_p50": round(percentile(later, 50)),
+                "later_first_chunk_ms_p95": round(percentile(later, 95))} if later else {}),
             "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95)),
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
@@ -232,8 +241,11 @@ def single_requests(stack: Stack, video: str, audio: str, rows: list, labels: li
 
 
 def sweep(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix: str = "", spy_at: int = 0) -> None:
-    for n in [int(x) for x in levels.split(",") if x]:
-        emit(rows, sweep_level(stack, video, audio, n, spy_s=6 if n == spy_at else 0), suffix)
+    """levels: "1,2,8,16" (n requests at once) and "8x4" (8 clients, 4 rounds each in a closed loop)."""
+    for level in filter(None, levels.split(",")):
+        n, _, rounds = level.partition("x")
+        emit(rows, sweep_level(stack, video, audio, int(n), spy_s=6 if int(n) == spy_at else 0,
+                               rounds=int(rounds or 1)), suffix)
     emit(rows, {"run": "GPU memory after the sweep (nvidia-smi; the generator's PyTorch allocator)",
                 "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid)),
                 "torch_mib": generator_memory_mib(stack)}, suffix)
