@@ -3,8 +3,9 @@
 Times, over 250 output frames in 8-frame messages: x264 alone on converted frames, composite + conversion in the
 pool, the hot path's pieces, the first 8 crops to the first fragment, and Renderer.add/finish with several thread
 and carry settings; last, the tail of a busy box's level (8 render processes fed at 75 frames/s each, the last crops
-to the file closed) by x264 thread count and lookahead. `python -m tools.bench_render`;
-`RENDER_BENCH_TAILS_ONLY=1` runs only that last part.
+to the file closed) by x264 thread count and lookahead, and a burst's first fragments (8 renders whose heads come 25 ms
+apart). `python -m tools.bench_render`;
+`RENDER_BENCH_TAILS_ONLY=1` runs only those two parts.
 """
 from __future__ import annotations
 
@@ -224,6 +225,49 @@ def tails(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0
             add_ms(f"{name}, max ms", max(took))
 
 
+def _staggered_head(root: str, source_id: str, x264_threads: int, decode_threads: int, start: float,
+                    fps: float) -> float:
+    """One render made as the service makes it (at the call's config), its 6-crop head added at `start`
+    (time.monotonic(), the same clock in every process), then the rest fed at `fps`: seconds from the head to the
+    first fragment (moof) out."""
+    entry = SourceCache(root).get(source_id)
+    crops = entry.crops_at(range(entry.meta.num_frames))
+    out, at = [], []
+
+    def on_bytes(b):
+        out.append(b)
+        if not at and b"moof" in b"".join(out):
+            at.append(time.monotonic())
+    r = Renderer(entry, 25.0, len(crops), on_bytes, x264_threads=x264_threads, decode_threads=decode_threads,
+                 first_fragment_s=0.2)
+    time.sleep(max(0.0, start - time.monotonic()))
+    t0 = time.monotonic()
+    r.add(0, crops[:6])
+    for i in range(6, len(crops), 8):
+        time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+        r.add(i, crops[i:i + 8])
+    r.finish()
+    return at[0] - t0
+
+
+def heads(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0, gap_s: float = 0.025) -> None:
+    """A burst's first fragments: `renders` render processes (as RENDER_WORKERS on a GPU box), their 6-crop heads
+    coming `gap_s` apart (the GPU's head batches), each render then fed at `fps`; head -> first fragment (p50, max),
+    by x264 threads and decoder threads, alternating."""
+    import statistics
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(renders) as pool:
+        for threads, decode in ((12, 1), (12, 2), (6, 1), (12, 1), (12, 2), (6, 1)):
+            start = time.monotonic() + 1.0         # every render made and its decoder started before its head
+            took = [f.result() for f in [pool.submit(_staggered_head, root, source_id, threads, decode,
+                                                     start + k * gap_s, fps) for k in range(renders)]]
+            name = f"first fragment, {renders} renders, heads {1000 * gap_s:g} ms apart, then {fps:g} frames/s " \
+                   f"each, x264 threads {threads}, decoder threads {decode}: head -> moof"
+            add_ms(f"{name}, p50 ms", statistics.median(took))
+            add_ms(f"{name}, max ms", max(took))
+
+
 def encoder_thread_settings(entry, crops, add) -> None:
     """Renderer add/finish with x264's thread count as the render sets it (1.5 per core, at most 12) and as x264
     chooses (1.5 per core), alternating after a warm-up: the same count below 9 cores, so the same speed."""
@@ -253,9 +297,10 @@ def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
     _, entry, crops = synthetic_entry(os.path.join(tmp, "cache"), n)
-    if os.environ.get("RENDER_BENCH_TAILS_ONLY"):     # only the tails part (seconds, not minutes)
-        tails(os.path.join(tmp, "cache"), entry.meta.source_id, lambda name, s: print(json.dumps(
-            {"run": name, "ms": round(1000 * s, 1)}), flush=True))
+    if os.environ.get("RENDER_BENCH_TAILS_ONLY"):     # only the busy box's parts (seconds, not minutes)
+        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
+        heads(os.path.join(tmp, "cache"), entry.meta.source_id, show)
+        tails(os.path.join(tmp, "cache"), entry.meta.source_id, show)
         return 0
     rows = []
 
@@ -298,6 +343,7 @@ def main() -> int:
     renders_in_a_row(entry, crops, add)
     decoding(entry, crops, add)
     encoder_thread_settings(entry, crops, add)
+    heads(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     tails(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     save_json("render_bench.json", rows)
     return 0
