@@ -5,7 +5,8 @@ pool, the hot path's pieces, the first 8 crops to the first fragment, and Render
 and carry settings; last, the tail of a busy box's level (8 render processes fed at 75 frames/s each, the last crops
 to the file closed) by x264 thread count and lookahead, and a burst's first fragments (8 renders whose heads come 25 ms
 apart). `python -m tools.bench_render`;
-`RENDER_BENCH_TAILS_ONLY=1` runs only those two parts.
+`RENDER_BENCH_ONLY=busy` runs only those two parts; `RENDER_BENCH_ONLY=settings` only one render alone by x264
+threads and decoder threads.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def x264_variants(conv: list, add) -> None:
     for i, d in frames:
         av.VideoFrame.from_ndarray(d, format="yuv420p")
     add("VideoFrame.from_ndarray alone", time.perf_counter() - t0)
-    for threads in (0, 8, 12, 24, 32):
+    for threads in (0, 6, 8, 12, 24, 32):
         c = make(threads)
         t0 = time.perf_counter()
         enc(c, frames)
@@ -284,6 +285,16 @@ def encoder_thread_settings(entry, crops, add) -> None:
                 render.encoder_threads = ours
 
 
+def render_settings(entry, crops, add) -> None:
+    """Renderer add/finish by x264 threads and decoder threads (composite threads 4, as on >= 8 cores), the four
+    settings in turn, three rounds after a warm-up: one render alone, as a single request on an idle box."""
+    _render(entry, crops, threads=4)
+    for k in range(3):
+        for x264, decode in ((12, 1), (6, 1), (6, 2), (12, 2)):
+            add(f"x264 threads {x264}, decoder threads {decode}, round {k + 1} of 3: Renderer add/finish",
+                _render(entry, crops, threads=4, x264_threads=x264, decode_threads=decode))
+
+
 def _threads() -> int:
     """Threads of this process, the native ones (x264's, ffmpeg's) included (Linux)."""
     try:
@@ -297,16 +308,23 @@ def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
     _, entry, crops = synthetic_entry(os.path.join(tmp, "cache"), n)
-    if os.environ.get("RENDER_BENCH_TAILS_ONLY"):     # only the busy box's parts (seconds, not minutes)
-        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
-        heads(os.path.join(tmp, "cache"), entry.meta.source_id, show)
-        tails(os.path.join(tmp, "cache"), entry.meta.source_id, show)
-        return 0
     rows = []
 
     def add(name, seconds):
         rows.append({"run": name, "fps": round(n / seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
+
+    only = os.environ.get("RENDER_BENCH_ONLY", "")     # one part (seconds, not minutes)
+    if only == "busy":              # a busy box: a burst's first fragments and a level's tail
+        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
+        heads(os.path.join(tmp, "cache"), entry.meta.source_id, show)
+        tails(os.path.join(tmp, "cache"), entry.meta.source_id, show)
+        return 0
+    if only == "settings":          # one render alone by x264 threads and decoder threads
+        render_settings(entry, crops, add)
+        return 0
+    if only:
+        raise SystemExit(f"RENDER_BENCH_ONLY is 'busy' or 'settings', not {only!r}")
 
     wr = mp4.Mp4Writer(lambda b: None, 1280, 720, 25.0)
     with entry.frame_reader() as reader:
@@ -343,6 +361,7 @@ def main() -> int:
     renders_in_a_row(entry, crops, add)
     decoding(entry, crops, add)
     encoder_thread_settings(entry, crops, add)
+    render_settings(entry, crops, add)
     heads(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     tails(os.path.join(tmp, "cache"), entry.meta.source_id, add_ms)
     save_json("render_bench.json", rows)
