@@ -153,10 +153,22 @@ def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
     return stack.profile(seconds)
 
 
+def first_chunks(done: list[dict]) -> dict:
+    firsts = [r["first_chunk_ms"] for r in done]
+    frags = [r["first_fragment_ms"] for r in done]
+    later = [r["first_chunk_ms"] for r in done if r["round"] > 0]
+    return {"first_chunk_ms_p50": round(percentile(firsts, 50)), "first_chunk_ms_p95": round(percentile(firsts, 95)),
+            "first_chunk_ms_max": max(firsts) if firsts else None,
+            # closed loop: the requests of rounds 2.. (each sent as soon as its client's previous one ended)
+            **({"later_first_chunk_ms_p50": round(percentile(later, 50)),
+                "later_first_chunk_ms_p95": round(percentile(later, 95))} if later else {}),
+            "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95))}
+
+
 def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1) -> dict:
     """n requests at once; aggregate = all frames / the time until the last one ended. rounds > 1: a closed loop,
-    each of the n clients sends its next request as soon as its last one ended (sustained load: after the first
-    round, requests arrive one by one while the others stream)."""
+    each of the n clients sends its next request as soon as its last one ended (sustained load: a round's start
+    overlaps the last one's end; rounds that end together start together again)."""
     results: list[dict] = []
     errors: list[str] = []
 
@@ -187,19 +199,10 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     for name in cpu1:
         key = name.split("-")[0]
         share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
-    firsts = [r["first_chunk_ms"] for r in done]
-    frags = [r["first_fragment_ms"] for r in done]
-    later = [r["first_chunk_ms"] for r in done if r["round"] > 0]
     return {"run": f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else ""),
             "concurrent": n, "rounds": rounds, "ok": len(done), "errors": errors[:3],
             "aggregate_fps": round(frames / wall, 1),
-            "per_request_fps": round(percentile([r["fps"] for r in done], 50), 1),
-            "first_chunk_ms_p50": round(percentile(firsts, 50)), "first_chunk_ms_p95": round(percentile(firsts, 95)),
-            "first_chunk_ms_max": max(firsts) if firsts else None,
-            # closed loop: the requests of rounds 2.. (each arrived alone while n - 1 others streamed)
-            **({"later_first_chunk_ms_p50": round(percentile(later, 50)),
-                "later_first_chunk_ms_p95": round(percentile(later, 95))} if later else {}),
-            "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95)),
+            "per_request_fps": round(percentile([r["fps"] for r in done], 50), 1), **first_chunks(done),
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),

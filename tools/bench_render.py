@@ -304,6 +304,18 @@ def _threads() -> int:
         return -1
 
 
+def one_part(only: str, root: str, entry, crops, add) -> int:
+    if only == "busy":              # a busy box: a burst's first fragments and a level's tail
+        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
+        heads(root, entry.meta.source_id, show)
+        tails(root, entry.meta.source_id, show)
+    elif only == "settings":        # one render alone by x264 threads and decoder threads
+        render_settings(entry, crops, add)
+    else:
+        raise SystemExit(f"RENDER_BENCH_ONLY is 'busy' or 'settings', not {only!r}")
+    return 0
+
+
 def main() -> int:
     n = 250
     tmp = tempfile.mkdtemp()
@@ -315,16 +327,8 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
 
     only = os.environ.get("RENDER_BENCH_ONLY", "")     # one part (seconds, not minutes)
-    if only == "busy":              # a busy box: a burst's first fragments and a level's tail
-        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
-        heads(os.path.join(tmp, "cache"), entry.meta.source_id, show)
-        tails(os.path.join(tmp, "cache"), entry.meta.source_id, show)
-        return 0
-    if only == "settings":          # one render alone by x264 threads and decoder threads
-        render_settings(entry, crops, add)
-        return 0
     if only:
-        raise SystemExit(f"RENDER_BENCH_ONLY is 'busy' or 'settings', not {only!r}")
+        return one_part(only, os.path.join(tmp, "cache"), entry, crops, add)
 
     wr = mp4.Mp4Writer(lambda b: None, 1280, 720, 25.0)
     with entry.frame_reader() as reader:

@@ -15,6 +15,7 @@ import numpy as np
 
 from lipsync.v1 import common_pb2, preprocess_pb2, preprocess_pb2_grpc
 from lipsync_common import options
+from lipsync_common.cores import usable_cores
 from lipsync_common.edge import calls
 from lipsync_common.edge import server as boot
 from lipsync_common.formats import media
@@ -53,7 +54,7 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServicer):
         self.cache.clean_stale_temp()
         self.landmarker: Landmarker | None = None
         self.parser = None     # BiSeNet face parsing, when its weights are in MODELS_DIR
-        self.cpu = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        self.cpu = asyncio.Semaphore(usable_cores())     # the pod's CPU limit, not its node's cores
 
     def warmup(self) -> None:
         if not face_parsing.missing_files(self.cfg.models_dir):

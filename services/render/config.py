@@ -19,7 +19,8 @@ class RenderConfig:
     x264_preset: str = "veryfast"        # x264 speed/size trade-off; faster presets give larger files
     x264_threads: int = 0                # threads of each render's x264 encoder; 0 = 1.5 per core, at most 12
     x264_lookahead: int = -1             # x264's rc-lookahead in frames; -1 = the preset's (10 for veryfast)
-    decode_threads: int = 1              # ffmpeg threads decoding each render's source video (0 = ffmpeg's choice)
+    decode_threads: int = -1             # ffmpeg threads decoding each render's source; -1 = 2 on >= 8 cores, else 1;
+                                         # 0 = ffmpeg's choice
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
     gop_encoders: int = 1                # GOPs of one render encoded at once, each by its own x264 (1 = one x264)
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
@@ -31,8 +32,9 @@ class RenderConfig:
             raise ValueError(f"X264_LOOKAHEAD must be -1 (the preset's) or 0-250, not {self.x264_lookahead}")
         if self.x264_threads < 0:
             raise ValueError(f"X264_THREADS must be >= 0 (0: 1.5 per core, at most 12), not {self.x264_threads}")
-        if self.decode_threads < 0:
-            raise ValueError(f"RENDER_DECODE_THREADS must be >= 0, not {self.decode_threads}")
+        if self.decode_threads < -1:
+            raise ValueError(f"RENDER_DECODE_THREADS must be -1 (2 on >= 8 cores, else 1) or >= 0, not "
+                             f"{self.decode_threads}")
         if not 0 <= self.first_fragment_s <= 1:
             raise ValueError(f"FIRST_FRAGMENT_S must be within 0-1 s, not {self.first_fragment_s}")
         if not 1 <= self.gop_encoders <= 16:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -10,6 +9,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from lipsync_common.cores import usable_cores
 from lipsync_common.formats import frame_reader, mp4
 from lipsync_common.formats.source_cache import SourceEntry, source_frame
 
@@ -20,8 +20,9 @@ class RenderError(ValueError):
 
 def default_threads() -> int:
     """Compositing threads per render: on a machine with cores to spare (x264's frame threads take the
-    rest), 4 threads took 720p rendering from 260 to 336 frames/s on 16 cores; on 2 cores they only slow it."""
-    return 4 if (os.cpu_count() or 1) >= 8 else 0
+    rest), 4 threads took 720p rendering from 260 to 336 frames/s on 16 cores; on 2 cores they only slow it.
+    Cores are those this process may use (affinity and cgroup CPU quota: a pod's CPU limit, not its node's)."""
+    return 4 if usable_cores() >= 8 else 0
 
 
 # x264's frame threads stopped adding speed at 12 on a 16-core H200 box (720p: 520.7 frames/s at 12, 523.5 at
@@ -31,12 +32,20 @@ X264_MAX_THREADS = 12
 
 
 def encoder_threads(setting: int) -> int:
-    """x264's frame threads per render: setting > 0 as set; 0 = x264's own choice (1.5 per core this process may
-    run on) up to X264_MAX_THREADS. On 2 cores both give 3."""
+    """x264's frame threads per render: setting > 0 as set; 0 = x264's own choice (1.5 per usable core) up to
+    X264_MAX_THREADS. On 2 cores both give 3."""
     if setting > 0:
         return setting
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(X264_MAX_THREADS, max(1, cores * 3 // 2))
+    return min(X264_MAX_THREADS, max(1, usable_cores() * 3 // 2))
+
+
+def decoder_threads(setting: int) -> int:
+    """ffmpeg threads decoding a render's source: setting >= 0 as set (0: ffmpeg's choice); -1 = 2 on >= 8 usable
+    cores, else 1. Two frame threads took one render alone from 280-360 to 330-430 frames/s on five 16-core H200
+    boxes (BENCHMARKS.md, tenth session); on 2 cores they cost more CPU than they save (bench/CACHE.md)."""
+    if setting >= 0:
+        return setting
+    return 2 if usable_cores() >= 8 else 1
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -162,7 +171,7 @@ class Renderer:
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
                  threads: int | None = None, color_match: bool = False, carry: int | None = None,
                  preset: str = "veryfast", x264_threads: int = 0, first_fragment_s: float = 0.0,
-                 x264_lookahead: int = -1, decode_threads: int = 1, gop_encoders: int = 1):
+                 x264_lookahead: int = -1, decode_threads: int = -1, gop_encoders: int = 1):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -175,7 +184,7 @@ class Renderer:
                                       audio=audio, audio_rate=audio_rate, preset=preset,
                                       threads=encoder_threads(x264_threads), lookahead=x264_lookahead,
                                       first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders)
-        self._decode_threads = decode_threads
+        self._decode_threads = decoder_threads(decode_threads)
         self.reader_closed = False
         # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching
         # needs RGB statistics, lossless RGB output needs RGB)
@@ -232,8 +241,7 @@ class Renderer:
         m = self.entry.meta
         masks: dict[int, tuple | None] = {}
         try:
-            # one decoder thread by default: this thread already decodes beside x264, and ffmpeg's frame threads
-            # cost more CPU than they save on a busy box (bench/CACHE.md: 130 vs 210 frames/s at 720p on 2 cores)
+            # decoder threads: decoder_threads(), 1 on small boxes (this thread already decodes beside x264)
             with self.entry.frame_reader(threads=self._decode_threads) as reader:
                 for t in range(self.num_frames):
                     idx = source_frame(t, m.num_frames, m.fps, self.fps)

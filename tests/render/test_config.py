@@ -9,7 +9,7 @@ def test_settings_from_the_environment(monkeypatch):
                  "X264_GOP_ENCODERS"):
         monkeypatch.delenv(name, raising=False)
     cfg = RenderConfig.from_env()
-    assert (cfg.x264_preset, cfg.x264_threads, cfg.decode_threads, cfg.first_fragment_s) == ("veryfast", 0, 1, 0.2)
+    assert (cfg.x264_preset, cfg.x264_threads, cfg.decode_threads, cfg.first_fragment_s) == ("veryfast", 0, -1, 0.2)
     monkeypatch.setenv("X264_THREADS", "6")
     monkeypatch.setenv("RENDER_DECODE_THREADS", "2")
     monkeypatch.setenv("X264_PRESET", "superfast")
@@ -21,7 +21,7 @@ def test_settings_from_the_environment(monkeypatch):
     ("X264_PRESET", "fastest", "X264_PRESET 'fastest' is not one of"),
     ("X264_LOOKAHEAD", "300", "X264_LOOKAHEAD must be -1"),
     ("X264_THREADS", "-1", "X264_THREADS must be >= 0"),
-    ("RENDER_DECODE_THREADS", "-2", "RENDER_DECODE_THREADS must be >= 0"),
+    ("RENDER_DECODE_THREADS", "-2", "RENDER_DECODE_THREADS must be -1"),
     ("FIRST_FRAGMENT_S", "1.5", "FIRST_FRAGMENT_S must be within 0-1 s"),
     ("X264_GOP_ENCODERS", "0", "X264_GOP_ENCODERS must be within 1-16"),
 ])

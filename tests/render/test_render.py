@@ -7,7 +7,9 @@ import pytest
 
 from lipsync_common.formats import media
 from lipsync_common.formats.source_cache import source_frame
-from services.render.render import Renderer, RenderError, composite, encoder_threads, frame_mask
+from lipsync_common import cores as lipsync_cores
+from services.render.render import (Renderer, RenderError, composite, decoder_threads, default_threads, encoder_threads,
+                                   frame_mask)
 from tests import helpers
 
 
@@ -35,15 +37,45 @@ def test_threads_give_the_same_file(entry):
     assert render(entry, crops[::-1].copy(), threads=3) != serial       # the crops do matter
 
 
+def usable(monkeypatch, tmp_path, cores: int, quota: str | None = None) -> None:
+    """This process may run on `cores` cores, under a cgroup CPU quota (v2 cpu.max) or none."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    if quota:
+        (tmp_path / "cpu.max").write_text(quota)
+    monkeypatch.setattr(lipsync_cores, "CGROUP_ROOT", str(tmp_path))
+
+
 @pytest.mark.parametrize("cores, setting, threads", [(2, 0, 3), (4, 0, 6), (16, 0, 12), (64, 0, 12), (16, 24, 24),
                                                      (2, 1, 1)])
-def test_x264_gets_one_and_a_half_threads_per_core_up_to_12_unless_set(entry, monkeypatch, cores, setting, threads):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+def test_x264_gets_one_and_a_half_threads_per_core_up_to_12_unless_set(entry, monkeypatch, tmp_path, cores, setting,
+                                                                       threads):
+    usable(monkeypatch, tmp_path, cores)
     assert encoder_threads(setting) == threads
     r = Renderer(entry, 25.0, 2, lambda b: None, threads=0, x264_threads=setting)
     assert r.writer.video.codec_context.thread_count == threads        # what the encoder was opened with
     r.add(0, np.zeros((2, 256, 256, 3), np.uint8))
     r.finish()
+
+
+@pytest.mark.parametrize("cores, setting, threads", [(2, -1, 1), (4, -1, 1), (8, -1, 2), (16, -1, 2), (16, 1, 1),
+                                                     (16, 0, 0), (2, 3, 3)])
+def test_the_source_decodes_with_two_threads_on_8_cores_or_more_unless_set(entry, monkeypatch, tmp_path, cores,
+                                                                           setting, threads):
+    usable(monkeypatch, tmp_path, cores)
+    assert decoder_threads(setting) == threads
+    r = Renderer(entry, 25.0, 2, lambda b: None, threads=0, decode_threads=setting)
+    assert r._decode_threads == threads                                 # what its frame reader opens with
+    r.add(0, np.zeros((2, 256, 256, 3), np.uint8))
+    r.finish()
+
+
+def test_a_pods_cpu_limit_not_its_nodes_cores_sizes_the_threads(monkeypatch, tmp_path):
+    """A render pod limited to 4 cores on a 64-core node: threads for 4 cores (x264 6, no compositing pool, one
+    decoder thread), not for 64 (x264 12, 4 compositing threads, 2 decoder threads)."""
+    usable(monkeypatch, tmp_path, 64)
+    assert (encoder_threads(0), default_threads(), decoder_threads(-1)) == (12, 4, 2)
+    usable(monkeypatch, tmp_path, 64, quota="400000 100000")
+    assert (encoder_threads(0), default_threads(), decoder_threads(-1)) == (6, 0, 1)
 
 
 def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
