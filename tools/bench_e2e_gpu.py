@@ -4,9 +4,9 @@ The services run there as processes (RENDER_WORKERS render workers, default 4); 
 at 25 fps) and 10 s of audio go through the gateway; the second request finds the source prepared. Reports
 frames/s and the time from the request to the first MP4 chunk, one request at a time, then a concurrency sweep
 (E2E_SWEEP, default 1,2,4,8,16 simultaneous requests; "8x4": 8 clients, 4 requests each in a closed loop, i.e.
-sustained load): aggregate and per-request frames/s, first chunk p50/p95 and
-each process's CPU share (100% = one core) during each level; with py-spy installed, a profile of each service
-during the 8-request level. E2E_LIVE_LEVELS ("12,16"): live session levels on the same stack afterwards
+sustained load; "8x4s": the same with the clients starting E2E_STAGGER_S apart): aggregate and per-request
+frames/s, first chunk p50/p95 and each process's CPU share (100% = one core) during each level; with py-spy
+installed, a profile of each service during the 8-request level. E2E_LIVE_LEVELS ("12,16"): live session levels on the same stack afterwards
 (tools/bench_live.py). Random weights: speed only.
 """
 from __future__ import annotations
@@ -165,14 +165,17 @@ def first_chunks(done: list[dict]) -> dict:
             "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95))}
 
 
-def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1) -> dict:
+def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1,
+                stagger_s: float = 0.0) -> dict:
     """n requests at once; aggregate = all frames / the time until the last one ended. rounds > 1: a closed loop,
     each of the n clients sends its next request as soon as its last one ended (sustained load: a round's start
-    overlaps the last one's end; rounds that end together start together again)."""
+    overlaps the last one's end; rounds that end together start together again). stagger_s: client k starts
+    k * stagger_s late, so that later requests arrive one at a time while the others stream."""
     results: list[dict] = []
     errors: list[str] = []
 
     def one(k: int) -> None:
+        time.sleep(k * stagger_s)
         for r in range(rounds):
             try:
                 results.append({**timed_call(stack.addrs["gateway"], video, audio), "round": r})
@@ -199,8 +202,9 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     for name in cpu1:
         key = name.split("-")[0]
         share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
-    return {"run": f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else ""),
-            "concurrent": n, "rounds": rounds, "ok": len(done), "errors": errors[:3],
+    return {"run": f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else "")
+            + (f", clients {1000 * stagger_s:g} ms apart" if stagger_s else ""),
+            "concurrent": n, "rounds": rounds, "stagger_s": stagger_s, "ok": len(done), "errors": errors[:3],
             "aggregate_fps": round(frames / wall, 1),
             "per_request_fps": round(percentile([r["fps"] for r in done], 50), 1), **first_chunks(done),
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
@@ -244,11 +248,14 @@ def single_requests(stack: Stack, video: str, audio: str, rows: list, labels: li
 
 
 def sweep(stack: Stack, video: str, audio: str, rows: list, levels: str, suffix: str = "", spy_at: int = 0) -> None:
-    """levels: "1,2,8,16" (n requests at once) and "8x4" (8 clients, 4 rounds each in a closed loop)."""
+    """levels: "1,2,8,16" (n requests at once), "8x4" (8 clients, 4 rounds each in a closed loop) and "8x4s" (the
+    same, client k starting k * E2E_STAGGER_S late, default 0.4 s: the later requests arrive while others stream)."""
+    stagger = float(os.environ.get("E2E_STAGGER_S", "0.4"))
     for level in filter(None, levels.split(",")):
         n, _, rounds = level.partition("x")
         emit(rows, sweep_level(stack, video, audio, int(n), spy_s=6 if int(n) == spy_at else 0,
-                               rounds=int(rounds or 1)), suffix)
+                               rounds=int(rounds.rstrip("s") or 1), stagger_s=stagger if rounds.endswith("s") else 0),
+             suffix)
     emit(rows, {"run": "GPU memory after the sweep (nvidia-smi; the generator's PyTorch allocator)",
                 "generator_mib": gpu_memory_mib().get(str(stack.procs["generator"].pid)),
                 "torch_mib": generator_memory_mib(stack)}, suffix)
