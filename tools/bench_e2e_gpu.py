@@ -192,12 +192,10 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu1 = cpu_seconds(stack)
-    hist1 = bench_live.buckets(stack)
+    cpu1, hist1 = cpu_seconds(stack), bench_live.buckets(stack)
     for p in spies:
         p.wait(60)
-    done = results
-    frames = sum(r["frames"] for r in done)
+    done, frames = results, sum(r["frames"] for r in results)
     share: dict[str, float] = {}
     for name in cpu1:
         key = name.split("-")[0]
