@@ -29,23 +29,30 @@ def default_threads() -> int:
 # x264's own 24) while each one holds a frame back: more only lengthen the wait for a render's last frames (an A/B/A
 # of the whole service there: first chunk p95 at 8 at once 284-290 ms with 12, 330-344 with 24; BENCHMARKS.md)
 X264_MAX_THREADS = 12
+# With several renders at once on the box (RENDER_THREADS_BY_LOAD), each gets its share of the cores, but at least
+# this many: 6 gave a burst of 8 the best first fragments (BENCHMARKS.md, tenth session: heads p50 75-132 ms, against
+# 96-233 with 12) and is all a render needs at 1/8 of the GPU's 600 frames/s
+X264_LOAD_MIN_THREADS = 6
 
 
-def encoder_threads(setting: int) -> int:
-    """x264's frame threads per render: setting > 0 as set; 0 = x264's own choice (1.5 per usable core) up to
-    X264_MAX_THREADS. On 2 cores both give 3."""
+def encoder_threads(setting: int, renders: int = 1) -> int:
+    """x264's frame threads per render: setting > 0 as set; 0 = 1.5 per usable core up to X264_MAX_THREADS (on 2
+    cores 3, as x264's own choice), and with `renders` running on the box at once (this one included) their share of
+    those, at least X264_LOAD_MIN_THREADS."""
     if setting > 0:
         return setting
-    return min(X264_MAX_THREADS, max(1, usable_cores() * 3 // 2))
+    per_box = usable_cores() * 3 // 2
+    return max(1, min(X264_MAX_THREADS, per_box, max(X264_LOAD_MIN_THREADS, per_box // max(1, renders))))
 
 
-def decoder_threads(setting: int) -> int:
+def decoder_threads(setting: int, renders: int = 1) -> int:
     """ffmpeg threads decoding a render's source: setting >= 0 as set (0: ffmpeg's choice); -1 = 2 on >= 8 usable
-    cores, else 1. Two frame threads took one render alone from 280-360 to 330-430 frames/s on five 16-core H200
-    boxes (BENCHMARKS.md, tenth session); on 2 cores they cost more CPU than they save (bench/CACHE.md)."""
+    cores for each 8 of them a render has (one render on 8-15 cores, two on 16-23, ...), else 1. Two frame threads
+    took one render alone from 280-360 to 330-430 frames/s on five 16-core H200 boxes and cost first chunks under a
+    burst (BENCHMARKS.md, tenth session); on 2 cores they cost more CPU than they save (bench/CACHE.md)."""
     if setting >= 0:
         return setting
-    return 2 if usable_cores() >= 8 else 1
+    return 2 if renders <= usable_cores() // 8 else 1
 
 
 _pool: ThreadPoolExecutor | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from functools import partial
 import logging
 
@@ -22,7 +23,8 @@ from lipsync_common.formats.source_cache import SourceCache, SourceNotFound
 from lipsync_common.formats.tensors import TensorError, from_tensor
 from services.render.config import RenderConfig
 from services.render.live import LiveEncoder
-from services.render.render import Renderer, RenderError
+from services.render.active import ActiveRenders
+from services.render.render import Renderer, RenderError, decoder_threads, encoder_threads
 
 log = logging.getLogger("render")
 
@@ -42,22 +44,24 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
     def __init__(self, cfg: RenderConfig):
         self.cfg = cfg
         self.cache = SourceCache(cfg.cache_dir)
+        self.active = ActiveRenders() if cfg.threads_by_load else None     # renders on this box, all workers
 
     def _renderer(self, entry, cfg, crf: int, on_bytes) -> Renderer:
         """Made when the config comes (in a worker thread): its encoders open and its source frames start decoding
         while the first crops are being made; the audio is set when the crops come."""
+        renders = self.active.count() if self.active else 1       # this one included
         return Renderer(entry, cfg.fps, cfg.num_frames, on_bytes,
                         lossless_rgb=cfg.codec == common_pb2.VIDEO_CODEC_H264_LOSSLESS_RGB, crf=crf,
                         threads=None if self.cfg.render_threads < 0 else self.cfg.render_threads,
                         carry=None if self.cfg.render_carry < 0 else self.cfg.render_carry,
                         color_match=cfg.color_match, preset=self.cfg.x264_preset,
-                        x264_threads=self.cfg.x264_threads, x264_lookahead=self.cfg.x264_lookahead,
-                        first_fragment_s=self.cfg.first_fragment_s, decode_threads=self.cfg.decode_threads,
+                        x264_threads=encoder_threads(self.cfg.x264_threads, renders),
+                        x264_lookahead=self.cfg.x264_lookahead, first_fragment_s=self.cfg.first_fragment_s,
+                        decode_threads=decoder_threads(self.cfg.decode_threads, renders),
                         gop_encoders=self.cfg.gop_encoders)
 
-    async def Render(self, request_iterator, context):
-        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
-        it = aiter(request_iterator)
+    async def _config(self, it, fail) -> tuple:
+        """(config, source entry, crf) from the first message, or the call ends with the right status."""
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":
             await fail(grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the render config")
@@ -67,9 +71,14 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
         except SourceNotFound as e:
             await fail(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         try:
-            crf = check_config(cfg, self.cfg.max_frames)
+            return cfg, entry, check_config(cfg, self.cfg.max_frames)
         except ValueError as e:
             await fail(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    async def Render(self, request_iterator, context):
+        fail = partial(calls.abort, context, request_iterator)  # drains the upload, then ends the call
+        it = aiter(request_iterator)
+        cfg, entry, crf = await self._config(it, fail)
 
         pending: collections.deque = collections.deque()   # MP4 bytes from the encoder thread (thread-safe)
         # the reading and rendering run in a task of their own and say here what they made, as soon as they made
@@ -89,32 +98,34 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                 yield render_pb2.RenderResponse(video=common_pb2.Chunk(offset=offset, data=piece))
                 offset += len(piece)
 
-        work = asyncio.create_task(self._work(it, entry, cfg, crf, pending.append, events, state))
-        try:
-            while True:
-                kind, value = await events.get()
-                if kind == "error":
-                    work.cancel()
-                    await asyncio.gather(work, return_exceptions=True)
-                    await fail(grpc.StatusCode.INVALID_ARGUMENT, value)
-                if kind == "raise":
-                    raise value
-                for msg in chunks():
-                    yield msg
-                if kind == "progress":
-                    yield render_pb2.RenderResponse(progress=common_pb2.Progress(
-                        stage=common_pb2.STAGE_RENDER, done=value, total=cfg.num_frames))
-                else:       # "done"
-                    yield render_pb2.RenderResponse(summary=render_pb2.RenderSummary(
-                        frames=value.next_frame, width=value.writer.width, height=value.writer.height, bytes=offset,
-                        duration_s=value.next_frame / cfg.fps))
-                    return
-        finally:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            if state["renderer"] is not None:
-                # in a thread: it waits for a running add() before closing the encoder
-                await asyncio.shield(asyncio.to_thread(state["renderer"].abort))
+        # counted from the config to the end: renders on the box choose their threads by it (RENDER_THREADS_BY_LOAD)
+        with self.active.running() if self.active else contextlib.nullcontext():
+            work = asyncio.create_task(self._work(it, entry, cfg, crf, pending.append, events, state))
+            try:
+                while True:
+                    kind, value = await events.get()
+                    if kind == "error":
+                        work.cancel()
+                        await asyncio.gather(work, return_exceptions=True)
+                        await fail(grpc.StatusCode.INVALID_ARGUMENT, value)
+                    if kind == "raise":
+                        raise value
+                    for msg in chunks():
+                        yield msg
+                    if kind == "progress":
+                        yield render_pb2.RenderResponse(progress=common_pb2.Progress(
+                            stage=common_pb2.STAGE_RENDER, done=value, total=cfg.num_frames))
+                    else:       # "done"
+                        yield render_pb2.RenderResponse(summary=render_pb2.RenderSummary(
+                            frames=value.next_frame, width=value.writer.width, height=value.writer.height, bytes=offset,
+                            duration_s=value.next_frame / cfg.fps))
+                        return
+            finally:
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                if state["renderer"] is not None:
+                    # in a thread: it waits for a running add() before closing the encoder
+                    await asyncio.shield(asyncio.to_thread(state["renderer"].abort))
 
     async def _work(self, it, entry, cfg, crf: int, on_bytes, events: asyncio.Queue, state: dict) -> None:
         """Read audio and crops, render each batch in a worker thread while the next message is read (at most two

@@ -6,15 +6,17 @@ from services.render.config import RenderConfig
 
 def test_settings_from_the_environment(monkeypatch):
     for name in ("X264_PRESET", "X264_THREADS", "X264_LOOKAHEAD", "RENDER_DECODE_THREADS", "FIRST_FRAGMENT_S",
-                 "X264_GOP_ENCODERS"):
+                 "X264_GOP_ENCODERS", "RENDER_THREADS_BY_LOAD"):
         monkeypatch.delenv(name, raising=False)
     cfg = RenderConfig.from_env()
-    assert (cfg.x264_preset, cfg.x264_threads, cfg.decode_threads, cfg.first_fragment_s) == ("veryfast", 0, -1, 0.2)
+    assert (cfg.x264_preset, cfg.x264_threads, cfg.decode_threads, cfg.first_fragment_s, cfg.threads_by_load) == \
+        ("veryfast", 0, -1, 0.2, False)
     monkeypatch.setenv("X264_THREADS", "6")
     monkeypatch.setenv("RENDER_DECODE_THREADS", "2")
     monkeypatch.setenv("X264_PRESET", "superfast")
+    monkeypatch.setenv("RENDER_THREADS_BY_LOAD", "1")
     cfg = RenderConfig.from_env()
-    assert (cfg.x264_threads, cfg.decode_threads, cfg.x264_preset) == (6, 2, "superfast")
+    assert (cfg.x264_threads, cfg.decode_threads, cfg.x264_preset, cfg.threads_by_load) == (6, 2, "superfast", True)
 
 
 @pytest.mark.parametrize("name, value, message", [

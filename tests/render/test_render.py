@@ -69,6 +69,17 @@ def test_the_source_decodes_with_two_threads_on_8_cores_or_more_unless_set(entry
     r.finish()
 
 
+@pytest.mark.parametrize("cores, renders, threads", [(16, 1, (12, 2)), (16, 2, (12, 2)), (16, 3, (8, 1)),
+                                                     (16, 8, (6, 1)), (8, 1, (12, 2)), (8, 2, (6, 1)), (2, 1, (3, 1)),
+                                                     (2, 4, (3, 1)), (64, 8, (12, 2)), (64, 16, (6, 1))])
+def test_renders_at_once_share_the_cores(monkeypatch, tmp_path, cores, renders, threads):
+    """x264 gets its share of 1.5 threads per core (at least 6, at most 12 or what one render alone would get); a
+    render decodes with 2 threads only while it has 8 cores of its own."""
+    usable(monkeypatch, tmp_path, cores)
+    assert (encoder_threads(0, renders), decoder_threads(-1, renders)) == threads
+    assert (encoder_threads(4, renders), decoder_threads(3, renders)) == (4, 3)      # set: as set
+
+
 def test_a_pods_cpu_limit_not_its_nodes_cores_sizes_the_threads(monkeypatch, tmp_path):
     """A render pod limited to 4 cores on a 64-core node: threads for 4 cores (x264 6, no compositing pool, one
     decoder thread), not for 64 (x264 12, 4 compositing threads, 2 decoder threads)."""
