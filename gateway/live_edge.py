@@ -145,11 +145,22 @@ class LiveRun:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        except grpc.aio.AioRpcError as e:
-            raise _failure("generator or render", self.p.cfg.generator_addr, e.code(), e.details()) from None
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
+            # a read gets the call's error; a write to a call that ended (its service went away) gets
+            # InvalidStateError: either way the session ends with the status of the call that failed
+            raise await self._ended(gen, render, e) from None
         finally:
             gen.cancel()
             render.cancel()
+
+    async def _ended(self, gen, render, e: Exception) -> Failure:
+        cfg = self.p.cfg
+        for name, call, addr in (("render", render, cfg.render_addr), ("generator", gen, cfg.generator_addr)):
+            if call.done() and (code := await call.code()) not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+                return _failure(name, addr, code, await call.details())
+        if isinstance(e, grpc.aio.AioRpcError):
+            return _failure("generator or render", cfg.generator_addr, e.code(), e.details())
+        return Failure("UNAVAILABLE", f"a service of the live session ended its call: {e}")
 
     async def _first(self, call, name: str, addr: str):
         try:

@@ -11,6 +11,7 @@ Two output forms:
 from __future__ import annotations
 
 import fractions
+import threading
 
 import av
 import numpy as np
@@ -23,7 +24,11 @@ KEYFRAME_S = 2.0        # a keyframe every 2 s: where a forwarder or a player ca
 
 
 class LiveEncoder:
-    """initialize once (`init_segment`, `width`, `height`), `encode(index, crop)` many, `close` always."""
+    """initialize once (`init_segment`, `width`, `height`), `encode(index, crop)` many, `close` always.
+
+    Thread-safe: a call cancelled while its `encode` runs in a worker thread closes the encoder from another thread;
+    `close` waits for that encode (x264 and the frame reader are not used from two threads at once), and an
+    `encode` after `close` is an error."""
 
     def __init__(self, entry: SourceEntry, fps: float, fmp4: bool = False, crf: int = 23, preset: str = "veryfast"):
         if fps <= 0:
@@ -39,6 +44,7 @@ class LiveEncoder:
         opts = {"preset": preset, "tune": "zerolatency", "crf": str(crf), "g": gop, "bf": "0",
                 "x264-params": "repeat-headers=1"}
         self._out: list[bytes] = []
+        self._lock = threading.Lock()
         if fmp4:
             self.container = av.open(mp4._Sink(self._out.append), mode="w", format="mp4",
                                      options={"movflags": "frag_every_frame+empty_moov+default_base_moof"})
@@ -89,8 +95,11 @@ class LiveEncoder:
             raise ValueError(f"frame {index} arrived, expected frame {self.next_index}")
         if crop is not None and crop.shape != (256, 256, 3):
             raise ValueError(f"a crop must be 256x256x3, got {crop.shape}")
-        self.next_index += 1
-        return self._emit(self.codec.encode(self._frame(index, crop)))
+        with self._lock:
+            if self.codec is None:
+                raise ValueError("the live encoder is closed")
+            self.next_index += 1
+            return self._emit(self.codec.encode(self._frame(index, crop)))
 
     def _emit(self, packets) -> list[tuple[int, bytes, bool]]:
         if self.container is None:
@@ -118,18 +127,19 @@ class LiveEncoder:
         return out
 
     def close(self) -> list[tuple[int, bytes, bool]]:
-        """Flush: the frames still inside the encoder / muxer."""
-        if self.codec is None:
-            return []
-        try:
-            out = self._emit(self.codec.encode(None))
-            if self.container is not None:
-                self.container.close()
-                out += self._fragments()
-            return out
-        finally:
-            self.codec = None
-            self._reader.close()
+        """Flush: the frames still inside the encoder / muxer (after a running `encode` ends); then nothing."""
+        with self._lock:
+            if self.codec is None:
+                return []
+            try:
+                out = self._emit(self.codec.encode(None))
+                if self.container is not None:
+                    self.container.close()
+                    out += self._fragments()
+                return out
+            finally:
+                self.codec = None
+                self._reader.close()
 
 
 def _split_fragments(data: bytes) -> list[bytes]:

@@ -1,5 +1,6 @@
 """kill -9 in the middle of a job, with real processes: the job is retried after the service comes back, or ends
 FAILED with the reason; it is never reported done with a broken file."""
+import os
 import signal
 import time
 
@@ -80,3 +81,49 @@ def test_a_connection_broken_under_a_stream_counts_as_unavailable():
     assert broken.code == "UNAVAILABLE" and "unavailable at 127.0.0.1:1" in broken.message
     bug = _failure("preprocess", "127.0.0.1:1", grpc.StatusCode.INTERNAL, "render failed: a bug")
     assert bug.code == "INTERNAL" and bug.message == "render failed: a bug"
+
+
+@pytest.mark.parametrize("victim", ["render", "generator"])
+def test_a_live_session_whose_service_is_killed_ends_unavailable_naming_it(stack, victim):
+    """kill -9 under a live session: the client's session ends UNAVAILABLE with the service that went away (a write
+    to the dead service's call used to end it UNKNOWN 'RPC already finished'); the gateway serves on."""
+    import asyncio
+    from lipsync_client.client import LipsyncError
+    from lipsync_client.live import LiveSession
+    from tests.gateway.test_live import pcm16, realtime, session
+
+    face = helpers.write_png(os.path.join(stack.folder, "face.png"), helpers.face_image())
+    pcm = pcm16(helpers.speech_like([(20.0, True)]))
+
+    async def go():
+        frames = 0
+        async with LiveSession(stack.addrs["gateway"], face=face,
+                               options=common_pb2.LipsyncOptions(engine="loudness", fps=25)) as s:
+            await s.ready()
+            sender = asyncio.create_task(realtime(s, pcm))
+            try:
+                async for msg in s:
+                    frames += msg.WhichOneof("payload") == "frame"
+                    if frames == 10:
+                        stack.procs[victim].send_signal(signal.SIGKILL)
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+        return frames
+
+    with pytest.raises(LipsyncError) as err:
+        asyncio.run(go())
+    assert err.value.code.name == "UNAVAILABLE" and err.value.message.startswith(f"the {victim} service is unavailable at")
+    stack.procs[victim].wait()
+    stack.restart(victim)
+    # the gateway serves the next session once its channel is back (tried again within 2 s: CLIENT_OPTIONS)
+    short = pcm16(helpers.speech_like([(1.0, True)]))
+    deadline = time.time() + 10
+    while True:
+        try:
+            _, frames, _ = asyncio.run(session(stack, face, lambda s: realtime(s, short)))
+            break
+        except LipsyncError as e:
+            assert e.code.name == "UNAVAILABLE" and time.time() < deadline, e
+            time.sleep(0.5)
+    assert len(frames) >= 25
