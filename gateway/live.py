@@ -62,6 +62,7 @@ class LiveClock:
         self.taken16 = 0
         self.arrivals: collections.deque = collections.deque()   # (input sample end, arrival time)
         self.received = 0
+        self.odd_byte = b""                  # the first byte of a sample whose second byte comes in the next message
         self.flushing = False                # the client said the utterance ended: pad its last frame
         self.fed = 0                         # frames fed
         self.frames: dict[int, FrameInfo] = {}
@@ -70,12 +71,14 @@ class LiveClock:
     # ---- input
 
     def add_audio(self, pcm: bytes, now: float) -> None:
-        """Queue speech; ValueError when more than max_buffer_s is queued ahead of real time."""
-        if len(pcm) % 2:
-            raise ValueError("audio must be whole 16-bit samples")
-        samples = np.frombuffer(pcm, "<i2")
+        """Queue speech (any number of bytes: a sample split between two messages is joined); BufferError when
+        more than max_buffer_s is queued ahead of real time."""
+        pcm = self.odd_byte + pcm
+        whole = len(pcm) - len(pcm) % 2
+        samples = np.frombuffer(pcm, "<i2", count=whole // 2)
         if len(self.speech) + len(samples) > self.max_buffer:
             raise BufferError(f"more than {self.max_buffer / self.rate:.1f} s of audio queued ahead of real time")
+        self.odd_byte = pcm[whole:]
         self.speech = np.concatenate([self.speech, samples])
         self.received += len(samples)
         self.arrivals.append((self.received, now))
@@ -92,6 +95,7 @@ class LiveClock:
         silence."""
         self.taken += len(self.speech)
         self.taken16 = self._pos16(self.taken)
+        self.odd_byte = b""
         self.speech, self.speech16 = self.speech[:0], self.speech16[:0]
         self.flushing = False
         for info in self.frames.values():     # fed, not sent yet: they show (and sound) idle

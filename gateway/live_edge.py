@@ -182,8 +182,6 @@ class LiveRun:
                     c.add_audio(req.audio, time.monotonic())
                 except BufferError as e:
                     raise Failure("RESOURCE_EXHAUSTED", str(e)) from None
-                except ValueError as e:
-                    raise invalid(str(e)) from None
                 self.speech_came.set()
             elif kind == "control" and req.control == gateway_pb2.LIVE_CONTROL_FLUSH:
                 c.flush()

@@ -88,6 +88,15 @@ def test_timestamps_follow_the_audio_and_silence_closes_the_mouth(stack, face, a
     assert still < 3 and moving > 2 * still, (still, moving)     # still: x264's noise at crf 23 (a few levels)
 
 
+def test_audio_in_chunks_of_any_size_odd_ones_too(stack, face, assert_healthy):
+    """The PCM is a byte stream: 333-byte messages split samples, and every sample is still shown once, in order."""
+    pcm = pcm16(helpers.speech_like([(0.8, True)]))
+    _, frames, _ = asyncio.run(session(stack, face, lambda s: realtime(s, pcm, chunk=333)))
+    speech = [f for _, f in frames if f.speech]
+    assert len(speech) == -(-len(pcm) // 2 // SPF)
+    assert b"".join(f.pcm for f in speech)[:len(pcm)] == pcm
+
+
 def test_fmp4_segments_play_and_idle_frames_flow_without_speech(stack, face, assert_healthy):
     async def idle_then_end(s):
         await asyncio.sleep(0.6)

@@ -52,8 +52,17 @@ def test_buffer_limit_and_interrupt():
     clock.interrupt()
     assert clock.buffered_ms() == 0 and not clock.frames[k].speech and clock.frames[k].pcm == bytes(1280)
     assert not clock.frames[clock.next_frame()[0]].speech
-    with pytest.raises(ValueError):
-        clock.add_audio(b"\0", now=2.0)
+
+
+def test_a_sample_split_between_messages_is_joined():
+    """The PCM is a byte stream: any chunk size, odd ones included (a client reading a socket or a pipe)."""
+    clock = LiveClock(25.0, 16000, lookahead=2, margin_frames=2, max_buffer_s=1.0)
+    pcm = np.arange(-320, 320, dtype="<i2").tobytes()          # one frame: 640 samples
+    for at in range(0, len(pcm), 7):
+        clock.add_audio(pcm[at:at + 7], now=1.0)
+    assert clock.received == 640 and clock.odd_byte == b""
+    k, _ = clock.next_frame()
+    assert clock.frames[k].pcm == pcm
 
 
 @pytest.mark.parametrize("fps", [25.0, 30000 / 1001])
