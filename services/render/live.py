@@ -91,13 +91,13 @@ class LiveEncoder:
     def encode(self, index: int, crop: np.ndarray | None) -> list[tuple[int, bytes, bool]]:
         """Frame `index` (0, 1, ... without gaps) with its crop (uint8 [256, 256, 3] RGB) or None: the encoded
         frames now ready, (index, bytes, keyframe) in order."""
-        if index != self.next_index:
-            raise ValueError(f"frame {index} arrived, expected frame {self.next_index}")
         if crop is not None and crop.shape != (256, 256, 3):
             raise ValueError(f"a crop must be 256x256x3, got {crop.shape}")
         with self._lock:
             if self.codec is None:
                 raise ValueError("the live encoder is closed")
+            if index != self.next_index:
+                raise ValueError(f"frame {index} arrived, expected frame {self.next_index}")
             self.next_index += 1
             return self._emit(self.codec.encode(self._frame(index, crop)))
 

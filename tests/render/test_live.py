@@ -23,6 +23,8 @@ def test_every_frame_comes_out_at_once_and_decodes(entry):
         got = enc.encode(i, rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) if i % 2 else None)
         assert [k for k, _, _ in got] == [i]            # zerolatency: no frame held back
         out += got
+    with pytest.raises(ValueError, match="expected frame 8"):
+        enc.encode(9, None)                             # frames come without gaps
     assert enc.close() == [] and out[0][2]             # nothing left inside; the first frame is a keyframe
     with av.open(io.BytesIO(b"".join(d for _, d, _ in out)), format="h264") as c:
         assert len(list(c.decode(video=0))) == 8
