@@ -38,11 +38,15 @@ async def read_start(it, folder: str, max_bytes: int, urls) -> tuple[gateway_pb2
         raise invalid(f"sample_rate {start.sample_rate} is out of range [8000, 48000] Hz")
     if start.max_buffer_ms and not 1000 <= start.max_buffer_ms <= 60000:
         raise invalid(f"max_buffer_ms {start.max_buffer_ms} is out of range [1000, 60000]")
-    if start.options.fps:
-        try:
+    if start.output not in gateway_pb2.LiveOutput.values():
+        raise invalid(f"output {start.output} is not a LiveOutput (H264_AU or FMP4)")
+    try:
+        if start.options.fps:
             opts.INTERNAL_FPS.check("fps", start.options.fps)
-        except opts.OptionError as e:
-            raise invalid(str(e)) from None
+        if start.options.HasField("crf"):
+            opts.check("crf", start.options.crf)
+    except opts.OptionError as e:
+        raise invalid(str(e)) from None
     given = [bool(start.source_id), start.face_size > 0, bool(start.options.face_url)]
     if sum(given) != 1:
         raise invalid("give the avatar once: start.source_id, or start.face_size and the face's bytes, or "
@@ -191,6 +195,7 @@ class LiveRun:
             else:
                 raise invalid(f"unexpected {kind or 'empty'} message: start comes once, first; then audio and "
                               "control")
+        c.flush()               # the end of the input ends the utterance: its last part-frame is shown too
         self.input_done.set()
         self.speech_came.set()
 

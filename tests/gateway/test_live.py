@@ -97,6 +97,24 @@ def test_audio_in_chunks_of_any_size_odd_ones_too(stack, face, assert_healthy):
     assert b"".join(f.pcm for f in speech)[:len(pcm)] == pcm
 
 
+def test_half_closing_without_a_flush_shows_the_last_part_frame_and_ends(stack, face, assert_healthy):
+    """A client that sends its audio and half-closes (no flush), its last chunk not a whole frame: the session
+    shows every sample and ends (it used to send idle frames until the deadline)."""
+    pcm = pcm16(helpers.speech_like([(1.01, True)]))          # 25 frames and a quarter
+
+    async def send_then_end(s):
+        for i in range(0, len(pcm), 640):
+            await s.send_audio(pcm[i:i + 640])
+        await s.end()
+
+    t0 = time.monotonic()
+    _, frames, _ = asyncio.run(asyncio.wait_for(session(stack, face, send_then_end), 30))
+    speech = [f for _, f in frames if f.speech]
+    assert len(speech) == 26 and b"".join(f.pcm for f in speech)[:len(pcm)] == pcm
+    assert speech[-1].pcm[len(pcm) - 25 * 2 * SPF:] == bytes(26 * 2 * SPF - len(pcm))    # padded with silence
+    assert time.monotonic() - t0 < 10
+
+
 def test_fmp4_segments_play_and_idle_frames_flow_without_speech(stack, face, assert_healthy):
     async def idle_then_end(s):
         await asyncio.sleep(0.6)
@@ -171,6 +189,8 @@ def test_a_client_that_goes_away_leaves_nothing_behind(stack, face, assert_healt
     ("unknown source", grpc.StatusCode.FAILED_PRECONDITION),
     ("oversized chunk", grpc.StatusCode.INVALID_ARGUMENT),
     ("too far ahead", grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ("unknown output", grpc.StatusCode.INVALID_ARGUMENT),
+    ("crf", grpc.StatusCode.INVALID_ARGUMENT),
 ])
 def test_bad_input_gets_its_status(stack, face, gateway_stub, case, code, assert_healthy):
     start = gateway_pb2.LiveStart(options=common_pb2.LipsyncOptions(engine="loudness"), sample_rate=16000,
@@ -188,6 +208,12 @@ def test_bad_input_gets_its_status(stack, face, gateway_stub, case, code, assert
     elif case == "unknown source":
         start.face_size, start.source_id = 0, "0" * 64
         msgs = [gateway_pb2.LiveRequest(start=start)]
+    elif case == "unknown output":
+        start.output = 7
+        msgs = first()
+    elif case == "crf":
+        start.options.crf = 99
+        msgs = first()
     elif case == "oversized chunk":
         msgs = first() + [gateway_pb2.LiveRequest(audio=b"\0" * (2 * 16000 * 6))]
     else:
