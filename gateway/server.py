@@ -90,7 +90,7 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             shutil.rmtree(folder, ignore_errors=True)
 
     async def LiveSession(self, request_iterator, context):
-        fail = partial(calls.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator, **calls.LIVE_DRAIN)
         if self.live >= self.cfg.max_live:
             await fail(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.cfg.max_live} live sessions are running")
         self.live += 1

@@ -6,15 +6,26 @@ import asyncio
 import grpc
 
 
-async def abort(context, requests, code: grpc.StatusCode, message: str, drain_s: float = 10.0) -> None:
+# A live (bidirectional) call's client waits for the server's answer before it sends more (`ready` first) or sends
+# at the pace of speech: it does not end its stream, so its error is sent once nothing came for a moment.
+LIVE_DRAIN = {"drain_s": 2.0, "idle_s": 0.25}
+
+
+async def abort(context, requests, code: grpc.StatusCode, message: str, drain_s: float = 10.0,
+                idle_s: float | None = None) -> None:
     """End a client-streaming call with a status, after reading what the client is still sending.
 
     A status sent while the client is still writing may reach it as INTERNAL "Internal error from Core"
-    instead of the code we chose, so the rest of the request stream is consumed first (for at most drain_s).
+    instead of the code we chose, so the rest of the request stream is consumed first (for at most drain_s; with
+    idle_s, only while each message comes within idle_s of the last).
     """
     async def drain() -> None:
-        async for _ in requests:
-            pass
+        it = aiter(requests)
+        while True:
+            try:
+                await asyncio.wait_for(anext(it), idle_s)
+            except StopAsyncIteration:
+                return
 
     try:
         await asyncio.wait_for(drain(), drain_s)

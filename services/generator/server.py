@@ -127,7 +127,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         """Audio frame by frame in, one crop per frame out as soon as the engine has the audio it needs; the end
         of the request stream flushes. The engine's stream is closed however the call ends (its queued frames on
         the GPU are dropped)."""
-        fail = partial(calls.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator, **calls.LIVE_DRAIN)
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":

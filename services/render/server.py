@@ -188,7 +188,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
 
     async def RenderLive(self, request_iterator, context):
         """One frame in, its encoded frame out as soon as x264 gives it (services/render/live.py)."""
-        fail = partial(calls.abort, context, request_iterator)
+        fail = partial(calls.abort, context, request_iterator, **calls.LIVE_DRAIN)
         it = aiter(request_iterator)
         first = await anext(it, None)
         if first is None or first.WhichOneof("payload") != "config":

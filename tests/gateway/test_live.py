@@ -2,6 +2,7 @@
 import asyncio
 import io
 import os
+import threading
 import time
 
 import av
@@ -227,3 +228,32 @@ def test_bad_input_gets_its_status(stack, face, gateway_stub, case, code, assert
         for _ in gateway_stub.LiveSession(requests(), timeout=60):
             pass
     assert e.value.code() == code, e.value.details()
+
+
+@pytest.mark.parametrize("engine, code, words", [
+    ("nope", grpc.StatusCode.INVALID_ARGUMENT, "unknown engine 'nope'"),                   # the gateway's own check
+    ("musetalk", grpc.StatusCode.FAILED_PRECONDITION, "musetalkV15/unet.pth"),          # the generator's
+])
+def test_an_error_before_ready_reaches_a_client_that_waits_for_ready(stack, face, gateway_stub, engine, code,
+                                                                      words, assert_healthy):
+    """Live clients send start and the face, then wait for `ready` with their stream open: an error comes to them
+    then, not once they give up and close (the server read the stream to its end first: 10 s)."""
+    start = gateway_pb2.LiveStart(options=common_pb2.LipsyncOptions(engine=engine), sample_rate=16000,
+                                  face_size=os.path.getsize(face))
+    answered = threading.Event()
+    state = {}
+
+    def requests():
+        yield gateway_pb2.LiveRequest(start=start)
+        yield gateway_pb2.LiveRequest(face=open(face, "rb").read())
+        state["open_when_answered"] = answered.wait(8)       # open until the answer comes (or 8 s: a 10 s drain)
+
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in gateway_stub.LiveSession(requests(), timeout=60):
+            pass
+    answered.set()
+    assert e.value.code() == code and words in e.value.details(), e.value.details()
+    deadline = time.time() + 5
+    while "open_when_answered" not in state and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.get("open_when_answered") is True
