@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the frames that come back; prints latency percentiles")
     _add_face(live, required=False)
     live.add_argument("--source-id", default="", help="a prepared avatar instead of --video/--image")
-    live.add_argument("--audio", required=True, help="16-bit mono WAV, or - for raw PCM on stdin (--rate)")
+    live.add_argument("--audio", required=True, help="an audio file (WAV, MP3, ...; 16-bit mono WAV without PyAV), or - for "
+                      "16-bit mono PCM on stdin (--rate)")
     live.add_argument("--rate", type=int, default=16000, help="sample rate of PCM on stdin")
     live.add_argument("--realtime", action="store_true", help="send the audio at the pace it would be spoken")
     live.add_argument("--out", required=True, help="the video (fragmented MP4); its audio goes to OUT.wav")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     with LipsyncClient(args.target, token=args.token) as client:
         try:
             COMMANDS[args.cmd](client, args)
-        except (LipsyncError, OSError) as e:
+        except (LipsyncError, OSError, ValueError) as e:
             print(f"lipsync: {e}", file=sys.stderr)
             return 1
     return 0

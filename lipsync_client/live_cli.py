@@ -1,4 +1,4 @@
-"""`lipsync live`: stream a WAV file (or 16-bit mono PCM from stdin) into a live session at real-time pace (or as
+"""`lipsync live`: stream an audio file (or 16-bit mono PCM from stdin) into a live session at real-time pace (or as
 fast as the session takes it), write what comes back and print latency percentiles.
 
 Output: `--out live.mp4` gets the video as fragmented MP4 (init segment + one fragment per frame, exactly the bytes
@@ -12,6 +12,8 @@ import os
 import sys
 import wave
 
+import av
+
 from lipsync.v1 import gateway_pb2
 from lipsync_client.live import LiveSession, percentile
 
@@ -19,14 +21,25 @@ CHUNK_MS = 20
 
 
 def read_pcm(path: str, rate: int) -> tuple[bytes, int]:
-    """16-bit mono PCM and its rate: a WAV file (its own rate), or raw PCM from stdin ("-") at `rate`."""
+    """16-bit mono PCM and its rate: an audio file (any format PyAV decodes, mixed down to mono at its own rate, or
+    48 kHz when that is outside 8-48 kHz), or raw PCM from stdin ("-") at `rate`. ValueError when the file has no
+    audio the session can take."""
     if path == "-":
         return sys.stdin.buffer.read(), rate
-    with wave.open(path, "rb") as w:
-        if w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise ValueError(f"{path}: live input must be 16-bit mono WAV (got {w.getnchannels()} channels, "
-                             f"{8 * w.getsampwidth()} bit)")
-        return w.readframes(w.getnframes()), w.getframerate()
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path}: no audio stream")
+            stream = container.streams.audio[0]
+            out_rate = stream.rate if 8000 <= (stream.rate or 0) <= 48000 else 48000
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
+            parts = []
+            for frame in container.decode(stream):
+                parts += [bytes(f.planes[0])[:2 * f.samples] for f in resampler.resample(frame)]
+            parts += [bytes(f.planes[0])[:2 * f.samples] for f in resampler.resample(None)]
+    except av.FFmpegError as e:
+        raise ValueError(f"{path}: not an audio file ({e})") from None
+    return b"".join(parts), out_rate
 
 
 async def run_live(args, options) -> int:
