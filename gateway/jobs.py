@@ -104,7 +104,8 @@ class JobStore:
 
     def get(self, job_id: str) -> gateway_pb2.Job:
         if not JOB_ID.match(job_id or ""):
-            raise Failure("INVALID_ARGUMENT", f"invalid job id {job_id!r}")
+            cut = f" (its first 64 of {len(job_id)} characters)" if len(job_id) > 64 else ""
+            raise Failure("INVALID_ARGUMENT", f"invalid job id {job_id[:64]!r}{cut}: a job id is 32 hex digits")
         if job_id not in self.jobs:
             raise Failure("NOT_FOUND", f"no job {job_id}")
         return self.jobs[job_id]

@@ -77,7 +77,10 @@ def test_unknown_and_malformed_job_ids(client, assert_healthy):
     assert e.value.code == grpc.StatusCode.NOT_FOUND
     with pytest.raises(LipsyncError) as e:
         client.get_job("../etc/passwd")
-    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "32 hex digits" in e.value.message
+    with pytest.raises(LipsyncError) as e:
+        client.cancel_job("x" * 5000)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and len(e.value.message) < 200   # not echoed whole
 
 
 def test_results_and_unfinished_jobs_survive_a_restart(tmp_path, inputs):
