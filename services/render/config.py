@@ -23,7 +23,7 @@ class RenderConfig:
                                          # 0 = ffmpeg's choice
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
     gop_encoders: int = 1                # GOPs of one render encoded at once, each by its own x264 (1 = one x264)
-    threads_by_load: bool = False        # x264/decoder threads (when automatic) by the renders running on the box
+    threads_by_load: bool = True         # x264/decoder threads (when automatic) by the renders running on the box
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
 
     def __post_init__(self):
@@ -55,6 +55,6 @@ class RenderConfig:
             decode_threads=env_int("RENDER_DECODE_THREADS", cls.decode_threads),
             first_fragment_s=env_float("FIRST_FRAGMENT_S", cls.first_fragment_s),
             gop_encoders=env_int("X264_GOP_ENCODERS", cls.gop_encoders),
-            threads_by_load=env_str("RENDER_THREADS_BY_LOAD", "0") == "1",
+            threads_by_load=env_str("RENDER_THREADS_BY_LOAD", "1") == "1",
             edge=EdgeConfig.from_env(),
         )

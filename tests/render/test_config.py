@@ -10,13 +10,13 @@ def test_settings_from_the_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     cfg = RenderConfig.from_env()
     assert (cfg.x264_preset, cfg.x264_threads, cfg.decode_threads, cfg.first_fragment_s, cfg.threads_by_load) == \
-        ("veryfast", 0, -1, 0.2, False)
+        ("veryfast", 0, -1, 0.2, True)
     monkeypatch.setenv("X264_THREADS", "6")
     monkeypatch.setenv("RENDER_DECODE_THREADS", "2")
     monkeypatch.setenv("X264_PRESET", "superfast")
-    monkeypatch.setenv("RENDER_THREADS_BY_LOAD", "1")
+    monkeypatch.setenv("RENDER_THREADS_BY_LOAD", "0")
     cfg = RenderConfig.from_env()
-    assert (cfg.x264_threads, cfg.decode_threads, cfg.x264_preset, cfg.threads_by_load) == (6, 2, "superfast", True)
+    assert (cfg.x264_threads, cfg.decode_threads, cfg.x264_preset, cfg.threads_by_load) == (6, 2, "superfast", False)
 
 
 @pytest.mark.parametrize("name, value, message", [
