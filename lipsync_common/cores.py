@@ -24,22 +24,24 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _ratio(quota: str | None, period: str | None) -> float | None:
+    """quota / period in cores; None for no quota ("max", -1), a missing file or a value that is not a number."""
+    try:
+        q, p = int(quota or ""), int(period or "")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
 def cgroup_cpu_limit(root: str | None = None) -> float | None:
     """The CPU quota in cores (e.g. 4.0, 1.5), or None when there is none (or no cgroup to read)."""
     root = root or CGROUP_ROOT
     v2 = _read(os.path.join(root, "cpu.max"))
     if v2 is not None:
         parts = v2.split()
-        if len(parts) == 2 and parts[0] != "max":
-            quota, period = int(parts[0]), int(parts[1])
-            return quota / period if quota > 0 and period > 0 else None
-        return None
-    quota, period = _read(os.path.join(root, "cpu", "cpu.cfs_quota_us")), _read(os.path.join(root, "cpu",
-                                                                                             "cpu.cfs_period_us"))
-    if quota is None or period is None:
-        return None
-    q, p = int(quota), int(period)
-    return q / p if q > 0 and p > 0 else None
+        return _ratio(*parts) if len(parts) == 2 else None
+    return _ratio(_read(os.path.join(root, "cpu", "cpu.cfs_quota_us")),
+                  _read(os.path.join(root, "cpu", "cpu.cfs_period_us")))
 
 
 def usable_cores(root: str | None = None) -> int:

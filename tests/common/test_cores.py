@@ -19,6 +19,10 @@ def write(root, rel, text):
     ({"cpu.max": "150000 100000\n"}, 1.5),
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),      # v1, no quota
     ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),   # v1, 2 cores
+    ({"cpu.max": "\n"}, None),                                             # unreadable values: no quota, no crash
+    ({"cpu.max": "lots 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "200000\n"}, None),                          # v1 without its period
+    ({"cpu/cpu.cfs_quota_us": "2e5\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
 ])
 def test_the_cgroup_quota_in_cores(tmp_path, files, limit):
     for rel, text in files.items():
