@@ -55,13 +55,17 @@ def _open_face(path: str, max_pixels: int, threads: int = 0):
         raise MediaError("the face media's video stream has no decoder here (unknown or broken codec)")
     width, height = int(cc.width or 0), int(cc.height or 0)
     if width <= 0 or height <= 0:
+        animated_webp = container.format.name.startswith("webp")     # ffmpeg's WebP decoder: still images only
         container.close()
-        raise MediaError("the face media has no valid frame size")
+        raise MediaError("the face media has no valid frame size"
+                         + (" (an animated WebP? only still WebP images are read: send it as a video or a GIF)"
+                            if animated_webp else ""))
     if width * height > max_pixels:
         container.close()
         raise MediaError(f"the face media is {width}x{height}, above the limit of {max_pixels} pixels")
     fmt = container.format.name.split(",")[0]
-    is_image = fmt in _IMAGE_FORMATS
+    # an animated GIF is a video (its frames at its own rate); a GIF of one frame is an image
+    is_image = fmt in _IMAGE_FORMATS and not (fmt == "gif" and (stream.frames or 0) > 1)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = 0.0 if is_image else float(rate or 25)
     stream.thread_type = "AUTO"   # ffmpeg's frame + slice threads for decoding

@@ -144,7 +144,8 @@ def test_common_audio_formats_and_rates(client, tmp_path, codec, fmt, ext, rate,
 
 @pytest.mark.parametrize("codec, ext, pix_fmt, fps", [
     ("libx265", "mp4", "yuv420p", 29.97), ("libvpx-vp9", "webm", "yuv420p", 30),
-    ("prores_ks", "mov", "yuv422p10le", 24), ("libx264", "mkv", "yuv420p", 50)])
+    ("prores_ks", "mov", "yuv422p10le", 24), ("libx264", "mkv", "yuv420p", 50),
+    ("gif", "gif", "rgb8", 10)])        # an animated GIF is a video: its own frames at its own rate
 def test_other_codecs_containers_and_frame_rates(client, tmp_path, codec, ext, pix_fmt, fps, assert_healthy):
     video = helpers.face_video(str(tmp_path / f"v.{ext}"), n=12, fps=fps, codec=codec, pix_fmt=pix_fmt)
     audio = helpers.write_wav(str(tmp_path / "a.wav"), helpers.speech_like([(1.0, True)]))

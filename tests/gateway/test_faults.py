@@ -113,7 +113,8 @@ def test_a_live_session_whose_service_is_killed_ends_unavailable_naming_it(stack
 
     with pytest.raises(LipsyncError) as err:
         asyncio.run(go())
-    assert err.value.code.name == "UNAVAILABLE" and err.value.message.startswith(f"the {victim} service is unavailable at")
+    assert err.value.code.name == "UNAVAILABLE" and err.value.message.startswith(
+        f"the {victim} service is unavailable at"), (err.value.code, err.value.message)
     stack.procs[victim].wait()
     stack.restart(victim)
     # the gateway serves the next session once its channel is back (tried again within 2 s: CLIENT_OPTIONS)
