@@ -90,29 +90,38 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
             shutil.rmtree(folder, ignore_errors=True)
 
     async def LiveSession(self, request_iterator, context):
-        fail = partial(calls.abort, context, request_iterator, **calls.LIVE_DRAIN)
-        if self.live >= self.cfg.max_live:
-            await fail(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.cfg.max_live} live sessions are running")
-        self.live += 1
+        try:
+            if self.live >= self.cfg.max_live:
+                raise Failure("RESOURCE_EXHAUSTED", f"{self.cfg.max_live} live sessions are running")
+            self.live += 1
+            try:
+                async for msg in self._live(request_iterator):
+                    yield msg
+            finally:
+                self.live -= 1
+        except Failure as e:
+            # announced first, then the status: a client that stops sending on `ending` gets the status intact
+            # (gRPC Python's asyncio client reports a status that comes while it writes as INTERNAL "Internal
+            # error from Core"), and one still sending has calls.LIVE_ENDING_S to read the announcement
+            yield gateway_pb2.LiveResponse(ending=gateway_pb2.LiveEnding(code=e.code, message=e.message))
+            await asyncio.sleep(calls.LIVE_ENDING_S)
+            await calls.abort(context, request_iterator, calls.status(e.code), e.message, **calls.LIVE_DRAIN)
+
+    async def _live(self, request_iterator):
+        """A live session's messages; a Failure ends it with its status (LiveSession)."""
         folder = tempfile.mkdtemp(prefix="live-", dir=self.cfg.tmp_dir or None)
         try:
             it = aiter(request_iterator)
-            try:
-                start, face = await read_start(it, folder, self.cfg.max_upload_bytes, self.urls)
-                source_id, fps = start.source_id, start.options.fps or 25.0
-                if face:
-                    prepared = await self.pipeline.prepare(start.options, face, _ignore)
-                    source_id, fps = prepared.source_id, start.options.fps or prepared.fps or 25.0
-            except Failure as e:
-                await fail(calls.status(e.code), e.message)
+            start, face = await read_start(it, folder, self.cfg.max_upload_bytes, self.urls)
+            source_id, fps = start.source_id, start.options.fps or 25.0
+            if face:
+                prepared = await self.pipeline.prepare(start.options, face, _ignore)
+                source_id, fps = prepared.source_id, start.options.fps or prepared.fps or 25.0
             margin = max(1, math.ceil(self.cfg.live_margin_ms / 1000 * fps - 1e-9))
-            try:
-                async for msg in LiveRun(self.pipeline, start, source_id, fps, it, margin).run():
-                    yield msg
-            except Failure as e:
-                await context.abort(calls.status(e.code), e.message)
+            async for msg in LiveRun(self.pipeline, start, source_id, fps, it, margin).run():
+                yield msg
         finally:
-            self.live -= 1
+            shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(folder, ignore_errors=True)
 
     async def Preview(self, request_iterator, context):

@@ -8,6 +8,10 @@
         await session.end()                       # no more audio: the session ends once it is shown
         async for msg in session:                 # LiveResponse: frame / stats
             ...
+
+An error ends the iteration (or `ready()`) with LipsyncError carrying the session's status: the server announces it
+in an `ending` message, on which the session stops sending, so the status is the server's even where gRPC's asyncio
+client would report INTERNAL "Internal error from Core" (a status that meets a write: grpc/grpc#36066).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class LiveSession:
             self.start.face_size = os.path.getsize(face)
         self._outgoing: asyncio.Queue = asyncio.Queue()
         self._ready: asyncio.Future | None = None
+        self._ending: gateway_pb2.LiveEnding | None = None     # the error the server announced
         self.channel = self.call = None
 
     async def __aenter__(self) -> "LiveSession":
@@ -56,7 +61,7 @@ class LiveSession:
             with open(self.face, "rb") as f:
                 while data := f.read(FACE_CHUNK):
                     yield gateway_pb2.LiveRequest(face=data)
-        while (msg := await self._outgoing.get()) is not None:
+        while (msg := await self._outgoing.get()) is not None and self._ending is None:
             yield msg
 
     async def play(self, pcm: bytes, realtime: bool = True, chunk_ms: int = 20) -> None:
@@ -98,8 +103,20 @@ class LiveSession:
         try:
             msg = await self.call.read()
         except grpc.aio.AioRpcError as e:
-            raise LipsyncError(e.code(), e.details() or "") from None
+            raise self._announced() or LipsyncError(e.code(), e.details() or "") from None
+        if msg is not grpc.aio.EOF and msg.WhichOneof("payload") == "ending":
+            self._ending = msg.ending           # stop sending (half-close); the status follows
+            self._outgoing.put_nowait(None)
+            return await self._read()
+        if msg is grpc.aio.EOF and self._ending is not None:
+            raise self._announced()
         return None if msg is grpc.aio.EOF else msg
+
+    def _announced(self) -> LipsyncError | None:
+        e = self._ending
+        if e is None:
+            return None
+        return LipsyncError(grpc.StatusCode.__members__.get(e.code, grpc.StatusCode.UNKNOWN), e.message)
 
     def __aiter__(self):
         return self

@@ -20,6 +20,7 @@ const pcm = fs.readFileSync(pcmPath);
 const out = fs.createWriteStream(outPath);
 const call = client.LiveSession(meta);
 let frames = 0;
+let timer = null;
 
 call.write({ start: { options: { engine: "loudness" }, face_size: face.length, sample_rate: 16000,
                       output: "LIVE_OUTPUT_H264_AU" } });
@@ -28,7 +29,7 @@ call.on("data", (msg) => {
   if (msg.ready) {
     console.log(`ready: ${msg.ready.engine}, ${msg.ready.width}x${msg.ready.height} at ${msg.ready.fps} fps`);
     let at = 0;
-    const timer = setInterval(() => {        // 20 ms of audio every 20 ms
+    timer = setInterval(() => {        // 20 ms of audio every 20 ms
       if (at >= pcm.length) {
         clearInterval(timer);
         call.write({ control: "LIVE_CONTROL_FLUSH" });
@@ -41,6 +42,9 @@ call.on("data", (msg) => {
   } else if (msg.frame) {
     out.write(msg.frame.data);
     frames += 1;
+  } else if (msg.ending) {                   // an error status follows: stop sending
+    clearInterval(timer);
+    call.end();
   } else if (msg.stats) {
     const s = msg.stats;
     console.log(`stats: ${s.frames} frames, ${s.speech_frames} speech, ${s.frames_late} late, ` +

@@ -9,6 +9,10 @@ import grpc
 # A live (bidirectional) call's client waits for the server's answer before it sends more (`ready` first) or sends
 # at the pace of speech: it does not end its stream, so its error is sent once nothing came for a moment.
 LIVE_DRAIN = {"drain_s": 2.0, "idle_s": 0.25}
+# Between a live session's `ending` message and its status: a client that is still sending reads the announcement
+# and stops before the status comes (a write that meets the status turns it into INTERNAL in gRPC Python's asyncio
+# client: grpc/grpc#36066).
+LIVE_ENDING_S = 0.25
 
 
 async def abort(context, requests, code: grpc.StatusCode, message: str, drain_s: float = 10.0,

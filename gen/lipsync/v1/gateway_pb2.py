@@ -16,7 +16,7 @@ from lipsync.v1 import common_pb2 as lipsync_dot_v1_dot_common__pb2
 from lipsync.v1 import evaluator_pb2 as lipsync_dot_v1_dot_evaluator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lipsync/v1/gateway.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1alipsync/v1/evaluator.proto\"\xc3\x01\n\tLiveStart\x12+\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x11\n\tface_size\x18\x03 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x04 \x01(\x05\x12&\n\x06output\x18\x05 \x01(\x0e\x32\x16.lipsync.v1.LiveOutput\x12\x0f\n\x07no_idle\x18\x06 \x01(\x08\x12\x15\n\rmax_buffer_ms\x18\x07 \x01(\x05\"\x8d\x01\n\x0bLiveRequest\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.LiveStartH\x00\x12\x0e\n\x04\x66\x61\x63\x65\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12*\n\x07\x63ontrol\x18\x04 \x01(\x0e\x32\x17.lipsync.v1.LiveControlH\x00\x42\t\n\x07payload\"\xa1\x01\n\tLiveReady\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x15\n\rengine_detail\x18\x03 \x01(\t\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x18\n\x10lookahead_frames\x18\x07 \x01(\x05\x12\x14\n\x0cinit_segment\x18\x08 \x01(\x0c\"\x8b\x01\n\tLiveFrame\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\x0e\n\x06speech\x18\x03 \x01(\x08\x12\x0b\n\x03pcm\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61udio_s\x18\x05 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x10\n\x08keyframe\x18\x07 \x01(\x08\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\"\xb8\x01\n\tLiveStats\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x15\n\rspeech_frames\x18\x02 \x01(\x03\x12\x13\n\x0bidle_frames\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rames_late\x18\x04 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x13\n\x0b\x62uffered_ms\x18\x07 \x01(\x01\x12\x15\n\rengine_detail\x18\x08 \x01(\t\"\x91\x01\n\x0cLiveResponse\x12&\n\x05ready\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.LiveReadyH\x00\x12&\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x15.lipsync.v1.LiveFrameH\x00\x12&\n\x05stats\x18\x03 \x01(\x0b\x32\x15.lipsync.v1.LiveStatsH\x00\x42\t\n\x07payload\"S\n\nMediaChunk\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"s\n\x0eLipsyncRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.MediaChunkH\x00\x42\t\n\x07payload\"\x92\x01\n\x0fLipsyncResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12\"\n\x05video\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.lipsync.v1.SummaryH\x00\x42\t\n\x07payload\"\x85\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lipsync.v1.JobState\x12&\n\x08progress\x18\x03 \x01(\x0b\x32\x14.lipsync.v1.Progress\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12$\n\x07summary\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.Summary\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x01\x12\x15\n\rfinished_unix\x18\x08 \x01(\x01\x12+\n\x07options\x18\t \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x44ownloadResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16\x44ownloadResultResponse\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"a\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"q\n\x0c\x42\x61tchRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.BatchChunkH\x00\x42\t\n\x07payload\"`\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.lipsync.v1.Job\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\";\n\rBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.lipsync.v1.BatchItemResult*X\n\nLiveOutput\x12\x1b\n\x17LIVE_OUTPUT_UNSPECIFIED\x10\x00\x12\x17\n\x13LIVE_OUTPUT_H264_AU\x10\x01\x12\x14\n\x10LIVE_OUTPUT_FMP4\x10\x02*_\n\x0bLiveControl\x12\x1c\n\x18LIVE_CONTROL_UNSPECIFIED\x10\x00\x12\x16\n\x12LIVE_CONTROL_FLUSH\x10\x01\x12\x1a\n\x16LIVE_CONTROL_INTERRUPT\x10\x02*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_KIND_FACE\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xbf\x05\n\x0eLipsyncGateway\x12\x46\n\x07Lipsync\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x1b.lipsync.v1.LipsyncResponse(\x01\x30\x01\x12:\n\tSubmitJob\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x0f.lipsync.v1.Job(\x01\x12\x44\n\x0bSubmitBatch\x12\x18.lipsync.v1.BatchRequest\x1a\x19.lipsync.v1.BatchResponse(\x01\x12\x34\n\x06GetJob\x12\x19.lipsync.v1.GetJobRequest\x1a\x0f.lipsync.v1.Job\x12Y\n\x0e\x44ownloadResult\x12!.lipsync.v1.DownloadResultRequest\x1a\".lipsync.v1.DownloadResultResponse0\x01\x12:\n\tCancelJob\x12\x1c.lipsync.v1.CancelJobRequest\x1a\x0f.lipsync.v1.Job\x12\x42\n\x07Preview\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x19.lipsync.v1.PreviewResult(\x01\x12G\n\x08\x45valuate\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x1c.lipsync.v1.EvaluationResult(\x01\x12\x43\n\x07\x43ompare\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x19.lipsync.v1.CompareResult(\x01\x12\x44\n\x0bLiveSession\x12\x17.lipsync.v1.LiveRequest\x1a\x18.lipsync.v1.LiveResponse(\x01\x30\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lipsync/v1/gateway.proto\x12\nlipsync.v1\x1a\x17lipsync/v1/common.proto\x1a\x1alipsync/v1/evaluator.proto\"\xc3\x01\n\tLiveStart\x12+\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x11\n\tface_size\x18\x03 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x04 \x01(\x05\x12&\n\x06output\x18\x05 \x01(\x0e\x32\x16.lipsync.v1.LiveOutput\x12\x0f\n\x07no_idle\x18\x06 \x01(\x08\x12\x15\n\rmax_buffer_ms\x18\x07 \x01(\x05\"\x8d\x01\n\x0bLiveRequest\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.LiveStartH\x00\x12\x0e\n\x04\x66\x61\x63\x65\x18\x02 \x01(\x0cH\x00\x12\x0f\n\x05\x61udio\x18\x03 \x01(\x0cH\x00\x12*\n\x07\x63ontrol\x18\x04 \x01(\x0e\x32\x17.lipsync.v1.LiveControlH\x00\x42\t\n\x07payload\"\xa1\x01\n\tLiveReady\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x15\n\rengine_detail\x18\x03 \x01(\t\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x18\n\x10lookahead_frames\x18\x07 \x01(\x05\x12\x14\n\x0cinit_segment\x18\x08 \x01(\x0c\"\x8b\x01\n\tLiveFrame\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\x0e\n\x06speech\x18\x03 \x01(\x08\x12\x0b\n\x03pcm\x18\x04 \x01(\x0c\x12\x0f\n\x07\x61udio_s\x18\x05 \x01(\x01\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x10\n\x08keyframe\x18\x07 \x01(\x08\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\"\xb8\x01\n\tLiveStats\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x15\n\rspeech_frames\x18\x02 \x01(\x03\x12\x13\n\x0bidle_frames\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rames_late\x18\x04 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x13\n\x0b\x62uffered_ms\x18\x07 \x01(\x01\x12\x15\n\rengine_detail\x18\x08 \x01(\t\"\xbb\x01\n\x0cLiveResponse\x12&\n\x05ready\x18\x01 \x01(\x0b\x32\x15.lipsync.v1.LiveReadyH\x00\x12&\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x15.lipsync.v1.LiveFrameH\x00\x12&\n\x05stats\x18\x03 \x01(\x0b\x32\x15.lipsync.v1.LiveStatsH\x00\x12(\n\x06\x65nding\x18\x04 \x01(\x0b\x32\x16.lipsync.v1.LiveEndingH\x00\x42\t\n\x07payload\"+\n\nLiveEnding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"S\n\nMediaChunk\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"s\n\x0eLipsyncRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.MediaChunkH\x00\x42\t\n\x07payload\"\x92\x01\n\x0fLipsyncResponse\x12(\n\x08progress\x18\x01 \x01(\x0b\x32\x14.lipsync.v1.ProgressH\x00\x12\"\n\x05video\x18\x02 \x01(\x0b\x32\x11.lipsync.v1.ChunkH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.lipsync.v1.SummaryH\x00\x42\t\n\x07payload\"\x85\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lipsync.v1.JobState\x12&\n\x08progress\x18\x03 \x01(\x0b\x32\x14.lipsync.v1.Progress\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12$\n\x07summary\x18\x06 \x01(\x0b\x32\x13.lipsync.v1.Summary\x12\x14\n\x0c\x63reated_unix\x18\x07 \x01(\x01\x12\x15\n\rfinished_unix\x18\x08 \x01(\x01\x12+\n\x07options\x18\t \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptions\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x44ownloadResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x16\x44ownloadResultResponse\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"a\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.lipsync.v1.MediaKind\x12 \n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x11.lipsync.v1.Chunk\"q\n\x0c\x42\x61tchRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1a.lipsync.v1.LipsyncOptionsH\x00\x12\'\n\x05media\x18\x02 \x01(\x0b\x32\x16.lipsync.v1.BatchChunkH\x00\x42\t\n\x07payload\"`\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\x05\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.lipsync.v1.Job\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\";\n\rBatchResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.lipsync.v1.BatchItemResult*X\n\nLiveOutput\x12\x1b\n\x17LIVE_OUTPUT_UNSPECIFIED\x10\x00\x12\x17\n\x13LIVE_OUTPUT_H264_AU\x10\x01\x12\x14\n\x10LIVE_OUTPUT_FMP4\x10\x02*_\n\x0bLiveControl\x12\x1c\n\x18LIVE_CONTROL_UNSPECIFIED\x10\x00\x12\x16\n\x12LIVE_CONTROL_FLUSH\x10\x01\x12\x1a\n\x16LIVE_CONTROL_INTERRUPT\x10\x02*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_KIND_FACE\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xbf\x05\n\x0eLipsyncGateway\x12\x46\n\x07Lipsync\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x1b.lipsync.v1.LipsyncResponse(\x01\x30\x01\x12:\n\tSubmitJob\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x0f.lipsync.v1.Job(\x01\x12\x44\n\x0bSubmitBatch\x12\x18.lipsync.v1.BatchRequest\x1a\x19.lipsync.v1.BatchResponse(\x01\x12\x34\n\x06GetJob\x12\x19.lipsync.v1.GetJobRequest\x1a\x0f.lipsync.v1.Job\x12Y\n\x0e\x44ownloadResult\x12!.lipsync.v1.DownloadResultRequest\x1a\".lipsync.v1.DownloadResultResponse0\x01\x12:\n\tCancelJob\x12\x1c.lipsync.v1.CancelJobRequest\x1a\x0f.lipsync.v1.Job\x12\x42\n\x07Preview\x12\x1a.lipsync.v1.LipsyncRequest\x1a\x19.lipsync.v1.PreviewResult(\x01\x12G\n\x08\x45valuate\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x1c.lipsync.v1.EvaluationResult(\x01\x12\x43\n\x07\x43ompare\x12\x1b.lipsync.v1.EvaluateRequest\x1a\x19.lipsync.v1.CompareResult(\x01\x12\x44\n\x0bLiveSession\x12\x17.lipsync.v1.LiveRequest\x1a\x18.lipsync.v1.LiveResponse(\x01\x30\x01\x42(\n\x0e\x64\x65v.lipsync.v1P\x01Z\x14lipsync/v1;lipsyncv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,14 +24,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lipsync.v1.gateway_pb2', _g
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.lipsync.v1P\001Z\024lipsync/v1;lipsyncv1'
-  _globals['_LIVEOUTPUT']._serialized_start=2234
-  _globals['_LIVEOUTPUT']._serialized_end=2322
-  _globals['_LIVECONTROL']._serialized_start=2324
-  _globals['_LIVECONTROL']._serialized_end=2419
-  _globals['_MEDIAKIND']._serialized_start=2421
-  _globals['_MEDIAKIND']._serialized_end=2503
-  _globals['_JOBSTATE']._serialized_start=2506
-  _globals['_JOBSTATE']._serialized_end=2660
+  _globals['_LIVEOUTPUT']._serialized_start=2321
+  _globals['_LIVEOUTPUT']._serialized_end=2409
+  _globals['_LIVECONTROL']._serialized_start=2411
+  _globals['_LIVECONTROL']._serialized_end=2506
+  _globals['_MEDIAKIND']._serialized_start=2508
+  _globals['_MEDIAKIND']._serialized_end=2590
+  _globals['_JOBSTATE']._serialized_start=2593
+  _globals['_JOBSTATE']._serialized_end=2747
   _globals['_LIVESTART']._serialized_start=94
   _globals['_LIVESTART']._serialized_end=289
   _globals['_LIVEREQUEST']._serialized_start=292
@@ -43,31 +43,33 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_LIVESTATS']._serialized_start=742
   _globals['_LIVESTATS']._serialized_end=926
   _globals['_LIVERESPONSE']._serialized_start=929
-  _globals['_LIVERESPONSE']._serialized_end=1074
-  _globals['_MEDIACHUNK']._serialized_start=1076
-  _globals['_MEDIACHUNK']._serialized_end=1159
-  _globals['_LIPSYNCREQUEST']._serialized_start=1161
-  _globals['_LIPSYNCREQUEST']._serialized_end=1276
-  _globals['_LIPSYNCRESPONSE']._serialized_start=1279
-  _globals['_LIPSYNCRESPONSE']._serialized_end=1425
-  _globals['_JOB']._serialized_start=1428
-  _globals['_JOB']._serialized_end=1689
-  _globals['_GETJOBREQUEST']._serialized_start=1691
-  _globals['_GETJOBREQUEST']._serialized_end=1722
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=1724
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=1763
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=1765
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=1823
-  _globals['_CANCELJOBREQUEST']._serialized_start=1825
-  _globals['_CANCELJOBREQUEST']._serialized_end=1859
-  _globals['_BATCHCHUNK']._serialized_start=1861
-  _globals['_BATCHCHUNK']._serialized_end=1958
-  _globals['_BATCHREQUEST']._serialized_start=1960
-  _globals['_BATCHREQUEST']._serialized_end=2073
-  _globals['_BATCHITEMRESULT']._serialized_start=2075
-  _globals['_BATCHITEMRESULT']._serialized_end=2171
-  _globals['_BATCHRESPONSE']._serialized_start=2173
-  _globals['_BATCHRESPONSE']._serialized_end=2232
-  _globals['_LIPSYNCGATEWAY']._serialized_start=2663
-  _globals['_LIPSYNCGATEWAY']._serialized_end=3366
+  _globals['_LIVERESPONSE']._serialized_end=1116
+  _globals['_LIVEENDING']._serialized_start=1118
+  _globals['_LIVEENDING']._serialized_end=1161
+  _globals['_MEDIACHUNK']._serialized_start=1163
+  _globals['_MEDIACHUNK']._serialized_end=1246
+  _globals['_LIPSYNCREQUEST']._serialized_start=1248
+  _globals['_LIPSYNCREQUEST']._serialized_end=1363
+  _globals['_LIPSYNCRESPONSE']._serialized_start=1366
+  _globals['_LIPSYNCRESPONSE']._serialized_end=1512
+  _globals['_JOB']._serialized_start=1515
+  _globals['_JOB']._serialized_end=1776
+  _globals['_GETJOBREQUEST']._serialized_start=1778
+  _globals['_GETJOBREQUEST']._serialized_end=1809
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=1811
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=1850
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=1852
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=1910
+  _globals['_CANCELJOBREQUEST']._serialized_start=1912
+  _globals['_CANCELJOBREQUEST']._serialized_end=1946
+  _globals['_BATCHCHUNK']._serialized_start=1948
+  _globals['_BATCHCHUNK']._serialized_end=2045
+  _globals['_BATCHREQUEST']._serialized_start=2047
+  _globals['_BATCHREQUEST']._serialized_end=2160
+  _globals['_BATCHITEMRESULT']._serialized_start=2162
+  _globals['_BATCHITEMRESULT']._serialized_end=2258
+  _globals['_BATCHRESPONSE']._serialized_start=2260
+  _globals['_BATCHRESPONSE']._serialized_end=2319
+  _globals['_LIPSYNCGATEWAY']._serialized_start=2750
+  _globals['_LIPSYNCGATEWAY']._serialized_end=3453
 # @@protoc_insertion_point(module_scope)

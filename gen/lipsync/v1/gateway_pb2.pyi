@@ -141,14 +141,24 @@ class LiveStats(_message.Message):
     def __init__(self, frames: _Optional[int] = ..., speech_frames: _Optional[int] = ..., idle_frames: _Optional[int] = ..., frames_late: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., buffered_ms: _Optional[float] = ..., engine_detail: _Optional[str] = ...) -> None: ...
 
 class LiveResponse(_message.Message):
-    __slots__ = ("ready", "frame", "stats")
+    __slots__ = ("ready", "frame", "stats", "ending")
     READY_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    ENDING_FIELD_NUMBER: _ClassVar[int]
     ready: LiveReady
     frame: LiveFrame
     stats: LiveStats
-    def __init__(self, ready: _Optional[_Union[LiveReady, _Mapping]] = ..., frame: _Optional[_Union[LiveFrame, _Mapping]] = ..., stats: _Optional[_Union[LiveStats, _Mapping]] = ...) -> None: ...
+    ending: LiveEnding
+    def __init__(self, ready: _Optional[_Union[LiveReady, _Mapping]] = ..., frame: _Optional[_Union[LiveFrame, _Mapping]] = ..., stats: _Optional[_Union[LiveStats, _Mapping]] = ..., ending: _Optional[_Union[LiveEnding, _Mapping]] = ...) -> None: ...
+
+class LiveEnding(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class MediaChunk(_message.Message):
     __slots__ = ("kind", "chunk")

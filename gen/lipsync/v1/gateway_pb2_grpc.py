@@ -159,7 +159,8 @@ class LipsyncGatewayServicer(object):
         (speech frames and, while no speech is queued, idle frames), each with
         its presentation time on the session's clock and the audio it shows, and
         `stats` every second. Half-closing the request stream ends the session
-        once the queued audio is shown; cancelling ends it at once.
+        once the queued audio is shown; cancelling ends it at once. An error ends
+        it with its status, announced just before by an `ending` message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
