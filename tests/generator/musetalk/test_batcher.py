@@ -382,11 +382,11 @@ def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first()
     run = _gated(gate, order)
     b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=3)
     got = []
-    live = [b.open_stream(got.append) for _ in range(2)]
     offline = threading.Thread(target=lambda: list(b.submit([f"o{i}" for i in range(12)], window=12,
                                                             priority="batch")))
     offline.start()
-    time.sleep(0.1)                         # the first offline batch (8) is running, held at the gate
+    time.sleep(0.1)                         # the first offline batch (8: no live stream yet) runs, held at the gate
+    live = [b.open_stream(got.append) for _ in range(2)]
     for i in range(4):                      # stream 0's frames are older than stream 1's
         live[0].put(f"a{i}")
     for i in range(2):
@@ -400,9 +400,41 @@ def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first()
     b.close()
     assert order[0] == [f"o{i}" for i in range(8)]
     assert order[1] == ["a0", "a1", "a2"]                   # cut to 3, oldest first, no offline frame added
-    assert order[2][:3] == ["a3", "b0", "b1"] and len(order[2]) == 3
-    assert [x for batch in order[3:] for x in batch] == ["o8", "o9", "o10", "o11"]   # full again without live
+    assert order[2] == ["a3", "b0", "b1"]
+    # while the streams are open, offline batches are cut to 3 as well
+    assert order[3:] == [["o8", "o9", "o10"], ["o11"]]
     assert got == ["a0", "a1", "a2", "a3", "b0", "b1"]
+
+
+def test_offline_batches_are_short_while_a_live_stream_is_open_and_full_again_once_it_closes():
+    """A live frame that comes while an offline batch runs waits for that batch: while a live stream is open, offline
+    batches hold live_batch items (a half batch: half the wait), and max_batch again once no stream is open."""
+    turns, order = threading.Semaphore(0), []
+
+    def run(items):                         # one batch per turn
+        turns.acquire(timeout=5)
+        order.append(list(items))
+        return items
+
+    b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=4)
+    live = b.open_stream(lambda _: None)
+    offline = threading.Thread(target=lambda: list(b.submit([f"o{i}" for i in range(40)], window=40,
+                                                            priority="batch")))
+    offline.start()
+    for _ in range(3):                      # three batches with the stream open (none of them live)
+        turns.release()
+    deadline = time.time() + 5
+    while len(order) < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    assert [len(batch) for batch in order[:3]] == [4, 4, 4]
+    live.close()
+    for _ in range(20):
+        turns.release()
+    offline.join(5)
+    b.close()
+    sizes = [len(batch) for batch in order]
+    assert sum(sizes) == 40 and 8 in sizes[4:]             # full batches again after the stream closed
+    assert [x for batch in order for x in batch] == [f"o{i}" for i in range(40)]
 
 
 def test_a_request_may_bring_its_own_head_start():
