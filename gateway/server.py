@@ -122,7 +122,6 @@ class GatewayServicer(gateway_pb2_grpc.LipsyncGatewayServicer):
                 yield msg
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            shutil.rmtree(folder, ignore_errors=True)
 
     async def Preview(self, request_iterator, context):
         fail = partial(calls.abort, context, request_iterator)
