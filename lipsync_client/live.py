@@ -104,13 +104,15 @@ class LiveSession:
             msg = await self.call.read()
         except grpc.aio.AioRpcError as e:
             raise self._announced() or LipsyncError(e.code(), e.details() or "") from None
-        if msg is not grpc.aio.EOF and msg.WhichOneof("payload") == "ending":
+        if msg is grpc.aio.EOF:
+            if self._ending is not None:
+                raise self._announced()
+            return None
+        if msg.WhichOneof("payload") == "ending":
             self._ending = msg.ending           # stop sending (half-close); the status follows
             self._outgoing.put_nowait(None)
             return await self._read()
-        if msg is grpc.aio.EOF and self._ending is not None:
-            raise self._announced()
-        return None if msg is grpc.aio.EOF else msg
+        return msg
 
     def _announced(self) -> LipsyncError | None:
         e = self._ending

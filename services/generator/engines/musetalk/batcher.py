@@ -199,7 +199,7 @@ class Batcher:
         for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
             while r.items and len(taken) < self.live_batch:
                 taken.append((r, r.items.popleft()[1]))
-        cap = self.live_batch if taken or self._live_open else self.max_batch
+        cap = self.live_batch if self._live_open else self.max_batch    # live items come from open streams only
         heads = 0
         for r in self._active:                    # in arrival order
             while r.head > 0 and r.items and len(taken) < cap:
