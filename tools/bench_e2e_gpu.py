@@ -186,13 +186,14 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     from tools import bench_live
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
+    busy0 = bench_live.gpu_busy_s(stack)
     cpu0, t0 = cpu_seconds(stack), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu1, hist1 = cpu_seconds(stack), bench_live.buckets(stack)
+    cpu1, hist1, busy1 = cpu_seconds(stack), bench_live.buckets(stack), bench_live.gpu_busy_s(stack)
     for p in spies:
         p.wait(60)
     done, frames = results, sum(r["frames"] for r in results)
@@ -208,6 +209,12 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
+            # the device's time on the level's batches (events on its stream): busy share of the wall, and the
+            # frames per second of that busy time (the networks' rate inside the service, against bench_gpu's)
+            "gpu_busy_s": None if busy0 is None or busy1 is None else round(busy1 - busy0, 3),
+            "gpu_busy_share": bench_live.busy_share(busy0, busy1, wall),
+            "gpu_fps_while_busy": round(frames / (busy1 - busy0), 1) if busy0 is not None and busy1 is not None
+            and busy1 > busy0 else None,
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)

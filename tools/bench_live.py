@@ -102,6 +102,23 @@ def buckets(stack: Stack) -> dict[str, dict[float, float]]:
     return out
 
 
+def gpu_busy_s(stack: Stack) -> float | None:
+    """The generator's lipsync_generator_gpu_busy_seconds_total (its batches' own time on the device) so far."""
+    import re
+    import urllib.request
+    port = stack.metrics.get("generator")
+    if not port:
+        return None
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    found = re.findall(r'^lipsync_generator_gpu_busy_seconds_total ([0-9.e+-]+)$', text, re.M)
+    return float(found[0]) if found else None
+
+
+def busy_share(before: float | None, after: float | None, wall: float) -> float | None:
+    """The share of a level's wall time the device spent on batches (None without the counter)."""
+    return None if before is None or after is None else round((after - before) / wall, 3)
+
+
 def bucket_percentile(before: dict, after: dict, q: float) -> float | None:
     """The upper bound of the bucket holding the q-th percentile of what was observed between two scrapes."""
     delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
@@ -138,9 +155,9 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
     for t in load:
         t.start()
     spies = stack.profile(6, ("generator", "gateway")) if spy else []
-    t0, before = time.perf_counter(), buckets(stack)
+    t0, before, busy0 = time.perf_counter(), buckets(stack), gpu_busy_s(stack)
     results = asyncio.run(level(addr, source_id, n, pcm, 25.0, engine))
-    after = buckets(stack)
+    after, busy1 = buckets(stack), gpu_busy_s(stack)
     t1 = time.perf_counter()
     stop.set()
     for t in load:
@@ -165,6 +182,7 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
             **{f"{key}_passes": max(after[key].values(), default=0) - max(before[key].values(), default=0)
                for key in ("generator_gc2_s", "gateway_gc2_s")},
             "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
+            "gpu_busy_share": busy_share(busy0, busy1, t1 - t0),
             "offline_requests_done": len(within)}
 
 

@@ -20,10 +20,11 @@ before N is expected to end: until then it keeps gathering, so a new request's f
 come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
 While a new interactive request prepares its first frames (`expecting()`: its whisper pass), other requests'
 batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
-While a live stream is open every batch holds at most `live_batch` items (0: max_batch; the engine passes half of
-it): a batch's frames come back together, so a short one brings the oldest live frames back sooner and the rest go in
-the next one, and a live frame that comes while an offline batch runs waits for a short one (16 sessions beside 4
-offline streams on an H200: 191 and 411 of 4016 live frames late when offline batches stayed at 32).
+A batch that holds live frames holds at most `live_batch` items (0: max_batch; the engine passes half of it): a
+batch's frames come back together, so a short one brings the oldest live frames back sooner and the rest go in the
+next one. Offline batches stay full while live streams are open: cut to live_batch as well, 16 live sessions beside
+4 offline streams on an H200 had more late live frames (446 and 1950 of 4016, against 191 and 411) and less offline
+throughput (118-120 frames/s against 164-168): BENCHMARKS.md, thirteenth session.
 """
 from __future__ import annotations
 
@@ -90,8 +91,7 @@ class Batcher:
         # while a new request is expected (expecting()), other batches hold at most this many items (0: max_batch)
         self.pending_head_batch = min(max_batch, pending_head_batch or max_batch)
         self._expected = 0                        # interactive requests preparing their first items
-        self.live_batch = min(max_batch, live_batch or max_batch)   # items in a batch while a live stream is open
-        self._live_open = 0                       # live streams open now
+        self.live_batch = min(max_batch, live_batch or max_batch)   # items in a batch that holds live frames
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)
@@ -139,7 +139,6 @@ class Batcher:
                 raise BatcherClosed(f"{self.name} is closed")
             req.vtime = self._vclock
             self._active.append(req)
-            self._live_open += 1
         return LiveHandle(self, req)
 
     def _results(self, req: _Request, items: Iterator[Any], window: int,
@@ -199,7 +198,7 @@ class Batcher:
         for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
             while r.items and len(taken) < self.live_batch:
                 taken.append((r, r.items.popleft()[1]))
-        cap = self.live_batch if self._live_open else self.max_batch    # live items come from open streams only
+        cap = self.live_batch if taken else self.max_batch
         heads = 0
         for r in self._active:                    # in arrival order
             while r.head > 0 and r.items and len(taken) < cap:
@@ -216,10 +215,8 @@ class Batcher:
         return taken
 
     def _full(self) -> int:
-        """A full batch now (lock held): pending_head_batch while a new request is expected, else max_batch; at
-        most live_batch while a live stream is open."""
-        full = self.pending_head_batch if self._expected else self.max_batch
-        return min(full, self.live_batch) if self._live_open else full
+        """A full batch now (lock held): pending_head_batch while a new request is expected, else max_batch."""
+        return self.pending_head_batch if self._expected else self.max_batch
 
     def _take(self, running: "_Running | None") -> list[tuple[_Request, Any]]:
         """The next batch. With nothing running: wait for an item, then up to max_wait_s for a full batch.
@@ -377,7 +374,6 @@ class LiveHandle:
             self.req.items.clear()
             if self.req in b._active:
                 b._active.remove(self.req)
-                b._live_open -= 1
 
 
 @dataclass(eq=False)

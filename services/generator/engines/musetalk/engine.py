@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+from prometheus_client import Counter
 
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
@@ -24,6 +25,10 @@ from services.generator.engines.musetalk.gpu_memory import watch_gpu_memory
 from services.generator.engines.musetalk.kept import KeptFiles
 
 log = logging.getLogger(__name__)
+# the device's busy time on the batches (each batch's own, timed by events on its stream; the side work's whisper
+# and latents not included): against the wall clock, how much of a level the device worked (tools/bench_e2e_gpu.py)
+GPU_BUSY = Counter("lipsync_generator_gpu_busy_seconds", "Time the accelerator spent on generation batches "
+                   "(each batch timed on its stream, from the stream reaching it to its crops copied out)")
 
 # Files in the official MuseTalk layout (a file may have alternatives, e.g. .bin or .safetensors).
 COMMON_FILES = [
@@ -388,7 +393,8 @@ class MuseTalkEngine:
 
 
 class _Crops:
-    """One launched batch: its host copy (None when no item had a face) and where each real item sits."""
+    """One launched batch: its host copy (None when no item had a face) and where each real item sits. Once
+    collected, its time on the device goes to GPU_BUSY."""
 
     def __init__(self, copy, real: list[int], n: int):
         self.copy, self.real, self.n = copy, real, n
@@ -400,6 +406,7 @@ class _Crops:
         out = [np.zeros((CROP, CROP, 3), np.uint8)] * self.n
         if self.copy is not None:
             crops = self.copy()
+            GPU_BUSY.inc(self.copy.gpu_s())
             for k, i in enumerate(self.real):
                 out[i] = crops[k]
         return out

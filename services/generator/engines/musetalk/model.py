@@ -361,6 +361,11 @@ class MuseTalk:
         if self.device.type != "cuda":
             return HostCopy(np.concatenate([run(*p).numpy() for p in parts]), None)
         total = sum(len(p[2]) if p[0] is None else p[2] for p in parts)
+        stream = torch.cuda.current_stream(self.device)
+        # timed on the stream: the start event runs when the stream reaches this batch (after the one before),
+        # so end - start is this batch's own time on the device, not its wait
+        start = torch.cuda.Event(enable_timing=True)
+        start.record(stream)
         buf, at = None, 0
         for part in parts:
             crops = run(*part)
@@ -374,9 +379,9 @@ class MuseTalk:
                 self._ring_next = (self._ring_next + 1) % len(ring)
             buf[at:at + len(crops)].copy_(crops, non_blocking=True)
             at += len(crops)
-        event = torch.cuda.Event(blocking=True)     # a waiting thread sleeps instead of spinning on a core
-        event.record(torch.cuda.current_stream(self.device))
-        return HostCopy(buf.numpy(), event)
+        event = torch.cuda.Event(blocking=True, enable_timing=True)   # a waiting thread sleeps, not spins
+        event.record(stream)
+        return HostCopy(buf.numpy(), event, start)
 
     def to_host(self, crops: torch.Tensor) -> np.ndarray:
         """Copy uint8 crops to the host through a reused pinned buffer (on CUDA), then one numpy array."""
@@ -392,10 +397,14 @@ class MuseTalk:
 
 
 class HostCopy:
-    """Crops on their way to the host: `done()` without waiting, `()` waits and returns a numpy copy."""
+    """Crops on their way to the host: `done()` without waiting, `()` waits and returns a numpy copy. `gpu_s()`
+    (once done): the batch's own time on the device, from the stream reaching it to its copy done (0 on the CPU)."""
 
-    def __init__(self, array: np.ndarray, event):
-        self.array, self.event = array, event
+    def __init__(self, array: np.ndarray, event, start=None):
+        self.array, self.event, self.start = array, event, start
+
+    def gpu_s(self) -> float:
+        return 0.0 if self.start is None else self.start.elapsed_time(self.event) / 1000
 
     def done(self) -> bool:
         return self.event is None or self.event.query()
