@@ -22,9 +22,9 @@ While a new interactive request prepares its first frames (`expecting()`: its wh
 batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
 A batch that holds live frames holds at most `live_batch` items (0: max_batch; the engine passes half of it): a
 batch's frames come back together, so a short one brings the oldest live frames back sooner and the rest go in the
-next one. Offline batches stay full while live streams are open: cut to live_batch as well, 16 live sessions beside
-4 offline streams on an H200 had more late live frames (446 and 1950 of 4016, against 191 and 411) and less offline
-throughput (118-120 frames/s against 164-168): BENCHMARKS.md, thirteenth session.
+next one. Offline batches stay full while live streams are open: cutting them to live_batch as well did not help 16
+live sessions beside 4 offline streams on an H200 (late live frames of 4016: 446 and 1950 with the cut, 752-788 and
+191-411 without, on three machines; the GPU 97-99% busy either way: BENCHMARKS.md, thirteenth session).
 """
 from __future__ import annotations
 
