@@ -149,6 +149,42 @@ def generator_memory_mib(stack: Stack) -> dict[str, float]:
     return {kind: round(float(v) / 2**20) for kind, v in found}
 
 
+class GpuClocks:
+    """nvidia-smi sampling the SM clock, power and throttle reasons every 250 ms while a level runs: under sustained
+    load the H200 reaches its power cap and lowers its SM clock (BENCHMARKS.md, thirteenth session). stop() gives the
+    medians over the samples at >= 90% utilisation and the share of them throttled by the power cap; {} without
+    nvidia-smi."""
+    QUERY = "clocks.sm,power.draw,utilization.gpu,clocks_throttle_reasons.active"
+
+    def __init__(self):
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", f"--query-gpu={self.QUERY}", "--format=csv,noheader,nounits",
+                                          "-lms", "250"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self.proc = None
+
+    def stop(self) -> dict:
+        if self.proc is None:
+            return {}
+        self.proc.terminate()
+        text = self.proc.communicate(timeout=20)[0]
+        busy = []
+        for line in text.splitlines():
+            parts = [v.strip() for v in line.split(",")]
+            try:
+                sm, watts, util, reasons = float(parts[0]), float(parts[1]), float(parts[2]), int(parts[3], 16)
+            except (ValueError, IndexError):
+                continue
+            if util >= 90:
+                busy.append((sm, watts, reasons))
+        if not busy:
+            return {"gpu_busy_samples": 0}
+        return {"gpu_busy_samples": len(busy), "sm_mhz_p50": float(np.median([b[0] for b in busy])),
+                "power_w_p50": round(float(np.median([b[1] for b in busy])), 1),
+                # 0x4: software power cap (nvidia-smi's clocks_event_reasons)
+                "power_capped_share": round(sum(1 for b in busy if b[2] & 0x4) / len(busy), 2)}
+
+
 def profile(stack: Stack, seconds: float) -> list[subprocess.Popen]:
     return stack.profile(seconds)
 
@@ -186,7 +222,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     from tools import bench_live
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
-    busy0 = bench_live.gpu_busy_s(stack)
+    busy0, clocks = bench_live.gpu_busy_s(stack), GpuClocks()
     cpu0, t0 = cpu_seconds(stack), time.perf_counter()
     for t in threads:
         t.start()
@@ -194,6 +230,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
         t.join()
     wall = time.perf_counter() - t0
     cpu1, hist1, busy1 = cpu_seconds(stack), bench_live.buckets(stack), bench_live.gpu_busy_s(stack)
+    gpu_clocks = clocks.stop()
     for p in spies:
         p.wait(60)
     done, frames = results, sum(r["frames"] for r in results)
@@ -215,6 +252,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "gpu_busy_share": bench_live.busy_share(busy0, busy1, wall),
             "gpu_fps_while_busy": round(frames / (busy1 - busy0), 1) if busy0 is not None and busy1 is not None
             and busy1 > busy0 else None,
+            **gpu_clocks,
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
