@@ -30,7 +30,7 @@ from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_p
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.formats.tensors import to_tensor
 from tools.out import save_json
-from tools import synth as helpers
+from tools import bench_live, synth as helpers
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
 
@@ -207,8 +207,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     each of the n clients sends its next request as soon as its last one ended (sustained load: a round's start
     overlaps the last one's end; rounds that end together start together again). stagger_s: client k starts
     k * stagger_s late, so that later requests arrive one at a time while the others stream."""
-    results: list[dict] = []
-    errors: list[str] = []
+    results, errors = [], []            # timed_call's dicts, "CODE: details" of the calls that failed
 
     def one(k: int) -> None:
         time.sleep(k * stagger_s)
@@ -219,7 +218,6 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
                 errors.append(f"{e.code().name}: {e.details()}")
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
-    from tools import bench_live
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
     busy0, clocks = bench_live.gpu_busy_s(stack), GpuClocks()
@@ -246,13 +244,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
-            # the device's time on the level's batches (events on its stream): busy share of the wall, and the
-            # frames per second of that busy time (the networks' rate inside the service, against bench_gpu's)
-            "gpu_busy_s": None if busy0 is None or busy1 is None else round(busy1 - busy0, 3),
-            "gpu_busy_share": bench_live.busy_share(busy0, busy1, wall),
-            "gpu_fps_while_busy": round(frames / (busy1 - busy0), 1) if busy0 is not None and busy1 is not None
-            and busy1 > busy0 else None,
-            **gpu_clocks,
+            **gpu_busy(busy0, busy1, frames, wall), **gpu_clocks,
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
@@ -269,6 +261,15 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             **{f"generator_launch_lead_s_p{q}_le": bench_live.bucket_percentile(
                 hist0["generator_launch_lead_s"], hist1["generator_launch_lead_s"], q) for q in (5, 50)},
             "cpu_percent": share, "cores": os.cpu_count()}
+
+
+def gpu_busy(busy0: float | None, busy1: float | None, frames: int, wall: float) -> dict:
+    """The device's time on a level's batches (events on its stream): its share of the wall, and the frames per
+    second of that busy time (the networks' rate inside the service, against bench_gpu's)."""
+    busy = None if busy0 is None or busy1 is None else busy1 - busy0
+    return {"gpu_busy_s": None if busy is None else round(busy, 3),
+            "gpu_busy_share": None if busy is None else round(busy / wall, 3),
+            "gpu_fps_while_busy": round(frames / busy, 1) if busy else None}
 
 
 def emit(rows: list, r: dict, suffix: str = "") -> None:
@@ -317,7 +318,6 @@ def live_levels(stack: Stack, video: str, audio: str, rows: list, levels: str, s
         return
     import asyncio
 
-    from tools import bench_live
     speech = np.asarray(helpers.speech_like([(5.0, True), (0.5, False), (4.5, True)]))
     pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
     first = asyncio.run(bench_live.one_session(stack.addrs["gateway"], "", video, pcm[:32000], 25.0,

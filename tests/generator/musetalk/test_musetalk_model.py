@@ -254,3 +254,38 @@ def test_plain_path_decodes_exactly_as_musetalk(models_dir, stock):
     lat, tok = torch.randn(2, 8, 32, 32, generator=g), torch.randn(2, 50, 384, generator=g)
     pred = unet(lat, torch.tensor([0]), encoder_hidden_states=PositionalEncoding(d_model=384)(tok)).sample
     assert torch.equal(model.generate(lat, tok), ref_decode_float(vae, pred))
+
+
+@torch.no_grad()
+def test_a_batch_of_parts_comes_to_the_host_as_one_array_and_its_busy_time_is_counted(model):
+    """generate_to_host: each part's first `rows` crops (the rest is padding to a compiled size), in order, as one
+    array; the batch's time on the device goes to lipsync_generator_gpu_busy_seconds_total once it is collected
+    (nothing on the CPU: there is no device stream to time)."""
+    from prometheus_client import REGISTRY
+
+    from services.generator.engines.musetalk.engine import _Crops
+
+    g = torch.Generator().manual_seed(7)
+    lat, tok = torch.randn(3, 8, 32, 32, generator=g), torch.randn(3, 50, 384, generator=g)
+    padded = (torch.cat([lat[2:], lat[2:]]), torch.cat([tok[2:], tok[2:]]), 1)      # 1 real row of a size-2 part
+    copy = model.generate_to_host([(lat[:2], tok[:2], 2), padded])
+    assert copy.done() and copy.gpu_s() == 0.0
+    got = copy()
+    assert got.shape == (3, 256, 256, 3)
+    assert np.array_equal(got, np.concatenate([model.generate_uint8(lat[:2], tok[:2]).numpy(),
+                                               model.generate_uint8(*padded[:2])[:1].numpy()]))
+
+    class Timed:                          # a device copy whose events measured 25 ms
+        def __call__(self):
+            return got
+
+        def gpu_s(self):
+            return 0.025
+
+    def busy():
+        return REGISTRY.get_sample_value("lipsync_generator_gpu_busy_seconds_total")
+
+    before = busy()
+    crops = _Crops(Timed(), [0, 2, 3], 4)()          # item 1 had no face: zeros there
+    assert busy() - before == pytest.approx(0.025)
+    assert np.array_equal(crops[0], got[0]) and not crops[1].any() and np.array_equal(crops[3], got[2])

@@ -14,21 +14,16 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from prometheus_client import Counter
 
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import BATCH, INTERACTIVE, EngineUnavailable, Generation, batched
 from services.generator.engines.musetalk.batcher import Batcher, batch_plan
 from services.generator.engines.musetalk.side_work import SideWork
-from services.generator.engines.musetalk.gpu_memory import watch_gpu_memory
+from services.generator.engines.musetalk.gpu_memory import GPU_BUSY, watch_gpu_memory
 from services.generator.engines.musetalk.kept import KeptFiles
 
 log = logging.getLogger(__name__)
-# the device's busy time on the batches (each batch's own, timed by events on its stream; the side work's whisper
-# and latents not included): against the wall clock, how much of a level the device worked (tools/bench_e2e_gpu.py)
-GPU_BUSY = Counter("lipsync_generator_gpu_busy_seconds", "Time the accelerator spent on generation batches "
-                   "(each batch timed on its stream, from the stream reaching it to its crops copied out)")
 
 # Files in the official MuseTalk layout (a file may have alternatives, e.g. .bin or .safetensors).
 COMMON_FILES = [

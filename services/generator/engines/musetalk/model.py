@@ -343,15 +343,10 @@ class MuseTalk:
     def to_uint8(images: torch.Tensor) -> np.ndarray:
         return (images * 255).round().to(torch.uint8).cpu().numpy()
 
-    def to_host_async(self, crops: torch.Tensor) -> "HostCopy":
-        """Start copying uint8 crops to the host; the returned handle waits for them (call it) or says whether they
-        are there (done()). On CUDA the copy goes into one of three reused pinned buffers, queued on the stream
-        behind the work that made `crops`, so the next batch can be launched before this one is collected (the
-        batcher keeps at most two batches in flight)."""
-        return self.generate_to_host([(None, None, crops)])
-
     def generate_to_host(self, parts: list) -> "HostCopy":
-        """Run parts of one batch and copy their crops to the host as one array (see to_host_async). Each part is
+        """Run parts of one batch and start copying their crops to the host as one array (HostCopy). On CUDA the
+        copy goes into one of three reused pinned buffers, queued on the stream behind the work, so the next batch
+        can be launched before this one is collected (the batcher keeps at most two batches in flight). Each part is
         (latents, tokens, rows): generate_uint8 on those inputs (padded to a compiled size), of which the first
         `rows` crops are kept; or (None, None, crops) for crops already made. On CUDA each part's copy is queued
         before the next part runs: a CUDA graph's output buffer is overwritten by its next replay."""
@@ -362,8 +357,7 @@ class MuseTalk:
             return HostCopy(np.concatenate([run(*p).numpy() for p in parts]), None)
         total = sum(len(p[2]) if p[0] is None else p[2] for p in parts)
         stream = torch.cuda.current_stream(self.device)
-        # timed on the stream: the start event runs when the stream reaches this batch (after the one before),
-        # so end - start is this batch's own time on the device, not its wait
+        # the start event runs when the stream reaches this batch: end - start is its own time, not its wait
         start = torch.cuda.Event(enable_timing=True)
         start.record(stream)
         buf, at = None, 0
