@@ -407,7 +407,7 @@ def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first()
 
 def test_offline_batches_stay_full_while_a_live_stream_is_open_without_frames():
     """Only a batch that holds live frames is cut to live_batch: an open stream with nothing queued leaves offline
-    batches at max_batch (cutting them too cost offline throughput and made more live frames late on the GPU)."""
+    batches at max_batch (cutting them too did not help live frames beside offline work on the GPU)."""
     turns, order = threading.Semaphore(0), []
 
     def run(items):                         # one batch per turn
