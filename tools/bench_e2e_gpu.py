@@ -244,7 +244,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
-            **gpu_busy(busy0, busy1, frames, wall), **gpu_clocks,
+            **bench_live.gpu_busy(busy0, busy1, frames, wall), **gpu_clocks,
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
@@ -261,15 +261,6 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             **{f"generator_launch_lead_s_p{q}_le": bench_live.bucket_percentile(
                 hist0["generator_launch_lead_s"], hist1["generator_launch_lead_s"], q) for q in (5, 50)},
             "cpu_percent": share, "cores": os.cpu_count()}
-
-
-def gpu_busy(busy0: float | None, busy1: float | None, frames: int, wall: float) -> dict:
-    """The device's time on a level's batches (events on its stream): its share of the wall, and the frames per
-    second of that busy time (the networks' rate inside the service, against bench_gpu's)."""
-    busy = None if busy0 is None or busy1 is None else busy1 - busy0
-    return {"gpu_busy_s": None if busy is None else round(busy, 3),
-            "gpu_busy_share": None if busy is None else round(busy / wall, 3),
-            "gpu_fps_while_busy": round(frames / busy, 1) if busy else None}
 
 
 def emit(rows: list, r: dict, suffix: str = "") -> None:

@@ -114,9 +114,13 @@ def gpu_busy_s(stack: Stack) -> float | None:
     return float(found[0]) if found else None
 
 
-def busy_share(before: float | None, after: float | None, wall: float) -> float | None:
-    """The share of a level's wall time the device spent on batches (None without the counter)."""
-    return None if before is None or after is None else round((after - before) / wall, 3)
+def gpu_busy(busy0: float | None, busy1: float | None, frames: int, wall: float) -> dict:
+    """The device's time on a level's batches (from two gpu_busy_s readings): its share of the wall, and the frames
+    per second of that busy time (the networks' rate inside the service, against bench_gpu's)."""
+    busy = None if busy0 is None or busy1 is None else busy1 - busy0
+    return {"gpu_busy_s": None if busy is None else round(busy, 3),
+            "gpu_busy_share": None if busy is None else round(busy / wall, 3),
+            "gpu_fps_while_busy": round(frames / busy, 1) if busy else None}
 
 
 def bucket_percentile(before: dict, after: dict, q: float) -> float | None:
@@ -182,7 +186,7 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
             **{f"{key}_passes": max(after[key].values(), default=0) - max(before[key].values(), default=0)
                for key in ("generator_gc2_s", "gateway_gc2_s")},
             "offline_fps": round(sum(within) / (t1 - t0), 1) if offline_n else None,
-            "gpu_busy_share": busy_share(busy0, busy1, t1 - t0),
+            "gpu_busy_share": gpu_busy(busy0, busy1, 0, t1 - t0)["gpu_busy_share"],
             "offline_requests_done": len(within)}
 
 
