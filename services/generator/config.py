@@ -38,6 +38,8 @@ class GeneratorConfig:
     launch_lead_ms: float = 10.0     # musetalk: next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0      # musetalk: other batches' size while a new request prepares; 0: max_batch // 2
     live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch // 2
+    live_fit: bool = False           # musetalk: a batch holding live frames filled only to the size that fits them
+    beside_live_batch: int = 0       # musetalk: other batches' size while live frames flow; 0: max_batch
     head_s: float = 0.2              # musetalk: a new request's frames ahead of others: this long + 1 frame
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
@@ -53,6 +55,9 @@ class GeneratorConfig:
                             ("MUSETALK_PENDING_HEAD_BATCH", self.pending_head_batch)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 (0: half of MUSETALK_MAX_BATCH), not {value}")
+        if self.beside_live_batch < 0:
+            raise ValueError(f"MUSETALK_BESIDE_LIVE_BATCH must be >= 0 (0: MUSETALK_MAX_BATCH), "
+                             f"not {self.beside_live_batch}")
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -80,6 +85,8 @@ class GeneratorConfig:
             launch_lead_ms=env_float("MUSETALK_LAUNCH_LEAD_MS", cls.launch_lead_ms),
             pending_head_batch=env_int("MUSETALK_PENDING_HEAD_BATCH", cls.pending_head_batch),
             live_batch=env_int("MUSETALK_LIVE_BATCH", cls.live_batch),
+            live_fit=env_str("MUSETALK_LIVE_FIT", "1" if cls.live_fit else "0") == "1",
+            beside_live_batch=env_int("MUSETALK_BESIDE_LIVE_BATCH", cls.beside_live_batch),
             head_s=env_float("MUSETALK_HEAD_S", cls.head_s),
             switch_interval_ms=env_float("PY_SWITCH_INTERVAL_MS", cls.switch_interval_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set

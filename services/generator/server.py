@@ -53,7 +53,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 side_gather_ms=cfg.side_gather_ms, whisper_graphs=cfg.whisper_graphs,
                 split_batches=cfg.split_batches, latent_cache_mb=cfg.latent_cache_mb,
                 launch_lead_ms=cfg.launch_lead_ms, pending_head_batch=cfg.pending_head_batch,
-                live_batch=cfg.live_batch, head_s=cfg.head_s))}
+                live_batch=cfg.live_batch, live_fit=cfg.live_fit, beside_live_batch=cfg.beside_live_batch,
+                head_s=cfg.head_s))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from services.generator.engines.musetalk import batcher as batcher_module
 from services.generator.engines.musetalk.batcher import Batcher, BatcherClosed
 
 
@@ -438,6 +439,53 @@ def test_offline_batches_stay_full_while_a_live_stream_is_open_without_frames():
     assert k >= 1 and offline_only[:-1] == [8] * (len(offline_only) - 1) and len(offline_only) >= 3
     assert [x for batch in order for x in batch if x != "a0"] == [f"o{i}" for i in range(24)]
     assert got == ["a0"]
+
+
+def test_live_frames_fill_only_the_size_that_holds_them_and_other_batches_are_cut_while_they_flow(monkeypatch):
+    """With live_sizes a batch holding 3 live frames is filled to 4 (the compiled size that holds them), not to
+    live_batch; while live frames flow (one queued within LIVE_RECENT_S) offline batches hold beside_live_batch,
+    and once they stop, max_batch again. The offline request's items still come back whole and in order."""
+    monkeypatch.setattr(batcher_module, "LIVE_RECENT_S", 1.0)
+    turns, entered, got = threading.Semaphore(0), [], []
+
+    def run(items):                         # picked (entered), then run when the test gives a turn
+        entered.append(list(items))
+        turns.acquire(timeout=5)
+        return items
+
+    b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=8, beside_live_batch=4,
+                live_sizes=[2, 4, 8])
+    live = b.open_stream(got.append)
+    results = []
+    offline = threading.Thread(target=lambda: results.extend(b.submit([f"o{i}" for i in range(40)], window=40,
+                                                                      priority="batch")))
+    offline.start()
+    turns.release()                         # batch 0 runs; batch 1 (offline only, full) is picked and waits
+    _wait_for(lambda: len(entered) == 2)
+    for name in ("a0", "a1", "a2"):
+        live.put(name)
+    for _ in range(12):
+        turns.release()
+    offline.join(5)
+    assert [len(x) for x in entered[:2]] == [8, 8]
+    assert entered[2] == ["a0", "a1", "a2", "o16"]                  # filled to 4, not to live_batch (8)
+    assert [len(x) for x in entered[3:]] == [4] * 5 + [3]            # cut while live frames flow
+    time.sleep(1.1)                         # no live frame for longer than LIVE_RECENT_S: full batches again
+    more = b.submit([f"p{i}" for i in range(16)], window=16, priority="batch")
+    for _ in range(4):
+        turns.release()
+    assert list(more) == [f"p{i}" for i in range(16)]
+    assert [len(x) for x in entered[9:]] == [8, 8]
+    live.close()
+    b.close()
+    assert results == [f"o{i}" for i in range(40)] and got == ["a0", "a1", "a2"]
+
+
+def _wait_for(condition, timeout=5.0):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.005)
+    assert condition()
 
 
 def test_a_request_may_bring_its_own_head_start():

@@ -2,9 +2,9 @@
 accelerator while the previous one's results are handed back.
 
 Each request keeps its own queue of items (at most `window` waiting). A single worker thread builds every batch:
-1. head start: a new interactive request's first `head_frames` items go ahead of everything else, in a batch of
-   their own (with live frames, not filled up with streaming frames: a small batch comes back sooner), so its
-   first frames (and so the first MP4 chunk) come back in one small batch even when many requests are streaming;
+1. head start: a new interactive request's first `head_frames` items go ahead of everything else (but live
+   frames), in a small batch not filled up with streaming frames, so its first frames (and so the first MP4 chunk)
+   come back soon even when many requests are streaming;
 2. then weighted fair queueing: each request carries a virtual time that grows by 1/weight per item served
    (interactive 4, batch 1) and the item of the request with the smallest virtual time goes next. A request that
    joins starts at the smallest virtual time of those waiting, so it neither jumps the queue for long nor waits
@@ -15,16 +15,14 @@ cancelled request's items are dropped without running.
 `launch(items)` may return the outputs (synchronous) or a handle: `handle()` waits and returns the outputs,
 `handle.done()` says whether the accelerator finished. With a handle the worker builds and launches batch N+1
 while batch N runs, and hands out batch N's results while N+1 runs, so the accelerator does not wait on Python.
-With `cost(n)` (expected seconds of a batch of n items on the accelerator) N+1 is launched only `launch_lead_s`
-before N is expected to end: until then it keeps gathering, so a new request's first frames (or a live frame) that
-come while N runs go in N+1 instead of waiting behind a full N+1 queued at once.
+With `cost(n)` (expected seconds of a batch of n items) N+1 is launched only `launch_lead_s` before N should end:
+until then it keeps gathering, so a new request's first frames (or a live frame) that come while N runs go in N+1.
 While a new interactive request prepares its first frames (`expecting()`: its whisper pass), other requests'
 batches hold at most `pending_head_batch` items, so its head waits behind a short batch, not a full one.
-A batch that holds live frames holds at most `live_batch` items (0: max_batch; the engine passes half of it): a
-batch's frames come back together, so a short one brings the oldest live frames back sooner and the rest go in the
-next one. Offline batches stay full while live streams are open: cutting them to live_batch as well did not help 16
-live sessions beside 4 offline streams on an H200 (late live frames of 4016: 446 and 1950 with the cut, 752-788 and
-191-411 without, on three machines; the GPU 97-99% busy either way: BENCHMARKS.md, thirteenth session).
+A batch that holds live frames holds at most `live_batch` items (oldest live frames first; the engine passes half
+of max_batch), with `live_sizes` only as many as the smallest compiled size that holds its live frames (6 live
+frames and 2 others run in 15 ms instead of 16 in 26 on an H200); while live frames flow, batches without any hold
+at most `beside_live_batch` (a live frame that comes while one runs waits for it). BENCHMARKS.md measures both.
 """
 from __future__ import annotations
 
@@ -51,6 +49,7 @@ BATCH_SECONDS = Histogram("lipsync_generator_batch_seconds", "Time per batch", [
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 WEIGHTS = {INTERACTIVE: 4.0, BATCH: 1.0, LIVE: 16.0}
 POLL_S = 0.001          # how often the worker looks whether the running batch finished
+LIVE_RECENT_S = 0.5     # live frames "flow" while one was queued this recently (beside_live_batch)
 
 
 class BatcherClosed(RuntimeError):
@@ -76,9 +75,10 @@ class Batcher:
     def __init__(self, launch: Callable[[list[Any]], Any], max_batch: int = 32, max_wait_s: float = 0.004,
                  name: str = "batcher", head_frames: int | None = None,
                  cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010,
-                 pending_head_batch: int = 0, live_batch: int = 0):
+                 pending_head_batch: int = 0, live_batch: int = 0, beside_live_batch: int = 0,
+                 live_sizes: Sequence[int] = ()):
         assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0 and pending_head_batch >= 0
-        assert live_batch >= 0
+        assert live_batch >= 0 and beside_live_batch >= 0 and all(n >= 1 for n in live_sizes)
         self.launch = launch
         self.cost = cost
         # with cost(): the next batch is launched this long before the running one should end (margin for the
@@ -92,6 +92,9 @@ class Batcher:
         self.pending_head_batch = min(max_batch, pending_head_batch or max_batch)
         self._expected = 0                        # interactive requests preparing their first items
         self.live_batch = min(max_batch, live_batch or max_batch)   # items in a batch that holds live frames
+        self.beside_live_batch = min(max_batch, beside_live_batch or max_batch)   # see the module's docstring
+        self.live_sizes = sorted(live_sizes)
+        self._live_at = -1e9                      # when a live frame was last queued (monotonic)
         self.name = name
         self.batch_sizes: list[int] = []          # recent batch sizes, for metrics and tests
         self.busy_s = 0.0                         # time from launch to results (accelerator busy, roughly)
@@ -198,7 +201,8 @@ class Batcher:
         for r in sorted((r for r in self._active if r.priority == LIVE and r.items), key=lambda r: r.items[0][0]):
             while r.items and len(taken) < self.live_batch:
                 taken.append((r, r.items.popleft()[1]))
-        cap = self.live_batch if taken else self.max_batch
+        fit = next((s for s in self.live_sizes if s >= len(taken)), self.live_batch)   # the size that holds them
+        cap = min(self.live_batch, fit) if taken else self.max_batch
         heads = 0
         for r in self._active:                    # in arrival order
             while r.head > 0 and r.items and len(taken) < cap:
@@ -215,8 +219,12 @@ class Batcher:
         return taken
 
     def _full(self) -> int:
-        """A full batch now (lock held): pending_head_batch while a new request is expected, else max_batch."""
-        return self.pending_head_batch if self._expected else self.max_batch
+        """A full batch now (lock held): pending_head_batch while a new request is expected, else max_batch; at
+        most beside_live_batch while live frames flow."""
+        full = self.pending_head_batch if self._expected else self.max_batch
+        if self.beside_live_batch < full and time.monotonic() - self._live_at < LIVE_RECENT_S:
+            return self.beside_live_batch
+        return full
 
     def _take(self, running: "_Running | None") -> list[tuple[_Request, Any]]:
         """The next batch. With nothing running: wait for an item, then up to max_wait_s for a full batch.
@@ -359,7 +367,8 @@ class LiveHandle:
         with b._cond:
             if self.req.cancelled or b._stop:
                 raise BatcherClosed(f"{b.name}: the stream was closed")
-            self.req.items.append((time.monotonic(), item))
+            b._live_at = time.monotonic()
+            self.req.items.append((b._live_at, item))
             b._waiting += 1
             b._cond.notify()
 
