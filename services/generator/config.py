@@ -38,8 +38,8 @@ class GeneratorConfig:
     launch_lead_ms: float = 10.0     # musetalk: next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0      # musetalk: other batches' size while a new request prepares; 0: max_batch // 2
     live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch // 2
-    live_fit: bool = False           # musetalk: a batch holding live frames filled only to the size that fits them
-    beside_live_batch: int = 0       # musetalk: other batches' size while live frames flow; 0: max_batch
+    live_fit: bool = True            # musetalk: a batch holding live frames filled only to the size that fits them
+    beside_live_batch: int = 0       # musetalk: other batches' size while live frames flow; 0: max_batch // 2
     head_s: float = 0.2              # musetalk: a new request's frames ahead of others: this long + 1 frame
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
@@ -52,12 +52,10 @@ class GeneratorConfig:
         if not 0 <= self.head_s <= 2:
             raise ValueError(f"MUSETALK_HEAD_S must be within 0-2 s, not {self.head_s}")
         for name, value in (("MUSETALK_LIVE_BATCH", self.live_batch),
-                            ("MUSETALK_PENDING_HEAD_BATCH", self.pending_head_batch)):
+                            ("MUSETALK_PENDING_HEAD_BATCH", self.pending_head_batch),
+                            ("MUSETALK_BESIDE_LIVE_BATCH", self.beside_live_batch)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 (0: half of MUSETALK_MAX_BATCH), not {value}")
-        if self.beside_live_batch < 0:
-            raise ValueError(f"MUSETALK_BESIDE_LIVE_BATCH must be >= 0 (0: MUSETALK_MAX_BATCH), "
-                             f"not {self.beside_live_batch}")
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":

@@ -25,15 +25,15 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSETALK_SPLIT_BATCHES", "0")
     monkeypatch.setenv("MUSETALK_PENDING_HEAD_BATCH", "32")  # = max batch: batches are not cut for a new request
     monkeypatch.setenv("MUSETALK_LIVE_BATCH", "16")
-    monkeypatch.setenv("MUSETALK_LIVE_FIT", "1")
+    monkeypatch.setenv("MUSETALK_LIVE_FIT", "0")
     monkeypatch.setenv("MUSETALK_BESIDE_LIVE_BATCH", "8")
     monkeypatch.setenv("MUSETALK_HEAD_S", "0.4")
     cfg = GeneratorConfig.from_env()
     assert cfg.launch_lead_ms == -1 and cfg.split_batches is False and cfg.pending_head_batch == 32
-    assert cfg.live_batch == 16 and cfg.live_fit is True and cfg.beside_live_batch == 8 and cfg.head_s == 0.4
+    assert cfg.live_batch == 16 and cfg.live_fit is False and cfg.beside_live_batch == 8 and cfg.head_s == 0.4
     settings = GeneratorServicer(cfg).engines["musetalk"].settings
     assert settings.launch_lead_ms == -1 and settings.split_batches is False and settings.pending_head_batch == 32
-    assert settings.live_batch == 16 and settings.live_fit is True and settings.beside_live_batch == 8
+    assert settings.live_batch == 16 and settings.live_fit is False and settings.beside_live_batch == 8
     assert settings.head_s == 0.4
 
 
@@ -60,7 +60,8 @@ def test_every_engine_is_closed_on_stop_and_a_closed_engine_stops_its_batcher(tm
     assert musetalk.versions == ("v15",) and batchers and all(b.alive for b in batchers)
     # by default a batch holding live frames, and other batches while a newcomer prepares, hold half a batch
     assert [(b.live_batch, b.pending_head_batch) for b in batchers] == [(4, 4)]
-    assert [(b.live_sizes, b.beside_live_batch) for b in batchers] == [([], 8)]     # neither fit nor cut
+    # and so do other batches while live frames flow; a live batch is filled only to the size that holds its frames
+    assert [(b.live_sizes, b.beside_live_batch) for b in batchers] == [([2, 4, 8], 4)]
     servicer.close()                  # what the server bootstrap's on_stop calls
     assert not any(b.alive for b in batchers)
     with pytest.raises(EngineUnavailable, match="not loaded"):

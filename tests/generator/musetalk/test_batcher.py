@@ -407,8 +407,8 @@ def test_a_batch_with_live_frames_is_cut_to_live_batch_and_the_oldest_go_first()
 
 
 def test_offline_batches_stay_full_while_a_live_stream_is_open_without_frames():
-    """Only a batch that holds live frames is cut to live_batch: an open stream with nothing queued leaves offline
-    batches at max_batch (cutting them too did not help live frames beside offline work on the GPU)."""
+    """Only a batch that holds live frames is cut to live_batch: without beside_live_batch (the engine passes half
+    a batch: the next test) offline batches stay at max_batch, whether a stream is open or its frames flow."""
     turns, order = threading.Semaphore(0), []
 
     def run(items):                         # one batch per turn

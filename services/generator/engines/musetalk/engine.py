@@ -68,8 +68,8 @@ class MuseTalkSettings:
     launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full
     pending_head_batch: int = 0   # other batches' size while a new request prepares its head; 0: max_batch // 2
     live_batch: int = 0           # frames in a batch that holds live frames; 0: max_batch // 2
-    live_fit: bool = False        # ... filled with others only up to the compiled size that holds its live frames
-    beside_live_batch: int = 0    # batches without live frames while live frames flow; 0: max_batch
+    live_fit: bool = True         # ... filled with others only up to the compiled size that holds its live frames
+    beside_live_batch: int = 0    # batches without live frames while live frames flow; 0: max_batch // 2
     # a new interactive request's first frames that go ahead of every other request's: this long of video plus one
     # frame, what render's first fragment needs (FIRST_FRAGMENT_S, 0.2 s, and the keyframe that closes it)
     head_s: float = 0.2
@@ -160,7 +160,7 @@ class MuseTalkEngine:
                 cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
                 launch_lead_s=max(0.0, s.launch_lead_ms) / 1000,
                 pending_head_batch=s.pending_head_batch or half, live_batch=s.live_batch or half,
-                beside_live_batch=s.beside_live_batch, live_sizes=sizes if s.live_fit else ())
+                beside_live_batch=s.beside_live_batch or half, live_sizes=sizes if s.live_fit else ())
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
