@@ -453,7 +453,8 @@ def test_live_frames_fill_only_the_size_that_holds_them_and_other_batches_are_cu
         turns.acquire(timeout=5)
         return items
 
-    b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, live_batch=8, beside_live_batch=4,
+    # max_wait_s: the first batch waits for all 8 of the items queued one at a time
+    b = Batcher(run, max_batch=8, max_wait_s=0.05, head_frames=0, live_batch=8, beside_live_batch=4,
                 live_sizes=[2, 4, 8])
     live = b.open_stream(got.append)
     results = []
