@@ -66,7 +66,8 @@ async def one_session(addr: str, source_id: str, face: str, pcm: bytes, fps: flo
         await sender
     times = [t for t, _, _ in frames]
     return {"source_id": ready.source_id, "frames": len(frames), "speech": sum(s for _, s, _ in frames),
-            "late": stats.frames_late if stats else None, "late_early": late_early, "latencies": [lat for _, s, lat in frames if s],
+            "late": stats.frames_late if stats else None, "late_early": late_early,
+            "latencies": [lat for _, s, lat in frames if s],
             "max_gap_ms": 1000 * max(np.diff(times)) if len(times) > 1 else 0.0, "detail": ready.engine_detail}
 
 
@@ -179,7 +180,7 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
             "frames": sum(r["frames"] for r in results), "speech_frames": sum(r["speech"] for r in results),
             "late": sum(r["late"] or 0 for r in results),
             # of those, late in the sessions' first EARLY_S seconds (as far as the per-second stats tell)
-            "late_first_2s": sum(r["late_early"] for r in results),
+            f"late_first_{EARLY_S:g}s": sum(r["late_early"] for r in results),
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
             "latency_ms_max": round(max(lat), 1),
