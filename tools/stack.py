@@ -151,10 +151,10 @@ class Stack:
         wait_serving(self.addrs[name], timeout, self.procs[name])
 
     def restart_with(self, spec: str, timeout: float = 400.0) -> str:
-        """"render:KEY=VALUE": every process of that service (every render worker for "render") stopped and
-        started again with the setting added to its environment; returns KEY=VALUE."""
+        """"render:KEY=VALUE" (or "render:K1=V1+K2=V2"): every process of that service (every render worker for
+        "render") stopped and started again with the settings added to its environment; returns what was set."""
         name, setting = spec.split(":", 1)
-        key, value = setting.split("=", 1)
+        added = dict(part.split("=", 1) for part in setting.split("+"))
         names = [n for n in self.procs if n.split("-")[0] == name]
         if not names:
             raise ValueError(f"no {name} in this stack")
@@ -164,7 +164,7 @@ class Stack:
             self.procs[n].wait(60)
         for n in names:
             argv, penv, log, detach = self.launch[n]
-            self.launch[n] = (argv, dict(penv, **{key: value}), log, detach)
+            self.launch[n] = (argv, dict(penv, **added), log, detach)
             self.restart(n, timeout=timeout)
         return setting
 

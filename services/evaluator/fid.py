@@ -202,10 +202,13 @@ class InceptionFeatures:
         out = np.empty((images.shape[0], FEATURE_DIM), dtype=np.float64)
         # optimized_execution(False): run the TorchScript graph op by op (as the
         # eager pytorch-fid model runs), with no shape-specialised re-optimisation
-        # when the last batch has a different size.
+        # when the last batch has a different size. Channels-last input: oneDNN's
+        # convolutions run ~20% faster on it on a 2-core CPU (the same function;
+        # features within 1e-5 of NCHW's, float32 summation order).
         with torch.inference_mode(), torch.jit.optimized_execution(False):
             for start in range(0, images.shape[0], batch_size):
                 x = self.preprocess(images[start:start + batch_size]).to(self.device)
+                x = x.contiguous(memory_format=torch.channels_last)
                 feats = self.model(x)
                 if feats.shape != (x.shape[0], FEATURE_DIM):
                     raise RuntimeError(f"unexpected feature shape {tuple(feats.shape)}")

@@ -40,7 +40,7 @@ class GeneratorConfig:
     live_batch: int = 0              # musetalk: frames in a batch holding live frames; 0: max_batch // 2
     live_fit: bool = True            # musetalk: a batch holding live frames filled only to the size that fits them
     beside_live_batch: int = 0       # musetalk: other batches' size while live frames flow; 0: max_batch // 2
-    head_s: float = 0.2              # musetalk: a new request's frames ahead of others: this long + 1 frame
+    head_s: float = 0.12             # musetalk: a new request's frames ahead of others: this long + 1 frame
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
     switch_interval_ms: float = 1.0

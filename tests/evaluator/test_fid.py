@@ -250,6 +250,16 @@ def test_inception_features_shape_batch_independence_and_discrimination(extracto
             assert np.abs(f4[i] - f4[j]).max() > 1e-2
 
 
+def test_inception_features_equal_the_networks_output_on_plain_nchw_input(extractor, frames):
+    """The features run on channels-last input (faster on CPU); they must be those of the model called on the
+    contiguous NCHW tensor pytorch-fid passes it, up to float32 summation order."""
+    import torch
+
+    with torch.inference_mode():
+        ref = extractor.model(InceptionFeatures.preprocess(frames)).double().numpy()
+    np.testing.assert_allclose(extractor(frames), ref, rtol=0, atol=1e-4)
+
+
 def test_inception_features_input_validation(extractor, frames):
     with pytest.raises(TypeError):
         extractor(frames.astype(np.float32))

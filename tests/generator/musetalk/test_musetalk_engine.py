@@ -105,8 +105,8 @@ def cpu_engine(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fps, priority, messages, first_batch", [
-    (25.0, "interactive", [6, 8, 8, 8], 6),     # 0.2 s + 1 frame: what render's first fragment needs
-    (50.0, "interactive", [8, 3, 8, 8], 11),    # a longer head is still cut where it ends
+    (25.0, "interactive", [4, 8, 8, 8], 4),     # 0.12 s + 1 frame (the start of render's first fragment)
+    (100.0, "interactive", [8, 5, 8, 8], 13),   # a longer head is still cut where it ends
     (25.0, "batch", [8, 8, 8, 8], 16),          # bulk requests get no head start: a full batch
 ])
 def test_a_new_requests_head_is_what_the_first_fragment_needs_and_leaves_in_its_own_message(

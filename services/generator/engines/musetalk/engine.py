@@ -70,9 +70,9 @@ class MuseTalkSettings:
     live_batch: int = 0           # frames in a batch that holds live frames; 0: max_batch // 2
     live_fit: bool = True         # ... filled with others only up to the compiled size that holds its live frames
     beside_live_batch: int = 0    # batches without live frames while live frames flow; 0: max_batch // 2
-    # a new interactive request's first frames that go ahead of every other request's: this long of video plus one
-    # frame, what render's first fragment needs (FIRST_FRAGMENT_S, 0.2 s, and the keyframe that closes it)
-    head_s: float = 0.2
+    # a new interactive request's frames ahead of every other request's: this long of video + 1 frame (4 at 25 fps),
+    # fewer than render's first fragment holds (6): 4-frame heads gave shorter first chunks in a burst (BENCHMARKS.md)
+    head_s: float = 0.12
 
 
 def buckets(max_batch: int) -> list[int]:
