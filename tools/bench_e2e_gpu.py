@@ -29,7 +29,7 @@ from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_p
                         preprocess_pb2_grpc, render_pb2, render_pb2_grpc)
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.formats.tensors import to_tensor
-from tools.out import save_json
+from tools.out import report_targets, save_json
 from tools import bench_live, synth as helpers
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
@@ -356,6 +356,7 @@ def main() -> int:
             if os.environ.get("OUT") and os.path.exists(log):
                 os.system(f"tail -c 20000 {log} > {os.environ['OUT']}/{name}.log")
     save_json("e2e_gpu.json", rows)
+    report_targets(rows, ENGINE)
     return 0
 
 

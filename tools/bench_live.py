@@ -26,7 +26,7 @@ import numpy as np
 from lipsync.v1 import common_pb2
 from lipsync_client.live import LiveSession
 from tools import synth as helpers
-from tools.out import save_json
+from tools.out import report_targets, save_json
 from tools.stack import Stack
 
 ENGINE = os.environ.get("LIVE_ENGINE", "loudness")
@@ -233,6 +233,7 @@ def main() -> int:
     finally:
         stack.stop()
     save_json("live.json", rows)
+    report_targets(rows, ENGINE)
     return 0
 
 

@@ -1,0 +1,66 @@
+"""tools/targets.py: issue 16's and 18's targets read from a benchmark's rows."""
+from tools import targets
+
+
+def burst(n, agg, fc95, run_suffix="", rounds=1, stagger_s=0.0):
+    run = f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else "") + run_suffix
+    return {"run": run, "concurrent": n, "rounds": rounds, "stagger_s": stagger_s, "aggregate_fps": agg,
+            "first_chunk_ms_p95": fc95}
+
+
+def live(late, p95, offline=0, run_suffix=""):
+    run = "16 live sessions" + (f" beside {offline} offline streams" if offline else "") + run_suffix
+    return {"run": run, "sessions": 16, "late": late, "latency_ms_p95": p95}
+
+
+def by_name(results):
+    return {r["target"]: r for r in results}
+
+
+def test_bursts_at_the_defaults_decide_and_other_load_shapes_do_not():
+    rows = [burst(8, 598.3, 234), burst(8, 601.0, 310), burst(16, 604.5, 248), burst(16, 607.7, 322),
+            burst(8, 640.0, 100, rounds=4),                 # a closed loop: not the issue's burst
+            burst(8, 640.0, 100, stagger_s=0.1)]            # staggered clients: not at once either
+    res = by_name(targets.check(rows))
+    agg8 = res["aggregate >= 600 frames/s, 8 at once"]
+    assert agg8["verdict"] == "not met (1 of 2 levels)"
+    assert agg8["levels"] == {"": [(598.3, False), (601.0, True)]}
+    assert res["aggregate >= 600 frames/s, 16 at once"]["verdict"] == "met"
+    assert res["first MP4 chunk p95 <= 300 ms, 8 at once"]["verdict"] == "not met (1 of 2 levels)"
+    assert res["first MP4 chunk p95 <= 500 ms, 16 at once"]["verdict"] == "met"
+    assert res["one request (cached source) >= 400 frames/s"]["verdict"] == "not measured"
+
+
+def test_a_changed_setting_is_listed_apart_and_left_out_of_the_verdict():
+    rows = [burst(16, 602.9, 396), burst(16, 572.0, 526, ", MUSETALK_MAX_BATCH=64+MUSETALK_PENDING_HEAD_BATCH=16"),
+            {"run": "cached source, run 1", "fps": 455.1},
+            {"run": "cached source, MUSETALK_HEAD_S=0.2", "fps": 263.3}]
+    res = by_name(targets.check(rows))
+    fc16 = res["first MP4 chunk p95 <= 500 ms, 16 at once"]
+    assert fc16["verdict"] == "met"
+    assert fc16["levels"]["MUSETALK_MAX_BATCH=64+MUSETALK_PENDING_HEAD_BATCH=16"] == [(526, False)]
+    one = res["one request (cached source) >= 400 frames/s"]
+    assert one["verdict"] == "met" and one["levels"]["MUSETALK_HEAD_S=0.2"] == [(263.3, False)]
+
+
+def test_live_targets_count_sessions_alone_and_memory_is_decimal_gigabytes():
+    rows = [live(0, 200.7), live(3, 231.0), live(202, 245.8, offline=4),
+            {"run": "GPU memory after the sweep (nvidia-smi; the generator's PyTorch allocator)", "generator_mib": 7386.0},
+            {"run": "GPU memory after the sweep (nvidia-smi; the generator's PyTorch allocator), MUSETALK_MAX_BATCH=64",
+             "generator_mib": 8058.0}]
+    res = by_name(targets.check(rows))
+    late = res["16 live sessions: no late frame"]
+    assert late["verdict"] == "not met (1 of 2 levels)" and [v for v, _ in late["levels"][""]] == [0, 3]
+    assert res["16 live sessions: latency p95 <= 230 ms (150 + 2 frames of lookahead)"]["verdict"] == \
+        "not met (1 of 2 levels)"
+    mem = res["GPU memory of the generator <= 8 GB"]
+    assert mem["verdict"] == "met"                                  # 7386 MiB = 7.74 GB
+    assert mem["levels"]["MUSETALK_MAX_BATCH=64"][0][1] is False    # 8058 MiB = 8.45 GB
+
+
+def test_the_report_marks_each_miss_and_names_each_verdict():
+    text = targets.markdown(targets.check([burst(8, 598.3, 234), burst(8, 601.0, 310)]))
+    row = next(line for line in text.splitlines() if line.startswith("| aggregate >= 600 frames/s, 8 at once"))
+    assert "598.3 (x), 601" in row and "not met (1 of 2 levels)" in row
+    assert "| GPU memory of the generator <= 8 GB | - | not measured | - |" in text
+    assert targets.setting_of("sweep: 8 at once, 4 rounds in a closed loop") == ""

@@ -1,0 +1,101 @@
+"""Issues 16's and 18's GPU targets checked against one benchmark run's rows (`tools/bench_e2e_gpu.py`,
+`tools/bench_live.py`): for each target, every level that bears on it, how many meet it, and the verdict. Printed
+at the end of those benchmarks and written to $OUT/targets.md, so a re-run says at once where the box stands.
+
+Only levels run the way the target is stated count: a burst (all requests at once, one round), a cached source, the
+musetalk engine's 16 live sessions alone. The verdict counts the levels of the stack as started (the defaults,
+unless the benchmark's environment set others); a row whose run names a setting changed by a restart
+(", KEY=VALUE") is a level of an A/B: it is listed under its setting and not counted.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+GB = 1e9        # issue 16's "8 GB" of GPU memory, in bytes
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    applies: Callable[[dict], bool]     # does this row measure the target?
+    value: Callable[[dict], float | None]
+    bound: float
+    at_most: bool                       # True: value <= bound; False: value >= bound
+
+
+def _burst(n: int) -> Callable[[dict], bool]:
+    return lambda r: r.get("concurrent") == n and r.get("rounds", 1) == 1 and not r.get("stagger_s")
+
+
+def _live_alone(r: dict) -> bool:
+    return r.get("sessions") == 16 and not r["run"].split(",")[0].endswith("offline streams")
+
+
+def _gpu_bytes(r: dict) -> float | None:
+    mib = r.get("generator_mib")
+    return None if mib is None else mib * 2**20
+
+
+TARGETS = (
+    Target("aggregate >= 600 frames/s, 8 at once", _burst(8), lambda r: r.get("aggregate_fps"), 600, False),
+    Target("aggregate >= 600 frames/s, 16 at once", _burst(16), lambda r: r.get("aggregate_fps"), 600, False),
+    Target("first MP4 chunk p95 <= 300 ms, 8 at once", _burst(8), lambda r: r.get("first_chunk_ms_p95"), 300, True),
+    Target("first MP4 chunk p95 <= 500 ms, 16 at once", _burst(16), lambda r: r.get("first_chunk_ms_p95"), 500, True),
+    Target("one request (cached source) >= 400 frames/s", lambda r: r["run"].startswith("cached source"),
+           lambda r: r.get("fps"), 400, False),
+    Target("GPU memory of the generator <= 8 GB", lambda r: r["run"].startswith("GPU memory"), _gpu_bytes, 8 * GB,
+           True),
+    Target("16 live sessions: no late frame", _live_alone, lambda r: r.get("late"), 0, True),
+    Target("16 live sessions: latency p95 <= 230 ms (150 + 2 frames of lookahead)", _live_alone,
+           lambda r: r.get("latency_ms_p95"), 230, True),
+)
+
+_SETTING = re.compile(r", ([A-Z][A-Z0-9_]*=[^,]*)$")
+
+
+def setting_of(run: str) -> str:
+    """The changed setting a row's run names at its end (", KEY=VALUE"), or "" for the defaults."""
+    m = _SETTING.search(run)
+    return m.group(1) if m else ""
+
+
+def check(rows: list[dict], targets=TARGETS) -> list[dict]:
+    """One dict per target: its levels (value, met) at the defaults and under each changed setting, and
+    `verdict`: "met" (every level of the stack as started meets it), "not met (k of n levels)", or "not measured"."""
+    out = []
+    for t in targets:
+        levels: dict[str, list[tuple[float, bool]]] = {}
+        for r in rows:
+            if "run" not in r or not t.applies(r):
+                continue
+            v = t.value(r)
+            if v is None:
+                continue
+            met = v <= t.bound if t.at_most else v >= t.bound
+            levels.setdefault(setting_of(r["run"]), []).append((v, met))
+        base = levels.get("", [])
+        ok = sum(m for _, m in base)
+        verdict = ("not measured" if not base else "met" if ok == len(base)
+                   else f"not met ({ok} of {len(base)} levels)")
+        out.append({"target": t.name, "verdict": verdict, "levels": levels})
+    return out
+
+
+def _show(t_name: str, v: float) -> str:
+    if "GPU memory" in t_name:
+        return f"{v / 2**20:.0f} MiB"
+    return f"{v:g}"
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| target | levels of the stack as started | verdict | levels after a restart with a setting changed |",
+             "|---|---|---|---|"]
+    for res in results:
+        name, levels = res["target"], res["levels"]
+        base = ", ".join(_show(name, v) + ("" if met else " (x)") for v, met in levels.get("", [])) or "-"
+        other = "; ".join(f"{k}: " + ", ".join(_show(name, v) + ("" if met else " (x)") for v, met in vals)
+                          for k, vals in levels.items() if k) or "-"
+        lines.append(f"| {name} | {base} | {res['verdict']} | {other} |")
+    return "\n".join(lines) + "\n\n(x): a level that misses the target.\n"
