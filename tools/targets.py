@@ -99,3 +99,33 @@ def markdown(results: list[dict]) -> str:
                           for k, vals in levels.items() if k) or "-"
         lines.append(f"| {name} | {base} | {res['verdict']} | {other} |")
     return "\n".join(lines) + "\n\n(x): a level that misses the target.\n"
+
+
+def load(paths: list[str]) -> list[dict]:
+    """Rows from benchmark output files: a JSON list ($OUT/e2e_gpu.json, live.json) or a log of JSON lines."""
+    import json
+
+    rows: list[dict] = []
+    for path in paths:
+        with open(path) as f:
+            text = f.read()
+        if text.lstrip().startswith("["):
+            rows += json.loads(text)
+        else:
+            rows += [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tools.targets FILE...`: the targets against an earlier run's rows."""
+    if not argv:
+        print("usage: python -m tools.targets e2e_gpu.json|bench_e2e_gpu.log [...]")
+        return 2
+    print(markdown(check(load(argv))), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

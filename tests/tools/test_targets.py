@@ -64,3 +64,17 @@ def test_the_report_marks_each_miss_and_names_each_verdict():
     assert "598.3 (x), 601" in row and "not met (1 of 2 levels)" in row
     assert "| GPU memory of the generator <= 8 GB | - | not measured | - |" in text
     assert targets.setting_of("sweep: 8 at once, 4 rounds in a closed loop") == ""
+
+
+def test_the_command_reads_a_json_list_or_a_log_of_json_lines(tmp_path, capsys):
+    import json
+
+    rows = [burst(8, 598.3, 234), burst(16, 604.5, 248)]
+    (tmp_path / "e2e_gpu.json").write_text(json.dumps(rows))
+    (tmp_path / "bench.log").write_text("stack SERVING after 170 s\n" + "\n".join(json.dumps(r) for r in rows) + "\n")
+    for name in ("e2e_gpu.json", "bench.log"):
+        assert targets.main([str(tmp_path / name)]) == 0
+        out = capsys.readouterr().out
+        assert "| aggregate >= 600 frames/s, 16 at once | 604.5 | met |" in out
+        assert "| aggregate >= 600 frames/s, 8 at once | 598.3 (x) | not met (0 of 1 levels) |" in out
+    assert targets.main([]) == 2
