@@ -6,7 +6,8 @@ and carry settings; last, the tail of a busy box's level (8 render processes fed
 to the file closed) by x264 thread count and lookahead, and a burst's first fragments (8 renders whose heads come 25 ms
 apart). `python -m tools.bench_render`;
 `RENDER_BENCH_ONLY=busy` runs only those two parts; `RENDER_BENCH_ONLY=settings` only one render alone by x264
-threads and decoder threads.
+threads and decoder threads; `RENDER_BENCH_ONLY=tails` only the tail, without and with a last fragment of 0.2 s
+(`LAST_FRAGMENT_S`), three times each, `RENDER_BENCH_RENDERS` renders (8) fed at `RENDER_BENCH_FPS` (75) each.
 """
 from __future__ import annotations
 
@@ -194,13 +195,14 @@ def decoding(entry, crops, add) -> None:
             _render(entry, crops, threads=4, decode_threads=decode_threads))
 
 
-def _paced_tail(root: str, source_id: str, x264_threads: int, lookahead: int, fps: float) -> float:
+def _paced_tail(root: str, source_id: str, x264_threads: int, lookahead: int, fps: float,
+                last_fragment_s: float = 0.0) -> float:
     """One render fed 8 crops at a time at `fps` (a request's share of a busy GPU), then finish(): seconds from the
     last crops to the file closed (x264's drain: one frame per frame thread and the lookahead's frames)."""
     entry = SourceCache(root).get(source_id)
     crops = entry.crops_at(range(entry.meta.num_frames))
     r = Renderer(entry, 25.0, len(crops), lambda b: None, threads=2, x264_threads=x264_threads,
-                 x264_lookahead=lookahead)
+                 x264_lookahead=lookahead, last_fragment_s=last_fragment_s)
     t0 = time.perf_counter()
     for i in range(0, len(crops), 8):
         time.sleep(max(0.0, t0 + i / fps - time.perf_counter()))
@@ -210,18 +212,23 @@ def _paced_tail(root: str, source_id: str, x264_threads: int, lookahead: int, fp
     return time.perf_counter() - t1
 
 
-def tails(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0) -> None:
+TAIL_SETTINGS = ((24, -1, 0.0), (12, -1, 0.0), (6, -1, 0.0), (12, 0, 0.0), (12, -1, 0.2), (12, -1, 0.0), (12, -1, 0.2))
+
+
+def tails(root: str, source_id: str, add_ms, renders: int = 8, fps: float = 75.0, settings=TAIL_SETTINGS) -> None:
     """The level's tail: `renders` render processes at once (as RENDER_WORKERS on a GPU box), each fed at `fps`,
-    the last crops -> file closed, by x264 thread count and lookahead (p50 and max over the renders)."""
+    the last crops -> file closed, by x264 thread count (0: the render's own choice), lookahead and last fragment
+    (`LAST_FRAGMENT_S`), p50 and max over the renders."""
     import statistics
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(renders) as pool:
-        for threads, lookahead in ((24, -1), (12, -1), (6, -1), (12, 0)):
-            took = [f.result() for f in [pool.submit(_paced_tail, root, source_id, threads, lookahead, fps)
+        for threads, lookahead, last_s in settings:
+            took = [f.result() for f in [pool.submit(_paced_tail, root, source_id, threads, lookahead, fps, last_s)
                                          for _ in range(renders)]]
-            name = f"tail, {renders} renders at once at {fps:g} frames/s each, x264 threads {threads}, lookahead " \
-                   f"{'10 (veryfast)' if lookahead < 0 else lookahead}: last crops -> file closed"
+            name = f"tail, {renders} renders at once at {fps:g} frames/s each, x264 threads {threads or 'auto'}, " \
+                   f"lookahead {'10 (veryfast)' if lookahead < 0 else lookahead}, last fragment {last_s:g} s: " \
+                   "last crops -> file closed"
             add_ms(f"{name}, p50 ms", statistics.median(took))
             add_ms(f"{name}, max ms", max(took))
 
@@ -311,8 +318,12 @@ def one_part(only: str, root: str, entry, crops, add) -> int:
         tails(root, entry.meta.source_id, show)
     elif only == "settings":        # one render alone by x264 threads and decoder threads
         render_settings(entry, crops, add)
+    elif only == "tails":           # the tail alone, on any box: RENDER_BENCH_RENDERS renders at RENDER_BENCH_FPS each
+        show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
+        tails(root, entry.meta.source_id, show, int(os.environ.get("RENDER_BENCH_RENDERS", "8")),
+              float(os.environ.get("RENDER_BENCH_FPS", "75")), ((0, -1, 0.0), (0, -1, 0.2)) * 3)
     else:
-        raise SystemExit(f"RENDER_BENCH_ONLY is 'busy' or 'settings', not {only!r}")
+        raise SystemExit(f"RENDER_BENCH_ONLY is 'busy', 'settings' or 'tails', not {only!r}")
     return 0
 
 

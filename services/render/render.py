@@ -178,7 +178,8 @@ class Renderer:
                  lossless_rgb: bool = False, crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 0,
                  threads: int | None = None, color_match: bool = False, carry: int | None = None,
                  preset: str = "veryfast", x264_threads: int = 0, first_fragment_s: float = 0.0,
-                 x264_lookahead: int = -1, decode_threads: int = -1, gop_encoders: int = 1):
+                 x264_lookahead: int = -1, decode_threads: int = -1, gop_encoders: int = 1,
+                 last_fragment_s: float = 0.0):
         self.entry = entry
         self.color_match = color_match
         threads = default_threads() if threads is None else threads
@@ -190,7 +191,8 @@ class Renderer:
         self.writer = mp4.Mp4Writer(on_bytes, m.width, m.height, fps, lossless_rgb=lossless_rgb, crf=crf,
                                       audio=audio, audio_rate=audio_rate, preset=preset,
                                       threads=encoder_threads(x264_threads), lookahead=x264_lookahead,
-                                      first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders)
+                                      first_fragment=round(first_fragment_s * fps), gop_encoders=gop_encoders,
+                                      last_fragment=round(last_fragment_s * fps), total_frames=num_frames)
         self._decode_threads = decoder_threads(decode_threads)
         self.reader_closed = False
         # H.264 output takes I420: frames that decode to plain yuv420p skip the RGB round trip (colour matching

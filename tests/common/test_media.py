@@ -191,6 +191,19 @@ def test_the_sliced_first_fragment_encoder_has_the_main_encoders_parameter_sets(
         w.abort()
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (720, 1280)])
+@pytest.mark.parametrize("threads", [0, 2, 8, 24])
+def test_the_last_fragments_encoder_has_the_main_encoders_parameter_sets(size, threads):
+    """The last fragment's encoder (slice threads, its own lookahead) writes the same SPS/PPS as the main one at
+    common sizes and thread counts: else the writer goes on with the main encoder and the end waits for it."""
+    w = mp4.Mp4Writer(lambda b: None, *size, 25, first_fragment=5, threads=threads)
+    try:
+        tail = w._twin_encoder(sliced=True, lookahead=mp4.TAIL_LOOKAHEAD)
+        assert tail is not None and "SLICE" in str(tail.thread_type)
+    finally:
+        w.abort()
+
+
 @pytest.mark.parametrize("first_fragment, lossless", [(5, False), (0, False), (5, True)])
 def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, lossless):
     """X264_GOP_ENCODERS: GOPs encoded by several encoders at once come out as one file with every frame, in
@@ -208,6 +221,64 @@ def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, l
     keys = [k for k, (_, key) in enumerate(decoded_packets(path, frames, lossless)) if key]
     start = first_fragment + 1 if first_fragment else 0
     assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 90, 25))
+
+
+@pytest.mark.parametrize("first_fragment, gop_encoders, lossless", [(5, 1, False), (0, 1, False), (5, 3, False),
+                                                                    (5, 1, True)])
+def test_the_last_fragment_leaves_as_it_comes_and_splices_into_one_stream(tmp_path, monkeypatch, first_fragment,
+                                                                         gop_encoders, lossless):
+    """LAST_FRAGMENT_S: x264 with 4 frame threads and 10 frames of lookahead holds ~14 frames back, which a render's
+    end waits for. With a last fragment of at least 8 frames, from the last GOP start that leaves them, the main
+    encoder (or the GOP encoders) is drained when they begin and they go through a sliced encoder without lookahead:
+    once the last frame is written, every frame but at most one has left the encoders. The file is one stream: every
+    frame in order, keyframes where they were (none added)."""
+    frames, muxed = moving_square(60), []
+    real_mux = mp4.Mp4Writer._mux_video
+
+    def counting(self, packets):
+        packets = list(packets)
+        muxed.extend(packets)
+        real_mux(self, packets)
+    monkeypatch.setattr(mp4.Mp4Writer, "_mux_video", counting)
+
+    def encode(last_fragment):
+        chunks = []
+        w = mp4.Mp4Writer(chunks.append, 96, 64, 25, lossless_rgb=lossless, first_fragment=first_fragment, threads=4,
+                          lookahead=10, gop_encoders=gop_encoders, last_fragment=last_fragment, total_frames=60,
+                          audio=np.zeros((1, 16000 * 3), np.float32), audio_rate=16000)
+        muxed.clear()
+        for f in frames:
+            w.write(f)
+        before_close = len(muxed)
+        assert (w.tail is not None) == (last_fragment > 0)
+        w.close()
+        return before_close, b"".join(chunks)
+
+    held_back, _ = encode(0)
+    # lossy: ~14 frames held back; lossless (constant qp 0, no rate control lookahead): the frame threads' ~5
+    assert held_back <= (55 if lossless else 52), f"x264 held back only {60 - held_back}: the test would not tell"
+    before_close, data = encode(8)
+    assert before_close >= 59
+    path = tmp_path / "o.mp4"
+    path.write_bytes(data)
+    keys = [k for k, (_, key) in enumerate(decoded_packets(path, frames, lossless)) if key]
+    start = first_fragment + 1 if first_fragment else 0
+    assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 60, 25))
+
+
+def test_no_last_fragment_where_the_main_encoder_would_have_no_frame():
+    """The last fragment starts at a GOP start after the main encoder's first GOP; where there is none, none is
+    made and the main encoder runs to the end as without it."""
+    for total, first in ((10, 5), (8, 0), (6, 0)):
+        w = mp4.Mp4Writer(lambda b: None, 96, 64, 25, first_fragment=first, last_fragment=8, total_frames=total)
+        try:
+            assert w.tail_at == 0
+        finally:
+            w.abort()
+    for total, first, tail_at in ((40, 5, 31), (60, 5, 31), (63, 5, 31), (64, 5, 56), (40, 0, 25), (33, 0, 25)):
+        w = mp4.Mp4Writer(lambda b: None, 96, 64, 25, first_fragment=first, last_fragment=8, total_frames=total)
+        assert w.tail_at == tail_at, (total, first)
+        w.abort()
 
 
 @pytest.mark.parametrize("fmt", ["yuv420p", "rgb24"])

@@ -101,6 +101,26 @@ def test_the_first_message_of_crops_gives_the_first_fragment_at_once(entry):
     r.finish()
 
 
+def test_a_render_with_a_last_fragment_has_every_frame_and_a_keyframe_where_it_begins(entry, tmp_path):
+    """LAST_FRAGMENT_S=0.2 at 25 fps: the last GOP (frames 31-39, at least 5) is the last fragment; the file is
+    whole, with the keyframes it had."""
+    import av
+
+    out = []
+    r = Renderer(entry, 25.0, 40, out.append, threads=2, first_fragment_s=0.2, last_fragment_s=0.2)
+    for first in range(0, 40, 8):
+        r.add(first, np.full((8, 256, 256, 3), 128, np.uint8))
+    assert r.writer.tail is not None
+    r.finish()
+    path = tmp_path / "o.mp4"
+    path.write_bytes(b"".join(out))
+    with av.open(str(path)) as c:
+        keys = [k for k, p in enumerate(p for p in c.demux(video=0) if p.pts is not None) if p.is_keyframe]
+    with av.open(str(path)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 40
+    assert keys == [0, 5, 6, 31] and r.writer.tail_at == 31
+
+
 def test_the_source_is_read_ahead_from_the_start_with_every_setting_in_place(entry, monkeypatch):
     """The renderer starts decoding its source when it is made (the generator is still making the first crops), in
     a thread that may run before the constructor returns: here the reading happens at once, inside the constructor,

@@ -38,3 +38,18 @@ def test_threads_by_the_renders_on_the_box(prepared, tmp_path, monkeypatch, by_l
             assert (r.writer.video.codec_context.thread_count, r._decode_threads) == threads
         finally:
             r.abort()
+
+
+@pytest.mark.parametrize("first_s, last_s, tail_at", [(0.2, 0.2, 31), (0.2, 0.0, 0), (0.0, 0.4, 25), (0.0, 1.0, 0)])
+def test_the_last_fragment_setting_reaches_the_writer(prepared, first_s, last_s, tail_at):
+    """LAST_FRAGMENT_S: the renderer's writer starts its last fragment at the last GOP start at least that long
+    before the configured end (40 frames; GOPs from frame 6 with a first fragment, else from 0)."""
+    cache_dir, source_id = prepared
+    servicer = RenderServicer(RenderConfig(cache_dir=cache_dir, first_fragment_s=first_s, last_fragment_s=last_s))
+    cfg = render_pb2.RenderConfig(source_id=source_id, fps=25, num_frames=40, audio_sample_rate=16000,
+                                  audio_channels=1, codec=common_pb2.VIDEO_CODEC_H264)
+    r = servicer._renderer(servicer.cache.get(source_id), cfg, 23, lambda b: None)
+    try:
+        assert r.writer.tail_at == tail_at
+    finally:
+        r.abort()
