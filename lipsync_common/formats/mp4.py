@@ -32,8 +32,8 @@ class _Sink(io.RawIOBase):
 
 
 # the last fragment's encoder: rc-lookahead frames (each holds the file's end back by a frame). 0: no macroblock tree
-# there, so its frames take more bits at the same crf (yongen.mp4, 250 frames, a 19-frame tail: file +2.8%, the tail's
-# PSNR 42.8 against 42.3 dB); 2 gave a 2.8% smaller file but 40.6 dB in the tail (BENCHMARKS.md, fifteenth session)
+# there, so its frames take more bits at the same crf (yongen.mp4, 250 frames, a 5-frame last fragment: file +3.7%
+# with its keyframe, those frames' PSNR 42.7 against 41.8 dB); 2: +1.7% but 40.7 dB (`python -m tools.bench_last_fragment`)
 TAIL_LOOKAHEAD = 0
 
 
@@ -48,10 +48,10 @@ def x264_options(gop: int, preset: str, lookahead: int, crf: int | None) -> dict
 
 
 def tail_start(first_fragment: int, gop: int, total: int, last_fragment: int) -> int:
-    """The frame the last fragment starts at (0: none): the last GOP start of the main encoder (its first frame is
-    one) that leaves at least `last_fragment` frames, after at least one GOP of its own."""
-    start, latest = (first_fragment + 1 if first_fragment else 0), total - last_fragment
-    return start + (latest - start) // gop * gop if last_fragment > 0 and latest >= start + gop else 0
+    """The frame the last fragment starts at, `last_fragment` frames before the end (0: none): after at least one
+    GOP of the main encoder (its first frame starts one)."""
+    start, at = (first_fragment + 1 if first_fragment else 0), total - last_fragment
+    return at if last_fragment > 0 and at >= start + gop else 0
 
 
 def video_frame(data: np.ndarray, fmt: str) -> av.VideoFrame:
@@ -81,10 +81,9 @@ class Mp4Writer:
         rc-lookahead in frames (-1 = the preset's). gop_encoders: > 1 encodes that many GOPs at once, each by a
         fresh encoder of the same settings in a thread of its own (one encoder's frame threads stop scaling long
         before a big machine's cores do); 1 = one encoder for the whole stream. last_fragment: with total_frames
-        known, the frames from the last GOP start that leaves at least that many (no keyframe is added) go through a
-        second encoder with slice threads and no lookahead: the main encoder is drained when they begin (while they
-        are still being made) and each of them leaves as soon as it is encoded, so the file ends without waiting for
-        the main encoder's pipeline."""
+        known, the last that many frames go through a second encoder with slice threads and no lookahead, from a
+        keyframe: the main encoder is drained when they begin (while they are still being made) and each of them
+        leaves as soon as it is encoded, so the file ends without waiting for the main encoder's pipeline."""
         if first_fragment < 0 or last_fragment < 0:
             raise ValueError("first_fragment and last_fragment must be >= 0")
         if gop_encoders < 1:

@@ -228,10 +228,9 @@ def test_gops_encoded_at_once_splice_into_one_stream(tmp_path, first_fragment, l
 def test_the_last_fragment_leaves_as_it_comes_and_splices_into_one_stream(tmp_path, monkeypatch, first_fragment,
                                                                          gop_encoders, lossless):
     """LAST_FRAGMENT_S: x264 with 4 frame threads and 10 frames of lookahead holds ~14 frames back, which a render's
-    end waits for. With a last fragment of at least 8 frames, from the last GOP start that leaves them, the main
-    encoder (or the GOP encoders) is drained when they begin and they go through a sliced encoder without lookahead:
-    once the last frame is written, every frame but at most one has left the encoders. The file is one stream: every
-    frame in order, keyframes where they were (none added)."""
+    end waits for. With a last fragment of 8 frames the main encoder (or the GOP encoders) is drained when they begin
+    and they go through a sliced encoder without lookahead: once the last frame is written, every frame but at most
+    one has left the encoders. The file is one stream: every frame in order, a keyframe where the tail begins."""
     frames, muxed = moving_square(60), []
     real_mux = mp4.Mp4Writer._mux_video
 
@@ -263,19 +262,19 @@ def test_the_last_fragment_leaves_as_it_comes_and_splices_into_one_stream(tmp_pa
     path.write_bytes(data)
     keys = [k for k, (_, key) in enumerate(decoded_packets(path, frames, lossless)) if key]
     start = first_fragment + 1 if first_fragment else 0
-    assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 60, 25))
+    assert keys == ([0, first_fragment] if first_fragment else []) + list(range(start, 52, 25)) + [52]
 
 
 def test_no_last_fragment_where_the_main_encoder_would_have_no_frame():
-    """The last fragment starts at a GOP start after the main encoder's first GOP; where there is none, none is
-    made and the main encoder runs to the end as without it."""
+    """The last fragment starts only after one GOP of the main encoder; before that none is made and the main
+    encoder runs to the end as without it."""
     for total, first in ((10, 5), (8, 0), (6, 0)):
         w = mp4.Mp4Writer(lambda b: None, 96, 64, 25, first_fragment=first, last_fragment=8, total_frames=total)
         try:
             assert w.tail_at == 0
         finally:
             w.abort()
-    for total, first, tail_at in ((40, 5, 31), (60, 5, 31), (63, 5, 31), (64, 5, 56), (40, 0, 25), (33, 0, 25)):
+    for total, first, tail_at in ((38, 5, 0), (39, 5, 31), (60, 5, 52), (40, 0, 32), (33, 0, 25)):
         w = mp4.Mp4Writer(lambda b: None, 96, 64, 25, first_fragment=first, last_fragment=8, total_frames=total)
         assert w.tail_at == tail_at, (total, first)
         w.abort()
