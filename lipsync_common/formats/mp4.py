@@ -206,9 +206,7 @@ class Mp4Writer:
         tail = self._twin_encoder(sliced=True, lookahead=TAIL_LOOKAHEAD)
         if tail is None:        # parameter sets would differ: the main encoder goes on to the end
             return
-        if self.head is not None:
-            self._mux_video(self._drain_head())
-        if self.gops is not None:
+        if self.gops is not None:       # (the first fragment's encoder is drained by now: tail_start)
             self._mux_video(self.gops.finish())
             self.gops = None
         self._mux_video(self._drain_main())
