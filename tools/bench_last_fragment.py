@@ -22,7 +22,7 @@ def psnr(decoded: list, frames: list) -> float:
     return float(10 * np.log10(255 ** 2 / mse))
 
 
-def encode(frames: list, fps: float, last_fragment: int, lookahead: int) -> tuple[bytes, int]:
+def encode(frames: list, fps: float, last_fragment: int, lookahead: int) -> bytes:
     saved, mp4.TAIL_LOOKAHEAD = mp4.TAIL_LOOKAHEAD, lookahead
     try:
         out: list = []
@@ -32,7 +32,7 @@ def encode(frames: list, fps: float, last_fragment: int, lookahead: int) -> tupl
         for f in frames:
             writer.write(f)
         writer.close()
-        return b"".join(out), writer.tail_at
+        return b"".join(out)
     finally:
         mp4.TAIL_LOOKAHEAD = saved
 
@@ -46,9 +46,9 @@ def main(argv: list[str]) -> int:
         fps = float(c.streams.video[0].average_rate or 25)
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(n), c.decode(video=0))]
     last = round(0.2 * fps)
-    _, tail_at = encode(frames, fps, last, mp4.TAIL_LOOKAHEAD)
+    tail_at = mp4.tail_start(round(0.2 * fps), max(1, round(fps)), len(frames), last)    # the writer's own rule
     for name, last_fragment, lookahead in [("none", 0, 0), *((f"0.2 s, lookahead {la}", last, la) for la in (0, 2))]:
-        data, _ = encode(frames, fps, last_fragment, lookahead)
+        data = encode(frames, fps, last_fragment, lookahead)
         with av.open(io.BytesIO(data)) as c:
             decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         print(json.dumps({"run": f"{argv[0]}, {len(frames)} frames, last fragment {name}", "bytes": len(data),
