@@ -22,8 +22,8 @@ class RenderConfig:
     decode_threads: int = -1             # ffmpeg threads decoding each render's source; -1 = 2 on >= 8 cores, else 1;
                                          # 0 = ffmpeg's choice
     first_fragment_s: float = 0.2        # length of the first MP4 fragment (a player starts on it); 0 = one GOP (1 s)
-    last_fragment_s: float = -1.0        # the last frames, from a keyframe, by an encoder without x264's pipeline;
-                                         # -1 = 0.2 s on >= 8 cores, else 0 (none)
+    last_fragment_s: float = 0.0         # the last frames, from a keyframe, by an encoder without x264's pipeline
+                                         # (0 = none: it lengthened the end on a GPU box and on 2 cores, BENCHMARKS.md)
     gop_encoders: int = 1                # GOPs of one render encoded at once, each by its own x264 (1 = one x264)
     threads_by_load: bool = True         # x264/decoder threads (when automatic) by the renders running on the box
     edge: EdgeConfig = field(default_factory=EdgeConfig)   # MAX_CALLS, METRICS_PORT, LOG_LEVEL, ...
@@ -40,9 +40,8 @@ class RenderConfig:
                              f"{self.decode_threads}")
         if not 0 <= self.first_fragment_s <= 1:
             raise ValueError(f"FIRST_FRAGMENT_S must be within 0-1 s, not {self.first_fragment_s}")
-        if not (0 <= self.last_fragment_s <= 1 or self.last_fragment_s == -1):
-            raise ValueError(f"LAST_FRAGMENT_S must be -1 (0.2 s on >= 8 cores, else 0) or within 0-1 s, not "
-                             f"{self.last_fragment_s}")
+        if not 0 <= self.last_fragment_s <= 1:
+            raise ValueError(f"LAST_FRAGMENT_S must be within 0-1 s, not {self.last_fragment_s}")
         if not 1 <= self.gop_encoders <= 16:
             raise ValueError(f"X264_GOP_ENCODERS must be within 1-16, not {self.gop_encoders}")
 

@@ -55,16 +55,6 @@ def decoder_threads(setting: int, renders: int = 1) -> int:
     return 2 if renders <= usable_cores() // 8 else 1
 
 
-def last_fragment_seconds(setting: float) -> float:
-    """The last fragment's length: setting >= 0 as set; -1 = 0.2 s on >= 8 usable cores, else none. It shortens a
-    render's end when its frames come slower than it encodes them (a busy GPU box: 0.16-0.19 s -> 0.08 s from the
-    last crops to the file closed on 2 cores fed at 30 frames/s); where the render is what is slow (2 cores running
-    the whole service) its sliced frames cost more than its drain saves (+0.05 s; BENCHMARKS.md, fifteenth session)."""
-    if setting >= 0:
-        return setting
-    return 0.2 if usable_cores() >= 8 else 0.0
-
-
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

@@ -24,7 +24,7 @@ from lipsync_common.formats.tensors import TensorError, from_tensor
 from services.render.config import RenderConfig
 from services.render.live import LiveEncoder
 from services.render.active import ActiveRenders
-from services.render.render import Renderer, RenderError, decoder_threads, encoder_threads, last_fragment_seconds
+from services.render.render import Renderer, RenderError, decoder_threads, encoder_threads
 
 log = logging.getLogger("render")
 
@@ -59,7 +59,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         x264_lookahead=self.cfg.x264_lookahead, first_fragment_s=self.cfg.first_fragment_s,
                         decode_threads=decoder_threads(self.cfg.decode_threads, renders),
                         gop_encoders=self.cfg.gop_encoders,
-                        last_fragment_s=last_fragment_seconds(self.cfg.last_fragment_s))
+                        last_fragment_s=self.cfg.last_fragment_s)
 
     async def _config(self, it, fail) -> tuple:
         """(config, source entry, crf) from the first message, or the call ends with the right status."""

@@ -41,8 +41,7 @@ def test_threads_by_the_renders_on_the_box(prepared, tmp_path, monkeypatch, by_l
 
 
 @pytest.mark.parametrize("first_s, last_s, box_cores, tail_at", [
-    (0.2, 0.2, 2, 35), (0.2, 0.0, 16, 0), (0.0, 0.4, 2, 30), (0.0, 1.0, 16, 0),
-    (0.2, -1, 16, 35), (0.2, -1, 2, 0)])     # -1: 0.2 s on a box of >= 8 usable cores, none on 2
+    (0.2, 0.2, 2, 35), (0.2, 0.0, 16, 0), (0.0, 0.4, 2, 30), (0.0, 1.0, 16, 0), (0.2, 0.2, 16, 35)])
 def test_the_last_fragment_setting_reaches_the_writer(prepared, tmp_path, monkeypatch, first_s, last_s, box_cores,
                                                        tail_at):
     """LAST_FRAGMENT_S: the renderer's writer starts its last fragment that long before the configured end (40
