@@ -30,7 +30,7 @@ from lipsync.v1 import (common_pb2, gateway_pb2_grpc, generator_pb2, generator_p
 from lipsync_client.client import OPTIONS, upload_requests
 from lipsync_common.formats.tensors import to_tensor
 from tools.out import report_targets, save_json
-from tools import bench_live, synth as helpers
+from tools import bench_live, synth as helpers, targets
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
 
@@ -356,7 +356,10 @@ def main() -> int:
             if os.environ.get("OUT") and os.path.exists(log):
                 os.system(f"tail -c 20000 {log} > {os.environ['OUT']}/{name}.log")
     save_json("e2e_gpu.json", rows)
-    report_targets(rows, ENGINE)
+    # E2E_NETWORKS=/tmp/gpu_bench.json: tools/bench_gpu.py's rows of this machine (an earlier call of the same lease),
+    # so the aggregate is also checked against 92% of this machine's own networks (issue 16's ratio)
+    networks = os.environ.get("E2E_NETWORKS")
+    report_targets(rows + (targets.load([networks]) if networks else []), ENGINE)
     return 0
 
 
