@@ -220,14 +220,15 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
-    busy0, clocks = bench_live.gpu_busy_s(stack), GpuClocks()
+    busy0, gap0, clocks = bench_live.gpu_seconds(stack), bench_live.gpu_seconds(stack, "gap"), GpuClocks()
     cpu0, t0 = cpu_seconds(stack), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu1, hist1, busy1 = cpu_seconds(stack), bench_live.buckets(stack), bench_live.gpu_busy_s(stack)
+    cpu1, hist1, busy1 = cpu_seconds(stack), bench_live.buckets(stack), bench_live.gpu_seconds(stack)
+    gap1 = bench_live.gpu_seconds(stack, "gap")
     gpu_clocks = clocks.stop()
     for p in spies:
         p.wait(60)
@@ -245,6 +246,9 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
             **bench_live.gpu_busy(busy0, busy1, frames, wall), **gpu_clocks,
+            # the device's waits between consecutive batches during the level (under 1 s each): with the busy time
+            # and the tail below, what is left of the wall is the level's start (before its first batch)
+            "gpu_gap_s": None if gap0 is None or gap1 is None else round(gap1 - gap0, 3),
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)

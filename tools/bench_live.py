@@ -106,20 +106,21 @@ def buckets(stack: Stack) -> dict[str, dict[float, float]]:
     return out
 
 
-def gpu_busy_s(stack: Stack) -> float | None:
-    """The generator's lipsync_generator_gpu_busy_seconds_total (its batches' own time on the device) so far."""
+def gpu_seconds(stack: Stack, counter: str = "busy") -> float | None:
+    """The generator's lipsync_generator_gpu_busy_seconds_total (its batches' own time on the device) so far;
+    counter="gap": lipsync_generator_gpu_gap_seconds_total (the device's waits between consecutive batches)."""
     import re
     import urllib.request
     port = stack.metrics.get("generator")
     if not port:
         return None
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = re.findall(r'^lipsync_generator_gpu_busy_seconds_total ([0-9.e+-]+)$', text, re.M)
+    found = re.findall(rf'^lipsync_generator_gpu_{counter}_seconds_total ([0-9.e+-]+)$', text, re.M)
     return float(found[0]) if found else None
 
 
 def gpu_busy(busy0: float | None, busy1: float | None, frames: int, wall: float) -> dict:
-    """The device's time on a level's batches (from two gpu_busy_s readings): its share of the wall, and the frames
+    """The device's time on a level's batches (from two gpu_seconds readings): its share of the wall, and the frames
     per second of that busy time (the networks' rate inside the service, against bench_gpu's)."""
     busy = None if busy0 is None or busy1 is None else busy1 - busy0
     return {"gpu_busy_s": None if busy is None else round(busy, 3),
@@ -163,9 +164,9 @@ def run_level(stack: Stack, source_id: str, face: str, audio_path: str, pcm: byt
     for t in load:
         t.start()
     spies = stack.profile(6, ("generator", "gateway")) if spy else []
-    t0, before, busy0 = time.perf_counter(), buckets(stack), gpu_busy_s(stack)
+    t0, before, busy0 = time.perf_counter(), buckets(stack), gpu_seconds(stack)
     results = asyncio.run(level(addr, source_id, n, pcm, 25.0, engine))
-    after, busy1 = buckets(stack), gpu_busy_s(stack)
+    after, busy1 = buckets(stack), gpu_seconds(stack)
     t1 = time.perf_counter()
     stop.set()
     for t in load:

@@ -257,10 +257,11 @@ def test_plain_path_decodes_exactly_as_musetalk(models_dir, stock):
 
 
 @torch.no_grad()
-def test_a_batch_of_parts_comes_to_the_host_as_one_array_and_its_busy_time_is_counted(model):
+def test_a_batch_of_parts_comes_to_the_host_as_one_array_and_its_busy_time_and_wait_are_counted(model):
     """generate_to_host: each part's first `rows` crops (the rest is padding to a compiled size), in order, as one
     array; the batch's time on the device goes to lipsync_generator_gpu_busy_seconds_total once it is collected
-    (nothing on the CPU: there is no device stream to time)."""
+    (nothing on the CPU: there is no device stream to time), and the stream's wait since the batch before it ended
+    to lipsync_generator_gpu_gap_seconds_total (waits under 1 s only)."""
     from prometheus_client import REGISTRY
 
     from services.generator.engines.musetalk.engine import _Crops
@@ -275,17 +276,32 @@ def test_a_batch_of_parts_comes_to_the_host_as_one_array_and_its_busy_time_is_co
     assert np.array_equal(got, np.concatenate([model.generate_uint8(lat[:2], tok[:2]).numpy(),
                                                model.generate_uint8(*padded[:2])[:1].numpy()]))
 
-    class Timed:                          # a device copy whose events measured 25 ms
+    class Event:                          # a CUDA event: when the stream reached it, in ms
+        def __init__(self, ms):
+            self.ms = ms
+
+        def elapsed_time(self, later):
+            return later.ms - self.ms
+
+    class Timed:                          # a device copy whose events measured start_ms -> end_ms
+        def __init__(self, start_ms, end_ms):
+            self.start, self.event = Event(start_ms), Event(end_ms)
+
         def __call__(self):
             return got
 
         def gpu_s(self):
-            return 0.025
+            return self.start.elapsed_time(self.event) / 1000
 
-    def busy():
-        return REGISTRY.get_sample_value("lipsync_generator_gpu_busy_seconds_total")
+    def counted(name):
+        return REGISTRY.get_sample_value(f"lipsync_generator_gpu_{name}_seconds_total")
 
-    before = busy()
-    crops = _Crops(Timed(), [0, 2, 3], 4)()          # item 1 had no face: zeros there
-    assert busy() - before == pytest.approx(0.025)
+    busy0, gaps0 = counted("busy"), counted("gap")
+    crops = _Crops(Timed(1000, 1025), [0, 2, 3], 4)()          # item 1 had no face: zeros there
+    assert counted("busy") - busy0 == pytest.approx(0.025)
+    _Crops(Timed(1029, 1079), [0], 1)()                          # the stream waited 4 ms for this batch
+    assert counted("busy") - busy0 == pytest.approx(0.075) and counted("gap") - gaps0 == pytest.approx(0.004)
+    _Crops(Timed(1079, 1129), [0], 1)()                          # launched ahead: no wait
+    _Crops(Timed(3200, 3250), [0], 1)()                          # 2 s idle: between runs of work, not a wait
+    assert counted("gap") - gaps0 == pytest.approx(0.004) and counted("busy") - busy0 == pytest.approx(0.175)
     assert np.array_equal(crops[0], got[0]) and not crops[1].any() and np.array_equal(crops[3], got[2])

@@ -20,7 +20,7 @@ from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import BATCH, INTERACTIVE, EngineUnavailable, Generation, batched
 from services.generator.engines.musetalk.batcher import Batcher, batch_plan
 from services.generator.engines.musetalk.side_work import SideWork
-from services.generator.engines.musetalk.gpu_memory import GPU_BUSY, watch_gpu_memory
+from services.generator.engines.musetalk.gpu_memory import BATCH_CLOCK, watch_gpu_memory
 from services.generator.engines.musetalk.kept import KeptFiles
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ class MuseTalkEngine:
 
 class _Crops:
     """One launched batch: its host copy (None when no item had a face) and where each real item sits. Once
-    collected, its time on the device goes to GPU_BUSY."""
+    collected, its time on the device and the wait before it are counted (BATCH_CLOCK)."""
 
     def __init__(self, copy, real: list[int], n: int):
         self.copy, self.real, self.n = copy, real, n
@@ -404,7 +404,7 @@ class _Crops:
         out = [np.zeros((CROP, CROP, 3), np.uint8)] * self.n
         if self.copy is not None:
             crops = self.copy()
-            GPU_BUSY.inc(self.copy.gpu_s())
+            BATCH_CLOCK.collected(self.copy)
             for k, i in enumerate(self.real):
                 out[i] = crops[k]
         return out

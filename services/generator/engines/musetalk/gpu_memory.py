@@ -1,6 +1,8 @@
-"""The generator's GPU on /metrics: its memory (PyTorch's allocator and the whole device, read at each scrape) and
-the batches' busy time."""
+"""The generator's GPU on /metrics: its memory (PyTorch's allocator and the whole device, read at each scrape), the
+batches' busy time and the waits between them."""
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import Counter, Gauge
 
@@ -10,6 +12,36 @@ GPU_MEMORY = Gauge("lipsync_generator_gpu_memory_bytes", "GPU memory of this pro
 # included): against the wall clock, the share of a level the device worked (tools/bench_e2e_gpu.py)
 GPU_BUSY = Counter("lipsync_generator_gpu_busy_seconds", "Time the accelerator spent on generation batches "
                    "(each batch timed on its stream, from the stream reaching it to its crops copied out)")
+# between two consecutive batches, how long the stream had nothing to run (the previous batch's end event to the
+# next one's start event): launches that came late or inputs not ready inside a run of work. Waits of GAP_LIMIT_S
+# or more are the device idle between runs of work, not counted.
+GPU_GAPS = Counter("lipsync_generator_gpu_gap_seconds", "Time the accelerator waited between two consecutive "
+                   "generation batches, waits under 1 s (inside a run of work)")
+GAP_LIMIT_S = 1.0
+
+
+class BatchClock:
+    """Counts each collected batch's time on the device (GPU_BUSY) and the wait before it since the batch collected
+    before it ended (GPU_GAPS). Batches are collected in the order they ran (one batcher per device)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last_end = None
+
+    def collected(self, copy) -> None:
+        """copy: a HostCopy whose event completed (its start and end events timed on the stream)."""
+        if copy.start is None:
+            return
+        GPU_BUSY.inc(copy.gpu_s())
+        with self._lock:
+            last, self._last_end = self._last_end, copy.event
+        if last is not None:
+            gap = last.elapsed_time(copy.start) / 1000
+            if 0 < gap < GAP_LIMIT_S:
+                GPU_GAPS.inc(gap)
+
+
+BATCH_CLOCK = BatchClock()
 
 
 def watch_gpu_memory(torch, device: str) -> None:
