@@ -201,6 +201,20 @@ def first_chunks(done: list[dict]) -> dict:
             "first_fragment_ms_p50": round(percentile(frags, 50)), "first_fragment_ms_p95": round(percentile(frags, 95))}
 
 
+def gpu_counters(stack: Stack) -> tuple:
+    """The generator's device counters so far: (busy seconds, seconds waited between batches)."""
+    return bench_live.gpu_seconds(stack), bench_live.gpu_seconds(stack, "gap")
+
+
+def cpu_share(cpu0: dict, cpu1: dict, wall: float) -> dict[str, float]:
+    """Each service's CPU share over a level (100 = one core), its processes summed (render-0, render-1, ...)."""
+    share: dict[str, float] = {}
+    for name in cpu1:
+        key = name.split("-")[0]
+        share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
+    return share
+
+
 def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1,
                 stagger_s: float = 0.0) -> dict:
     """n requests at once; aggregate = all frames / the time until the last one ended. rounds > 1: a closed loop,
@@ -220,23 +234,18 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
-    busy0, gap0, clocks = bench_live.gpu_seconds(stack), bench_live.gpu_seconds(stack, "gap"), GpuClocks()
+    gpu0, clocks = gpu_counters(stack), GpuClocks()
     cpu0, t0 = cpu_seconds(stack), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu1, hist1, busy1 = cpu_seconds(stack), bench_live.buckets(stack), bench_live.gpu_seconds(stack)
-    gap1 = bench_live.gpu_seconds(stack, "gap")
+    cpu1, hist1, gpu1 = cpu_seconds(stack), bench_live.buckets(stack), gpu_counters(stack)
     gpu_clocks = clocks.stop()
     for p in spies:
         p.wait(60)
     done, frames = results, sum(r["frames"] for r in results)
-    share: dict[str, float] = {}
-    for name in cpu1:
-        key = name.split("-")[0]
-        share[key] = share.get(key, 0.0) + round(100 * (cpu1[name] - cpu0[name]) / wall)
     return {"run": f"sweep: {n} at once" + (f", {rounds} rounds in a closed loop" if rounds > 1 else "")
             + (f", clients {1000 * stagger_s:g} ms apart" if stagger_s else ""),
             "concurrent": n, "rounds": rounds, "stagger_s": stagger_s, "ok": len(done), "errors": errors[:3],
@@ -245,10 +254,10 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "generate_starts_ms_p95": round(percentile([r["generate_starts_ms"] for r in done], 95)),
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
-            **bench_live.gpu_busy(busy0, busy1, frames, wall), **gpu_clocks,
+            **bench_live.gpu_busy(gpu0[0], gpu1[0], frames, wall), **gpu_clocks,
             # the device's waits between consecutive batches during the level (under 1 s each): with the busy time
             # and the tail below, what is left of the wall is the level's start (before its first batch)
-            "gpu_gap_s": None if gap0 is None or gap1 is None else round(gap1 - gap0, 3),
+            "gpu_gap_s": None if None in (gpu0[1], gpu1[1]) else round(gpu1[1] - gpu0[1], 3),
             # the level's end: after the last crops of every request were relayed, how long until the last call ended
             # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
             "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
@@ -264,7 +273,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             # of the batches were launched after the one before had ended (the GPU waited)
             **{f"generator_launch_lead_s_p{q}_le": bench_live.bucket_percentile(
                 hist0["generator_launch_lead_s"], hist1["generator_launch_lead_s"], q) for q in (5, 50)},
-            "cpu_percent": share, "cores": os.cpu_count()}
+            "cpu_percent": cpu_share(cpu0, cpu1, wall), "cores": os.cpu_count()}
 
 
 def emit(rows: list, r: dict, suffix: str = "") -> None:
