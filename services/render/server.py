@@ -58,8 +58,7 @@ class RenderServicer(render_pb2_grpc.RenderServicer):
                         x264_threads=encoder_threads(self.cfg.x264_threads, renders),
                         x264_lookahead=self.cfg.x264_lookahead, first_fragment_s=self.cfg.first_fragment_s,
                         decode_threads=decoder_threads(self.cfg.decode_threads, renders),
-                        gop_encoders=self.cfg.gop_encoders,
-                        last_fragment_s=self.cfg.last_fragment_s)
+                        gop_encoders=self.cfg.gop_encoders, last_fragment_s=self.cfg.last_fragment_s)
 
     async def _config(self, it, fail) -> tuple:
         """(config, source entry, crf) from the first message, or the call ends with the right status."""
