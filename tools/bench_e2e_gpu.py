@@ -33,6 +33,7 @@ from tools.out import report_targets, save_json
 from tools import bench_live, synth as helpers, targets
 from tools.bench_gpu import write_full_size_models
 from tools.stack import Stack
+from services.generator.engines.musetalk.gpu_memory import GAP_LIMIT_S
 
 ENGINE = os.environ.get("E2E_ENGINE", "musetalk")     # another engine: a smoke run of this script on a CPU machine
 
@@ -69,6 +70,7 @@ def timed_call(addr: str, video: str, audio: str, priority: int = common_pb2.PRI
             "generate_starts_ms": round((generating or 0) * 1e3), "first_crops_ms": round((crops or 0) * 1e3),
             # from the last crops relayed to render to the end of the call: the render's last frames, x264's drain
             "tail_ms": round((wall - (last_crops or wall)) * 1e3), "t0": t0, "last_crops_s": last_crops or wall,
+            "t1": t0 + wall,
             "stages": {common_pb2.Stage.Name(t.stage): round(t.seconds, 2) for t in summary.timings}}
 
 
@@ -215,6 +217,23 @@ def cpu_share(cpu0: dict, cpu1: dict, wall: float) -> dict[str, float]:
     return share
 
 
+def idle_split(gpu0: tuple, gpu1: tuple, t0: float, wall: float, done: list[dict]) -> dict:
+    """Where a level's wall went besides the device's busy time: gaps between batches, the end, the start."""
+    # the level's end: after the last crops of every request were relayed, how long until the last call ended (the
+    # render's last frames and x264's drain: the GPU has nothing left to do)
+    tail = t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done) if done else None
+    # the device's waits between consecutive batches during the level (under GAP_LIMIT_S each; the level starts
+    # after a longer idle, so the wait before its first batch is not one)
+    gap = None if None in (gpu0[1], gpu1[1]) else gpu1[1] - gpu0[1]
+    return {"gpu_gap_s": None if gap is None else round(gap, 3),
+            "tail_after_last_crops_ms": None if tail is None else round(tail * 1e3),
+            # from the first request's end to the last one's (requests that began together)
+            "end_spread_ms": round(1e3 * (max(r["t1"] for r in done) - min(r["t1"] for r in done))) if done else None,
+            # the rest: the level's start (uploads, audio, whisper before its first batch) and the last crops' relay
+            "start_ms": None if gap is None or tail is None or gpu1[0] == gpu0[0]       # no GPU (busy 0): unknown
+            else round(1e3 * (wall - (gpu1[0] - gpu0[0]) - gap - tail))}
+
+
 def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, rounds: int = 1,
                 stagger_s: float = 0.0) -> dict:
     """n requests at once; aggregate = all frames / the time until the last one ended. rounds > 1: a closed loop,
@@ -232,6 +251,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
                 errors.append(f"{e.code().name}: {e.details()}")
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    time.sleep(GAP_LIMIT_S + 0.2)       # the device idle longer than that: its wait before this level is not a gap
     spies = profile(stack, spy_s) if spy_s else []
     hist0 = bench_live.buckets(stack)       # the generator's side-thread and batch histograms, as live levels do
     gpu0, clocks = gpu_counters(stack), GpuClocks()
@@ -255,13 +275,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
             **bench_live.gpu_busy(gpu0[0], gpu1[0], frames, wall), **gpu_clocks,
-            # the device's waits between consecutive batches during the level (under 1 s each): with the busy time
-            # and the tail below, what is left of the wall is the level's start (before its first batch)
-            "gpu_gap_s": None if None in (gpu0[1], gpu1[1]) else round(gpu1[1] - gpu0[1], 3),
-            # the level's end: after the last crops of every request were relayed, how long until the last call ended
-            # (the render's last frames and x264's drain: the GPU has nothing left to do), and each request's own
-            "tail_after_last_crops_ms": round((t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done)) * 1e3)
-            if done else None,
+            **idle_split(gpu0, gpu1, t0, wall, done),
             "tail_ms_p50": round(percentile([r["tail_ms"] for r in done], 50)),
             "tail_ms_p95": round(percentile([r["tail_ms"] for r in done], 95)),
             # where the generator's time went during the level (bucket upper bounds): one side-thread call (whisper

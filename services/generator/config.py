@@ -41,6 +41,7 @@ class GeneratorConfig:
     live_fit: bool = True            # musetalk: a batch holding live frames filled only to the size that fits them
     beside_live_batch: int = 0       # musetalk: other batches' size while live frames flow; 0: max_batch // 2
     head_s: float = 0.12             # musetalk: a new request's frames ahead of others: this long + 1 frame
+    finish_frames: int = 16          # musetalk: a request's last frames go first (older requests first); 0: off
     # how long a Python thread may hold the GIL while another waits (Python's default is 5 ms): the batcher, the
     # whisper thread and the event loop hand it over often, and each handover waited up to that long
     switch_interval_ms: float = 1.0
@@ -56,6 +57,8 @@ class GeneratorConfig:
                             ("MUSETALK_BESIDE_LIVE_BATCH", self.beside_live_batch)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 (0: half of MUSETALK_MAX_BATCH), not {value}")
+        if self.finish_frames < 0:
+            raise ValueError(f"MUSETALK_FINISH_FRAMES must be >= 0 (0: off), not {self.finish_frames}")
 
     @classmethod
     def from_env(cls) -> "GeneratorConfig":
@@ -86,6 +89,7 @@ class GeneratorConfig:
             live_fit=env_str("MUSETALK_LIVE_FIT", "1" if cls.live_fit else "0") == "1",
             beside_live_batch=env_int("MUSETALK_BESIDE_LIVE_BATCH", cls.beside_live_batch),
             head_s=env_float("MUSETALK_HEAD_S", cls.head_s),
+            finish_frames=env_int("MUSETALK_FINISH_FRAMES", cls.finish_frames),
             switch_interval_ms=env_float("PY_SWITCH_INTERVAL_MS", cls.switch_interval_ms),
             # unset or empty: the default, under XDG_CACHE_HOME when that is set
             speech_cache_dir=env_str("SPEECH_CACHE_DIR", "") or default_speech_cache(env_str("XDG_CACHE_HOME", "")),

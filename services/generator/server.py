@@ -54,7 +54,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 split_batches=cfg.split_batches, latent_cache_mb=cfg.latent_cache_mb,
                 launch_lead_ms=cfg.launch_lead_ms, pending_head_batch=cfg.pending_head_batch,
                 live_batch=cfg.live_batch, live_fit=cfg.live_fit, beside_live_batch=cfg.beside_live_batch,
-                head_s=cfg.head_s))}
+                head_s=cfg.head_s, finish_frames=cfg.finish_frames))}
 
     def warmup(self) -> None:
         for engine in self.engines.values():

@@ -28,13 +28,14 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSETALK_LIVE_FIT", "0")
     monkeypatch.setenv("MUSETALK_BESIDE_LIVE_BATCH", "8")
     monkeypatch.setenv("MUSETALK_HEAD_S", "0.4")
+    monkeypatch.setenv("MUSETALK_FINISH_FRAMES", "0")
     cfg = GeneratorConfig.from_env()
     assert cfg.launch_lead_ms == -1 and cfg.split_batches is False and cfg.pending_head_batch == 32
     assert cfg.live_batch == 16 and cfg.live_fit is False and cfg.beside_live_batch == 8 and cfg.head_s == 0.4
     settings = GeneratorServicer(cfg).engines["musetalk"].settings
     assert settings.launch_lead_ms == -1 and settings.split_batches is False and settings.pending_head_batch == 32
     assert settings.live_batch == 16 and settings.live_fit is False and settings.beside_live_batch == 8
-    assert settings.head_s == 0.4
+    assert settings.head_s == 0.4 and settings.finish_frames == 0 and GeneratorConfig().finish_frames == 16
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -43,6 +44,7 @@ def test_settings_from_the_environment(monkeypatch):
     ("MUSETALK_LIVE_BATCH", "-1", "MUSETALK_LIVE_BATCH must be >= 0"),
     ("MUSETALK_PENDING_HEAD_BATCH", "-4", "MUSETALK_PENDING_HEAD_BATCH must be >= 0"),
     ("MUSETALK_BESIDE_LIVE_BATCH", "-1", "MUSETALK_BESIDE_LIVE_BATCH must be >= 0"),
+    ("MUSETALK_FINISH_FRAMES", "-2", "MUSETALK_FINISH_FRAMES must be >= 0"),
 ])
 def test_a_setting_out_of_range_is_an_error_that_names_it(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)

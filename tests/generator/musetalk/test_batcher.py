@@ -500,3 +500,79 @@ def test_a_request_may_bring_its_own_head_start():
     assert newcomer == [("new", i) for i in range(8)]
     first = _batch_of(seen, "new")
     assert seen[first] == [("new", 0), ("new", 1), ("new", 2)]      # its 3 head items, in a batch of their own
+
+
+def _burst(finish_items, tags=("a", "b", "c", "d"), n=40):
+    """Requests of n items queued together behind a running batch; the batches they ran in and their results."""
+    seen, running, gate = [], threading.Event(), threading.Event()
+
+    def run(items):
+        if items[0][0] == "x":
+            running.set()
+            gate.wait(5)
+        seen.append(list(items))
+        return items
+
+    b = Batcher(run, max_batch=8, max_wait_s=0.0, head_frames=0, finish_items=finish_items)
+    blocker = b.submit([("x", 0)], priority="batch")
+    threading.Thread(target=lambda: list(blocker)).start()
+    assert running.wait(5)
+    streams = [b.submit([(tag, i) for i in range(n)], window=n, priority="batch", total=n) for tag in tags]
+    out = {}
+    threads = [threading.Thread(target=lambda t=t, s=s: out.__setitem__(t, list(s))) for t, s in zip(tags, streams)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 5
+    while b._waiting < n * len(tags) and time.time() < deadline:    # all queued while the blocker runs
+        time.sleep(0.001)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    b.close()
+    assert all(out[t] == [(t, i) for i in range(n)] for t in tags)
+    last = {t: max(k for k, batch in enumerate(seen) if (t, n - 1) in batch) for t in tags}
+    return seen, last
+
+
+def test_requests_that_arrive_together_end_one_after_another_oldest_first():
+    seen, last = _burst(finish_items=8)
+    # once a request is within 8 items of its end it goes first, oldest request first: each ends a batch after
+    # the one before (the last batch holds only the newest request's items)
+    assert [last[t] for t in "abcd"] == list(range(last["a"], last["a"] + 4)) and last["d"] == len(seen) - 1, last
+    assert {item[0] for item in seen[-1]} == {"d"}
+    # and until then they were served fairly: every batch up to there holds items of all four
+    assert all({item[0] for item in batch} == set("abcd") for batch in seen[1:last["a"] - 1])
+
+
+def test_without_finishing_first_requests_that_arrive_together_end_in_the_same_batch():
+    seen, last = _burst(finish_items=0)
+    assert len(set(last.values())) == 1, last
+
+
+def test_finishing_first_never_lets_a_newer_request_starve_an_older_one():
+    seen = []
+    b = Batcher(_slow_runner(seen, 0.001), max_batch=8, max_wait_s=0.0, head_frames=0, finish_items=16)
+    old = b.submit((("old", i) for i in range(60)), window=16, total=60)
+    got = [next(old)]
+    stop = threading.Event()
+
+    def newcomers():          # each one short enough to be finishing from its start
+        k = 0
+        while not stop.is_set():
+            list(b.submit([(f"n{k}", i) for i in range(12)], window=12, total=12))
+            k += 1
+
+    threads = [threading.Thread(target=newcomers) for _ in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 20
+    for item in old:            # newcomers keep arriving, yet the older request goes on and finishes
+        got.append(item)
+        assert time.time() < deadline
+    stop.set()
+    for t in threads:
+        t.join(10)
+    b.close()
+    assert got == [("old", i) for i in range(60)]
+    mixed = [batch for batch in seen if any(item[0] == "old" for item in batch)]
+    assert any(item[0] != "old" for batch in mixed for item in batch)   # while they were there

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.generator.engines.musetalk.batcher import batch_plan
+from services.generator.engines.musetalk.sizes import batch_plan
 from services.generator.engines.musetalk.engine import MuseTalkEngine, MuseTalkSettings
 from tests.generator.musetalk.tiny_musetalk import write_tiny_models
 

@@ -8,7 +8,11 @@ Each request keeps its own queue of items (at most `window` waiting). A single w
 2. then weighted fair queueing: each request carries a virtual time that grows by 1/weight per item served
    (interactive 4, batch 1) and the item of the request with the smallest virtual time goes next. A request that
    joins starts at the smallest virtual time of those waiting, so it neither jumps the queue for long nor waits
-   for others to drain; every waiting request is served within a bounded number of batches (nothing starves).
+   for others to drain; every waiting request is served within a bounded number of batches (nothing starves);
+3. finishing first: a request with at most `finish_items` left (its total given to submit) goes before the fair
+   choice when that one is of its priority and came later (fewest left first). Requests that arrived together
+   then end one after another instead of all in the last batch, so their renders' x264 drains overlap the GPU's
+   work instead of following it. It jumps each later request once by at most finish_items (no one starves).
 A request's items are taken in order and batches finish in order, so its results come back in order. A
 cancelled request's items are dropped without running.
 
@@ -61,6 +65,7 @@ class _Request:
     priority: str
     arrival: int
     head: int                       # items still to go ahead of streaming requests
+    left: int = -1                  # items not yet taken, when the total is known (-1: unknown)
     items: collections.deque = field(default_factory=collections.deque)
     results: "queue.Queue[Any]" = field(default_factory=queue.Queue)
     vtime: float = 0.0
@@ -76,8 +81,10 @@ class Batcher:
                  name: str = "batcher", head_frames: int | None = None,
                  cost: Callable[[int], float] | None = None, launch_lead_s: float = 0.010,
                  pending_head_batch: int = 0, live_batch: int = 0, beside_live_batch: int = 0,
-                 live_sizes: Sequence[int] = ()):
+                 live_sizes: Sequence[int] = (), finish_items: int = 0):
         assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0 and pending_head_batch >= 0
+        assert finish_items >= 0
+        self.finish_items = finish_items
         assert live_batch >= 0 and beside_live_batch >= 0 and all(n >= 1 for n in live_sizes)
         self.launch = launch
         self.cost = cost
@@ -110,17 +117,20 @@ class Batcher:
     # ---- request side (runs in the caller's thread)
 
     def submit(self, items, window: int | None = None, priority: str = INTERACTIVE,
-               expected: "_Expected | None" = None, head: int | None = None) -> Iterator[Any]:
+               expected: "_Expected | None" = None, head: int | None = None,
+               total: int | None = None) -> Iterator[Any]:
         """Queue a request's items; iterate the returned generator for its results, in order.
 
         At most `window` items of a request wait at once (default 4 x max_batch: a lone request keeps its next
         batches queued while the current one runs). Closing the generator early (or an exception in the
         consumer) cancels the rest of the request. `expected` (from expecting()) ends once its first item is
-        queued. head: this interactive request's head start in items (default head_frames)."""
+        queued. head: this interactive request's head start in items (default head_frames). total: how many items
+        `items` yields (lets its last finish_items go first, see the module's docstring)."""
         if priority not in WEIGHTS:
             raise ValueError(f"unknown priority {priority!r}; use {INTERACTIVE!r} or {BATCH!r}")
         req = _Request(priority, next(self._arrivals),
-                       (self.head_frames if head is None else head) if priority == INTERACTIVE else 0)
+                       (self.head_frames if head is None else head) if priority == INTERACTIVE else 0,
+                       left=-1 if total is None else total)
         return self._results(req, iter(items), window or 4 * self.max_batch, expected)
 
     @contextlib.contextmanager
@@ -187,13 +197,14 @@ class Batcher:
     # ---- worker side
 
     def _pick(self) -> list[tuple[_Request, Any]]:
-        """Up to max_batch items: head starts first (oldest request first), then weighted fair queueing.
-        Called with the lock held."""
+        """Up to max_batch items: head starts first (oldest request first), then weighted fair queueing with
+        finishing requests first. Called with the lock held."""
         taken: list[tuple[_Request, Any]] = []
 
         def take(r: _Request) -> None:
             taken.append((r, r.items.popleft()))
             r.vtime += 1.0 / r.weight
+            r.left -= r.left > 0
             self._vclock = max(self._vclock, r.vtime)
 
         # live frames first, oldest first: each is fed when the session's clock is a few frames from showing it,
@@ -214,7 +225,10 @@ class Batcher:
             ready = [r for r in self._active if r.items]
             if not ready:
                 break
-            take(min(ready, key=lambda r: (r.vtime, r.arrival)))
+            fair = min(ready, key=lambda r: (r.vtime, r.arrival))
+            ending = [r for r in ready if r.priority == fair.priority and r.arrival <= fair.arrival
+                      and 0 < r.left <= self.finish_items]
+            take(min(ending, key=lambda r: (r.left, r.arrival), default=fair))
         self._waiting -= len(taken)
         return taken
 
@@ -316,21 +330,6 @@ class Batcher:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-def batch_plan(n: int, sizes: list[int], costs: dict[int, float] | None = None) -> list[int]:
-    """The compiled sizes to run n frames as. With `costs` (seconds per run of each size, timed at warm-up): the
-    split of least total time, e.g. 24 frames as 16 + 8 instead of padded to 32 (32 ran ~51 ms, 16 ~26 ms, 8 ~15
-    ms on an H200: a live level's 17-24 frames no longer pay for 32). Without: the smallest size that holds n."""
-    if n <= 0:
-        return []
-    fits = next((b for b in sizes if b >= n), n)
-    if not costs or n > max(costs):
-        return [fits]
-    best: list[tuple[float, list[int]]] = [(0.0, [])]
-    for k in range(1, n + 1):
-        best.append(min((costs[b] + best[max(0, k - b)][0], [b] + best[max(0, k - b)][1]) for b in sorted(costs)))
-    return sorted(best[n][1], reverse=True)
 
 
 class _Expected:

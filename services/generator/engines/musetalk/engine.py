@@ -18,7 +18,8 @@ import numpy as np
 from lipsync_common.options import frame_count
 from lipsync_common.formats.source_cache import CROP, SourceEntry, source_frame
 from services.generator.engines.base import BATCH, INTERACTIVE, EngineUnavailable, Generation, batched
-from services.generator.engines.musetalk.batcher import Batcher, batch_plan
+from services.generator.engines.musetalk.batcher import Batcher
+from services.generator.engines.musetalk.sizes import batch_plan, buckets
 from services.generator.engines.musetalk.side_work import SideWork
 from services.generator.engines.musetalk.gpu_memory import BATCH_CLOCK, watch_gpu_memory
 from services.generator.engines.musetalk.kept import KeptFiles
@@ -73,14 +74,8 @@ class MuseTalkSettings:
     # a new interactive request's frames ahead of every other request's: this long of video + 1 frame (4 at 25 fps),
     # fewer than render's first fragment holds (6): 4-frame heads gave shorter first chunks in a burst (BENCHMARKS.md)
     head_s: float = 0.12
-
-
-def buckets(max_batch: int) -> list[int]:
-    """Batch sizes the networks run at: a quarter of max_batch (light load), half (live sessions: 16 sessions at
-    25 fps fill about half a batch per frame period, and a half batch runs in half the time) and max_batch. A
-    batch is padded up to the next one, so a compiled model sees three fixed shapes instead of recompiling for
-    every size (each compilation of UNet + decoder takes about a minute on an H100)."""
-    return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
+    # requests' last frames first, oldest request first (batcher.py): a burst's requests end one after another
+    finish_frames: int = 16
 
 
 class MuseTalkEngine:
@@ -160,7 +155,8 @@ class MuseTalkEngine:
                 cost=None if s.launch_lead_ms < 0 else lambda n, v=version: self._batch_cost(v, n, sizes),
                 launch_lead_s=max(0.0, s.launch_lead_ms) / 1000,
                 pending_head_batch=s.pending_head_batch or half, live_batch=s.live_batch or half,
-                beside_live_batch=s.beside_live_batch or half, live_sizes=sizes if s.live_fit else ())
+                beside_live_batch=s.beside_live_batch or half, live_sizes=sizes if s.live_fit else (),
+                finish_items=s.finish_frames)
             latents = model.encode_crops(np.zeros((1, CROP, CROP, 3), np.uint8))[0]
             tokens = model.audio_tokens(np.zeros(16000, np.float32), 25, 1)[0].to(model.dtype)
             # warm up every network at every batch size it will see, in the batcher's own thread (compiled code
@@ -379,7 +375,7 @@ class MuseTalkEngine:
 
         with batcher.expecting(priority) as expected:     # its head then waits behind a short batch
             latents, tokens = self._inputs(source, model, version, audio, fps, frames)
-            yield from batcher.submit(items(), priority=priority, expected=expected, head=head)
+            yield from batcher.submit(items(), priority=priority, expected=expected, head=head, total=frames)
 
     def close(self) -> None:
         """Stop every batcher's thread (requests still waiting get nothing more); it generates nothing after."""
