@@ -122,27 +122,34 @@ def test_no_request_starves_under_a_stream_of_newcomers():
     seen = []
     b = Batcher(_slow_runner(seen, 0.001), max_batch=8, max_wait_s=0.0, head_frames=4)
     old = b.submit((("old", i) for i in range(60)), window=16, priority="batch")
+    # the old bulk request finishes although newcomers keep arriving
+    assert _alongside_newcomers(b, old) == [("old", i) for i in range(60)]
+
+
+def _alongside_newcomers(b, old, total=None) -> list:
+    """Iterate `old` to its end while three threads keep submitting new 12-item requests (total: given to submit);
+    fails when that takes 20 s."""
     got = [next(old)]
     stop = threading.Event()
 
     def newcomers():
         k = 0
         while not stop.is_set():
-            list(b.submit([(f"n{k}", i) for i in range(12)], window=12))
+            list(b.submit([(f"n{k}", i) for i in range(12)], window=12, total=total))
             k += 1
 
     threads = [threading.Thread(target=newcomers) for _ in range(3)]
     for t in threads:
         t.start()
     deadline = time.time() + 20
-    for item in old:            # the old bulk request finishes although newcomers keep arriving
+    for item in old:
         got.append(item)
         assert time.time() < deadline
     stop.set()
     for t in threads:
         t.join(10)
     b.close()
-    assert got == [("old", i) for i in range(60)]
+    return got
 
 
 class _Pending:
@@ -553,26 +560,7 @@ def test_finishing_first_never_lets_a_newer_request_starve_an_older_one():
     seen = []
     b = Batcher(_slow_runner(seen, 0.001), max_batch=8, max_wait_s=0.0, head_frames=0, finish_items=16)
     old = b.submit((("old", i) for i in range(60)), window=16, total=60)
-    got = [next(old)]
-    stop = threading.Event()
-
-    def newcomers():          # each one short enough to be finishing from its start
-        k = 0
-        while not stop.is_set():
-            list(b.submit([(f"n{k}", i) for i in range(12)], window=12, total=12))
-            k += 1
-
-    threads = [threading.Thread(target=newcomers) for _ in range(3)]
-    for t in threads:
-        t.start()
-    deadline = time.time() + 20
-    for item in old:            # newcomers keep arriving, yet the older request goes on and finishes
-        got.append(item)
-        assert time.time() < deadline
-    stop.set()
-    for t in threads:
-        t.join(10)
-    b.close()
-    assert got == [("old", i) for i in range(60)]
+    # newcomers short enough to be finishing from their start keep arriving, yet the older request goes on
+    assert _alongside_newcomers(b, old, total=12) == [("old", i) for i in range(60)]
     mixed = [batch for batch in seen if any(item[0] == "old" for item in batch)]
     assert any(item[0] != "old" for batch in mixed for item in batch)   # while they were there
