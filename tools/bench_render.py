@@ -6,8 +6,9 @@ and carry settings; last, the tail of a busy box's level (8 render processes fed
 to the file closed) by x264 thread count and lookahead, and a burst's first fragments (8 renders whose heads come 25 ms
 apart). `python -m tools.bench_render`;
 `RENDER_BENCH_ONLY=busy` runs only those two parts; `RENDER_BENCH_ONLY=settings` only one render alone by x264
-threads and decoder threads; `RENDER_BENCH_ONLY=tails` only the tail, without and with a last fragment of 0.2 s
-(`LAST_FRAGMENT_S`), three times each, `RENDER_BENCH_RENDERS` renders (8) fed at `RENDER_BENCH_FPS` (75) each.
+threads and decoder threads; `RENDER_BENCH_ONLY=tails` only the tail, by x264 threads (`RENDER_BENCH_TAIL_THREADS`,
+"0": the render's own choice, or e.g. "6,12") and last fragment (`RENDER_BENCH_TAIL_LAST`, "0,0.2" s: without and
+with one, `LAST_FRAGMENT_S`), three times each, `RENDER_BENCH_RENDERS` renders (8) fed at `RENDER_BENCH_FPS` (75) each.
 """
 from __future__ import annotations
 
@@ -320,8 +321,10 @@ def one_part(only: str, root: str, entry, crops, add) -> int:
         render_settings(entry, crops, add)
     elif only == "tails":           # the tail alone, on any box: RENDER_BENCH_RENDERS renders at RENDER_BENCH_FPS each
         show = lambda name, s: print(json.dumps({"run": name, "ms": round(1000 * s, 1)}), flush=True)  # noqa: E731
+        threads = [int(t) for t in os.environ.get("RENDER_BENCH_TAIL_THREADS", "0").split(",")]
+        lasts = [float(x) for x in os.environ.get("RENDER_BENCH_TAIL_LAST", "0,0.2").split(",")]
         tails(root, entry.meta.source_id, show, int(os.environ.get("RENDER_BENCH_RENDERS", "8")),
-              float(os.environ.get("RENDER_BENCH_FPS", "75")), ((0, -1, 0.0), (0, -1, 0.2)) * 3)
+              float(os.environ.get("RENDER_BENCH_FPS", "75")), tuple((t, -1, x) for t in threads for x in lasts) * 3)
     else:
         raise SystemExit(f"RENDER_BENCH_ONLY is 'busy', 'settings' or 'tails', not {only!r}")
     return 0
