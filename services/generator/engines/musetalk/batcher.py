@@ -83,9 +83,8 @@ class Batcher:
                  pending_head_batch: int = 0, live_batch: int = 0, beside_live_batch: int = 0,
                  live_sizes: Sequence[int] = (), finish_items: int = 0):
         assert max_batch >= 1 and max_wait_s >= 0 and launch_lead_s >= 0 and pending_head_batch >= 0
-        assert finish_items >= 0
-        self.finish_items = finish_items
-        assert live_batch >= 0 and beside_live_batch >= 0 and all(n >= 1 for n in live_sizes)
+        assert live_batch >= 0 and beside_live_batch >= 0 and all(n >= 1 for n in live_sizes) and finish_items >= 0
+        self.finish_items = finish_items         # see the module's docstring (3.); 0: off
         self.launch = launch
         self.cost = cost
         # with cost(): the next batch is launched this long before the running one should end (margin for the
