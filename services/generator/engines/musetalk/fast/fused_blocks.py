@@ -50,25 +50,13 @@ class FusedDecoder(Decoder):
     (upsample_norm_silu), the last block's sum with the final norm; nothing is read back just for
     statistics."""
 
-    chunk = 0            # > 0: the blocks from `whole_blocks` on run `chunk` frames at a time (their 128x128 and
-    whole_blocks = 0     # 256x256 activations are most of the memory); the earlier ones on the whole batch
-
     def forward(self, sample: torch.Tensor, latent_embeds: torch.Tensor | None = None) -> torch.Tensor:
         if latent_embeds is not None:
             return super().forward(sample, latent_embeds)
         x = self.mid_block(self.conv_in(sample), None)
-        n = len(self.up_blocks)
-        if not self.chunk or self.chunk >= len(x):
-            return self.conv_out(self._blocks(x, None, 0, n)[1])
-        x, y = self._blocks(x, None, 0, self.whole_blocks)
-        return torch.cat([self.conv_out(self._blocks(x[i:i + self.chunk], None if y is None else y[i:i + self.chunk],
-                                                     self.whole_blocks, n)[1]) for i in range(0, len(x), self.chunk)])
-
-    def _blocks(self, x: torch.Tensor, y: torch.Tensor | None, first: int, end: int):
-        """up_blocks[first:end] on x; y: silu(norm1(x)) of the next resnet when already made. -> (x, y)."""
+        y = None                     # silu(norm1(x)) of the next resnet, when already made
         blocks = self.up_blocks
-        for bi in range(first, end):
-            block = blocks[bi]
+        for bi, block in enumerate(blocks):
             after = blocks[bi + 1].resnets[0].norm1 if bi + 1 < len(blocks) else self.conv_norm_out
             for i, r in enumerate(block.resnets):
                 last = i + 1 == len(block.resnets)
@@ -77,4 +65,4 @@ class FusedDecoder(Decoder):
                 x, y = add_norm_silu(h, skip, bias, r.output_scale_factor, nxt)
             for up in block.upsamplers or []:
                 x, y = upsample_norm_silu(up, x, after)
-        return x, y
+        return self.conv_out(y)
