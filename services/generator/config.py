@@ -32,7 +32,7 @@ class GeneratorConfig:
     phase_upsample: bool = True      # musetalk: upsample + 3x3 conv as one 2x2 conv per phase; off = diffusers' path
     live_lookahead: int = 2          # musetalk live sessions: frames of audio after a frame before its crop (>= 2)
     side_gather_ms: float = 3.0      # musetalk: how long whisper waits for more requests/sessions to batch with
-    whisper_graphs: bool = False     # musetalk on cuda: whisper's encoder as CUDA graphs (not yet measured)
+    whisper_graphs: bool = False     # musetalk on cuda: whisper's encoder as CUDA graphs (no gain measured)
     split_batches: bool = True       # musetalk: a batch as the compiled sizes of least time (BENCHMARKS.md: live sessions)
     latent_cache_mb: int = 512       # musetalk: sources' reference latents kept on the device (most recent first)
     launch_lead_ms: float = 10.0     # musetalk: next batch launched this long before the running one's due end; < 0: once full

@@ -63,7 +63,7 @@ class MuseTalkSettings:
     phase_upsample: bool = True  # upsample + 3x3 conv as 2x2 convs per phase (fast/phase_upsample.py); off = diffusers'
     live_lookahead: int = 2      # live sessions: audio frames after a frame before its tokens are made (>= 2)
     side_gather_ms: float = 3.0  # the side thread waits this long for more requests/sessions to batch whisper
-    whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; not yet measured)
+    whisper_graphs: bool = False  # whisper's encoder as CUDA graphs per batch bucket (cuda only; no gain measured)
     split_batches: bool = True   # a batch as the compiled sizes of least time (batch_plan), timed at warm-up
     latent_cache_mb: float = 512  # sources' reference latents kept in memory (on the device), most recent first
     launch_lead_ms: float = 10.0  # the next batch launched this long before the running one's due end; < 0: once full

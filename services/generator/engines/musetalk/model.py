@@ -186,7 +186,7 @@ class MuseTalk:
         self.whisper_buckets = self.device.type == "cuda"   # the side work at bucket counts of rows
         # whisper's encoder replayed from one CUDA graph per bucket of WHISPER_BUCKETS windows (a pool of their
         # own: the side thread runs them beside the batcher's graphs): one launch instead of ~80 modules' Python
-        # dispatch per pass. Off by default until measured on the GPU (BENCHMARKS.md, fourth session)
+        # dispatch per pass. Off by default: no gain in the service, +554 MiB (BENCHMARKS.md, 2026-12-01)
         self._whisper_graphs = (SharedPoolGraphs(self._encoder_states)
                                 if whisper_graphs and self.device.type == "cuda" else None)
         if compile:
