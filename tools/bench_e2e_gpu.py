@@ -217,8 +217,11 @@ def cpu_share(cpu0: dict, cpu1: dict, wall: float) -> dict[str, float]:
     return share
 
 
-def idle_split(gpu0: tuple, gpu1: tuple, t0: float, wall: float, done: list[dict]) -> dict:
-    """Where a level's wall went besides the device's busy time: gaps between batches, the end, the start."""
+def idle_split(gpu0: tuple, gpu1: tuple, t0: float, wall: float, done: list[dict],
+               run_start: float | None = None) -> dict:
+    """Where a level's wall went besides the device's busy time: gaps between batches, the end, the start. run_start:
+    the generator's monotonic clock at the level's first batch (the same clock as perf_counter's here, Linux's
+    CLOCK_MONOTONIC); 0, None or before t0: unknown."""
     # the level's end: after the last crops of every request were relayed, how long until the last call ended (the
     # render's last frames and x264's drain: the GPU has nothing left to do)
     tail = t0 + wall - max(r["t0"] + r["last_crops_s"] for r in done) if done else None
@@ -229,6 +232,11 @@ def idle_split(gpu0: tuple, gpu1: tuple, t0: float, wall: float, done: list[dict
             "tail_after_last_crops_ms": None if tail is None else round(tail * 1e3),
             # from the first request's end to the last one's (requests that began together)
             "end_spread_ms": round(1e3 * (max(r["t1"] for r in done) - min(r["t1"] for r in done))) if done else None,
+            # the start, split: the first request's generate stage began (the gateway had its audio and the prepared
+            # source), then the device's first batch was launched (whisper, reference latents, the batch's inputs)
+            "first_generate_ms": round(1e3 * (min(r["t0"] + r["generate_starts_ms"] / 1e3 for r in done) - t0))
+            if done else None,
+            "first_batch_ms": round(1e3 * (run_start - t0)) if run_start and run_start >= t0 else None,
             # the rest: the level's start (uploads, audio, whisper before its first batch) and the last crops' relay
             "start_ms": None if gap is None or tail is None or gpu1[0] == gpu0[0]       # no GPU (busy 0): unknown
             else round(1e3 * (wall - (gpu1[0] - gpu0[0]) - gap - tail))}
@@ -275,7 +283,7 @@ def sweep_level(stack: Stack, video: str, audio: str, n: int, spy_s: float = 0, 
             "first_crops_ms_p95": round(percentile([r["first_crops_ms"] for r in done], 95)),
             "wall_s": round(wall, 2),
             **bench_live.gpu_busy(gpu0[0], gpu1[0], frames, wall), **gpu_clocks,
-            **idle_split(gpu0, gpu1, t0, wall, done),
+            **idle_split(gpu0, gpu1, t0, wall, done, bench_live.gpu_seconds(stack, "run_start")),
             "tail_ms_p50": round(percentile([r["tail_ms"] for r in done], 50)),
             "tail_ms_p95": round(percentile([r["tail_ms"] for r in done], 95)),
             # where the generator's time went during the level (bucket upper bounds): one side-thread call (whisper

@@ -108,14 +108,16 @@ def buckets(stack: Stack) -> dict[str, dict[float, float]]:
 
 def gpu_seconds(stack: Stack, counter: str = "busy") -> float | None:
     """The generator's lipsync_generator_gpu_busy_seconds_total (its batches' own time on the device) so far;
-    counter="gap": lipsync_generator_gpu_gap_seconds_total (the device's waits between consecutive batches)."""
+    counter="gap": lipsync_generator_gpu_gap_seconds_total (the device's waits between consecutive batches);
+    "run_start": the gauge lipsync_generator_gpu_run_start_seconds (its monotonic clock when the device last began
+    work after an idle second)."""
     import re
     import urllib.request
     port = stack.metrics.get("generator")
     if not port:
         return None
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = re.findall(rf'^lipsync_generator_gpu_{counter}_seconds_total ([0-9.e+-]+)$', text, re.M)
+    found = re.findall(rf'^lipsync_generator_gpu_{counter}_seconds(?:_total)? ([0-9.e+-]+)$', text, re.M)
     return float(found[0]) if found else None
 
 

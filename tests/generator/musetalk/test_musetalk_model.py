@@ -1,6 +1,7 @@
 """The MuseTalk path against a literal re-statement of MuseTalk's own inference code, on tiny random weights
 saved in the official layout. (Random weights: this checks the plumbing and arithmetic, not lip-sync.)"""
 import math
+import time
 
 import cv2
 import numpy as np
@@ -302,6 +303,12 @@ def test_a_batch_of_parts_comes_to_the_host_as_one_array_and_its_busy_time_and_w
     _Crops(Timed(1029, 1079), [0], 1)()                          # the stream waited 4 ms for this batch
     assert counted("busy") - busy0 == pytest.approx(0.075) and counted("gap") - gaps0 == pytest.approx(0.004)
     _Crops(Timed(1079, 1129), [0], 1)()                          # launched ahead: no wait
-    _Crops(Timed(3200, 3250), [0], 1)()                          # 2 s idle: between runs of work, not a wait
+    after_idle = _Crops(Timed(3200, 3250), [0], 1)
+    after_idle()                                                 # 2 s idle: between runs of work, not a wait
     assert counted("gap") - gaps0 == pytest.approx(0.004) and counted("busy") - busy0 == pytest.approx(0.175)
+    # a new run of work began with that batch: its launch on the host's monotonic clock (what a client compares)
+    run_start = REGISTRY.get_sample_value("lipsync_generator_gpu_run_start_seconds")
+    assert run_start == after_idle.launched and abs(run_start - time.monotonic()) < 60
+    _Crops(Timed(3260, 3300), [0], 1)()                          # inside that run: the start stays
+    assert REGISTRY.get_sample_value("lipsync_generator_gpu_run_start_seconds") == run_start
     assert np.array_equal(crops[0], got[0]) and not crops[1].any() and np.array_equal(crops[3], got[2])

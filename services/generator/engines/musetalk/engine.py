@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Iterator
@@ -388,10 +389,10 @@ class MuseTalkEngine:
 
 class _Crops:
     """One launched batch: its host copy (None when no item had a face) and where each real item sits. Once
-    collected, its time on the device and the wait before it are counted (BATCH_CLOCK)."""
+    collected, its time on the device and the wait before it are counted (BATCH_CLOCK). Made as it is launched."""
 
     def __init__(self, copy, real: list[int], n: int):
-        self.copy, self.real, self.n = copy, real, n
+        self.copy, self.real, self.n, self.launched = copy, real, n, time.monotonic()
 
     def done(self) -> bool:
         return self.copy is None or self.copy.done()
@@ -400,7 +401,7 @@ class _Crops:
         out = [np.zeros((CROP, CROP, 3), np.uint8)] * self.n
         if self.copy is not None:
             crops = self.copy()
-            BATCH_CLOCK.collected(self.copy)
+            BATCH_CLOCK.collected(self.copy, self.launched)
             for k, i in enumerate(self.real):
                 out[i] = crops[k]
         return out

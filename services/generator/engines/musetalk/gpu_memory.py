@@ -18,6 +18,11 @@ GPU_BUSY = Counter("lipsync_generator_gpu_busy_seconds", "Time the accelerator s
 GPU_GAPS = Counter("lipsync_generator_gpu_gap_seconds", "Time the accelerator waited between two consecutive "
                    "generation batches, waits under 1 s (inside a run of work)")
 GAP_LIMIT_S = 1.0
+# the host's monotonic clock (CLOCK_MONOTONIC: every process on the box reads the same one) at the launch of the
+# first batch after the device idled GAP_LIMIT_S or more, set once that batch is collected: against a client's own
+# monotonic clock, how long a burst of requests took to reach the device (tools/bench_e2e_gpu.py)
+GPU_RUN_START = Gauge("lipsync_generator_gpu_run_start_seconds", "When the latest run of generation batches began: "
+                      "the host's monotonic clock at the launch of the first batch after the device idled 1 s or more")
 
 
 class BatchClock:
@@ -28,17 +33,19 @@ class BatchClock:
         self._lock = threading.Lock()
         self._last_end = None
 
-    def collected(self, copy) -> None:
-        """copy: a HostCopy whose event completed (its start and end events timed on the stream)."""
+    def collected(self, copy, launched: float | None = None) -> None:
+        """copy: a HostCopy whose event completed (its start and end events timed on the stream); launched: the
+        host's time.monotonic() when the batch was launched."""
         if copy.start is None:
             return
         GPU_BUSY.inc(copy.gpu_s())
         with self._lock:
             last, self._last_end = self._last_end, copy.event
-        if last is not None:
-            gap = last.elapsed_time(copy.start) / 1000
-            if 0 < gap < GAP_LIMIT_S:
-                GPU_GAPS.inc(gap)
+        gap = None if last is None else last.elapsed_time(copy.start) / 1000
+        if gap is not None and 0 < gap < GAP_LIMIT_S:
+            GPU_GAPS.inc(gap)
+        elif launched is not None and (gap is None or gap >= GAP_LIMIT_S):
+            GPU_RUN_START.set(launched)
 
 
 BATCH_CLOCK = BatchClock()
