@@ -1,5 +1,5 @@
 """The generator's GPU on /metrics: its memory (PyTorch's allocator and the whole device, read at each scrape), the
-batches' busy time and the waits between them."""
+batches' busy time, the waits between them and when the latest run of them began."""
 from __future__ import annotations
 
 import threading
