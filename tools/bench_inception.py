@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 
@@ -31,6 +30,7 @@ def main() -> int:
     import torch
 
     from services.evaluator import fid
+    from tools.bench import cpu_name
     from tools.out import save_json
 
     inc = fid.InceptionFeatures()
@@ -52,9 +52,7 @@ def main() -> int:
     for name, (model, inp, optimised) in variants.items():
         seconds, out = best_of(lambda: run(model, inp, optimised))
         rows.append(dict(variant=name, s=round(seconds, 2), max_diff=float(np.abs(out - ref).max())))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    result = dict(device=f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
+    result = dict(device=f"{cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}",
                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                   images=len(images), rows=rows)
     print(json.dumps(result, indent=1))
